@@ -1,0 +1,104 @@
+"""The computations behind the Explorer widget, as plain Python (no traits, no hooks here).
+
+:class:`ExplorerSession` holds one model and one image and answers what the widget asks:
+predictions, the layer table, a layer's filter grid, a Grad-CAM map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .encode import Payload, grid_payloads, ndarray_payload
+from .images import ImageSource
+from .layers import LayerInfo, activations, default_cam_layer, layers
+from .methods import attribute
+from .models import ModelBundle, module_device
+
+TOP_K = 5
+
+
+@dataclass
+class Prediction:
+    index: int
+    label: str
+    prob: float
+
+
+class ExplorerSession:
+    """One model + one image. ``set_image`` must be called before anything else."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self.x: torch.Tensor | None = None
+        self.rgb: np.ndarray | None = None  # (H, W, 3) uint8, the crop the model sees
+        self._layers: list[LayerInfo] | None = None
+        self._layers_for: tuple[int, ...] | None = None
+
+    def set_image(self, image: ImageSource) -> None:
+        """Decode, crop and normalize ``image``; raises ``ValueError`` for unreadable input
+        (and then keeps the previous image)."""
+        crop = self.bundle.preprocess.crop(image)
+        x = self.bundle.preprocess(crop).to(module_device(self.bundle.module))
+        self.rgb = np.asarray(crop, dtype=np.uint8)
+        self.x = x
+
+    @property
+    def input(self) -> torch.Tensor:
+        if self.x is None:
+            raise RuntimeError("no image yet: call set_image first.")
+        return self.x
+
+    def predictions(self, k: int = TOP_K) -> list[Prediction]:
+        return [Prediction(i, label, p) for i, label, p in self.bundle.predict(self.input, k)[0]]
+
+    def layer_table(self) -> list[LayerInfo]:
+        """Layers with output shapes; probed once per input shape."""
+        shape = tuple(self.input.shape)
+        if self._layers is None or self._layers_for != shape:
+            self._layers = layers(self.bundle.module, self.input)
+            self._layers_for = shape
+        return self._layers
+
+    def layer(self, name: str) -> LayerInfo:
+        for info in self.layer_table():
+            if info.name == name:
+                return info
+        raise ValueError(f"unknown layer {name!r}.")
+
+    def default_cam_layer(self) -> str:
+        return default_cam_layer(self.layer_table())
+
+    def grid(self, name: str) -> dict[str, Payload] | None:
+        """The filter-grid payloads of a spatial layer; ``None`` for a non-spatial one."""
+        if not self.layer(name).spatial:
+            return None
+        maps = activations(self.bundle.module, self.input, [name])[name][0]
+        return grid_payloads(maps)
+
+    def gradcam(self, name: str, target: int) -> Payload:
+        """Grad-CAM of class ``target`` at layer ``name``: float32 (h, w), raw scale."""
+        cam = attribute(self.bundle.module, self.input, "gradcam", target=target, layer=name)
+        return ndarray_payload(cam[0, 0], "float32")
+
+    def image_payload(self) -> Payload:
+        if self.rgb is None:
+            raise RuntimeError("no image yet: call set_image first.")
+        return ndarray_payload(self.rgb, "uint8")
+
+    @staticmethod
+    def layer_rows(infos: list[LayerInfo]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": info.name,
+                "type": info.type,
+                "shape": list(info.output_shape[1:]) if info.output_shape else None,
+                "depth": info.depth,
+                "spatial": info.spatial,
+                "calls": info.calls,
+            }
+            for info in infos
+        ]

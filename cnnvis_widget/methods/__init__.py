@@ -1,0 +1,7 @@
+"""Attribution methods. Importing this package registers every method in ``METHODS``."""
+
+from . import cam, gradients  # noqa: F401  (registration side effects)
+from .api import attribute, upsample
+from .registry import METHODS, Method, Param
+
+__all__ = ["METHODS", "Method", "Param", "attribute", "upsample"]

@@ -1,0 +1,90 @@
+"""``attribute``: the one entry point to every registered method."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..capture import model_guard, resolve_module
+from ..layers import check_input, default_cam_layer, layers
+from ..models import module_device
+from .context import AttributionRequest
+from .registry import METHODS
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+def attribute(
+    module: nn.Module,
+    x: torch.Tensor,
+    method: str,
+    target: Target = None,
+    layer: str | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """Explain ``module``'s decision on ``x`` with a registered method.
+
+    ``x`` is the model input ``(N, C, H, W)``; it is moved to the model's device and the result
+    stays there. ``target`` is a class index, one index per sample, or ``None`` for the
+    predicted class. ``layer`` (layer methods only) is a dotted name from ``named_modules()``;
+    by default the last spatial layer. Pixel methods return a signed tensor shaped like ``x``;
+    layer methods ``(N, 1, h, w)`` at the layer's resolution, non-negative. The model is left
+    exactly as found (mode, hooks, gradients, parameters).
+    """
+    descriptor = _method(method)
+    check_input(x)
+    x = x.to(module_device(module))
+    targets = _targets(target, x.shape[0], x.device)
+    unknown = set(params) - {param.name for param in descriptor.params}
+    if unknown:
+        raise TypeError(
+            f"{method} does not take {sorted(unknown)}; its parameters are "
+            f"{[param.name for param in descriptor.params] or 'none'}."
+        )
+    options = {**descriptor.defaults(), **params}
+    with model_guard(module):
+        if descriptor.uses_layer:
+            if layer is None:
+                layer = default_cam_layer(layers(module, x[:1]))
+            resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
+        elif layer is not None:
+            raise TypeError(f"{method} works on the input pixels and takes no layer.")
+        return descriptor(AttributionRequest(module, x, targets, layer), **options)
+
+
+def upsample(attribution: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) resize of ``(N, C, h, w)`` maps to ``size``."""
+    if attribution.ndim != 4:
+        raise ValueError(f"expected maps (N, C, h, w); got {tuple(attribution.shape)}.")
+    return F.interpolate(attribution, size=size, mode="bilinear", align_corners=False)
+
+
+def _method(name: str) -> Any:
+    if name in METHODS:
+        return METHODS[name]
+    close = difflib.get_close_matches(name, list(METHODS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(METHODS)}.")
+
+
+def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor | None:
+    if target is None:
+        return None
+    if isinstance(target, int):
+        values = torch.full((batch,), target, dtype=torch.long)
+    else:
+        values = torch.as_tensor(target, dtype=torch.long).flatten()
+        if values.numel() == 1:
+            values = values.expand(batch)
+        if values.numel() != batch:
+            raise ValueError(
+                f"got {values.numel()} targets for a batch of {batch}; give one per sample or one for all."
+            )
+    if int(values.min()) < 0:
+        raise ValueError(f"target {int(values.min())} is negative; class indices start at 0.")
+    return values.to(device)

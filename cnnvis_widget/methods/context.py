@@ -1,0 +1,38 @@
+"""What every attribution method receives, and the helpers they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models import logits_of
+
+
+@dataclass
+class AttributionRequest:
+    """A validated call: ``x`` is the model input ``(N, C, H, W)`` on the model's device,
+    ``targets`` the class index per sample (``None`` = the predicted class), ``layer`` the
+    dotted name of the layer for layer methods."""
+
+    module: nn.Module
+    x: torch.Tensor
+    targets: torch.Tensor | None
+    layer: str | None
+
+    def scores(self, output: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum over the batch of each sample's target logit, targets used) from the model
+        output. Summing is exact for per-sample gradients: samples do not interact in eval mode."""
+        logits = logits_of(output)
+        if logits.ndim != 2:
+            raise ValueError(
+                f"the model output has shape {tuple(logits.shape)}; attribution needs logits "
+                "(N, classes)."
+            )
+        targets = self.targets if self.targets is not None else logits.argmax(dim=1)
+        if int(targets.max()) >= logits.shape[1]:
+            raise ValueError(
+                f"target {int(targets.max())} is out of range: the model has {logits.shape[1]} classes."
+            )
+        return logits.gather(1, targets.view(-1, 1).to(logits.device)).sum(), targets

@@ -1,0 +1,133 @@
+/** Canvas drawing: colormapped 2-D maps, the RGB image, and image + heatmap composites. */
+import type { Decoded } from "./codecs";
+import { applyColormap, type Lut } from "./colormaps";
+
+/** A 2-D map of h x w values in row-major order. */
+export interface Map2D {
+  h: number;
+  w: number;
+  data: ArrayLike<number>;
+}
+
+/** A map plus the value range that spans the colormap. */
+export interface Heat {
+  map: Map2D;
+  lo: number;
+  hi: number;
+}
+
+function context(canvas: HTMLCanvasElement): CanvasRenderingContext2D {
+  const ctx = canvas.getContext("2d");
+  if (ctx === null) throw new Error("2-D canvas context unavailable");
+  return ctx;
+}
+
+function resize(canvas: HTMLCanvasElement, w: number, h: number): void {
+  // Assigning width/height clears the canvas even when unchanged; callers redraw anyway.
+  canvas.width = Math.max(1, w);
+  canvas.height = Math.max(1, h);
+}
+
+/** View a decoded (h, w) array, or a (C, h, w) array's channel, as a Map2D. */
+export function mapFrom(array: Decoded, channel?: number): Map2D | null {
+  const { shape, data } = array;
+  if (channel === undefined) {
+    if (shape.length !== 2) return null;
+    const [h = 0, w = 0] = shape;
+    return { h, w, data };
+  }
+  if (shape.length !== 3) return null;
+  const [c = 0, h = 0, w = 0] = shape;
+  if (!Number.isInteger(channel) || channel < 0 || channel >= c) return null;
+  const size = h * w;
+  return { h, w, data: data.subarray(channel * size, (channel + 1) * size) };
+}
+
+/** Smallest and largest finite values (NaN-safe); {0, 0} for an empty / non-finite map. */
+export function finiteRange(data: ArrayLike<number>): { min: number; max: number } {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i] as number;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  if (!Number.isFinite(min) || !Number.isFinite(max)) return { min: 0, max: 0 };
+  return { min, max };
+}
+
+/**
+ * A non-negative float map normalized by its max (range [0, max]); null when the map is all
+ * zero (no evidence: nothing is drawn on top).
+ */
+export function heatByMax(map: Map2D): Heat | null {
+  const { max } = finiteRange(map.data);
+  if (!(max > 0)) return null;
+  return { map, lo: 0, hi: max };
+}
+
+/** A uint8 map (0..255, already quantized per channel) spanning the whole colormap. */
+export function heatFromUint8(map: Map2D): Heat {
+  return { map, lo: 0, hi: 255 };
+}
+
+/** Draw a colormapped map into `canvas` at native resolution (canvas becomes w x h). */
+export function drawMap(canvas: HTMLCanvasElement, heat: Heat, lut: Lut): void {
+  const { h, w, data } = heat.map;
+  resize(canvas, w, h);
+  if (w === 0 || h === 0) return;
+  const ctx = context(canvas);
+  const img = ctx.createImageData(w, h);
+  applyColormap(data, heat.lo, heat.hi, lut, img.data);
+  ctx.putImageData(img, 0, 0);
+}
+
+/** Draw an (H, W, 3) uint8 RGB image into `canvas` at native resolution. */
+export function drawImage(canvas: HTMLCanvasElement, image: Decoded): boolean {
+  const [h = 0, w = 0, c = 0] = image.shape;
+  if (image.shape.length !== 3 || c !== 3 || h === 0 || w === 0) return false;
+  resize(canvas, w, h);
+  const ctx = context(canvas);
+  const img = ctx.createImageData(w, h);
+  const src = image.data;
+  const dst = img.data;
+  const scale = image.dtype === "uint8" ? 1 : 255; // float images are taken as 0..1
+  for (let i = 0, j = 0; i < w * h; i++, j += 3) {
+    dst[4 * i] = (src[j] as number) * scale;
+    dst[4 * i + 1] = (src[j + 1] as number) * scale;
+    dst[4 * i + 2] = (src[j + 2] as number) * scale;
+    dst[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return true;
+}
+
+/**
+ * Draw the image, then the heatmap upscaled to the image size (smoothing on) with
+ * globalAlpha = opacity. Without an image the heatmap fills a `fallbackSize` square.
+ */
+export function composite(
+  canvas: HTMLCanvasElement,
+  image: Decoded | null,
+  heat: Heat | null,
+  opacity: number,
+  lut: Lut,
+  fallbackSize = 224,
+): void {
+  const drawn = image !== null && drawImage(canvas, image);
+  if (!drawn) {
+    resize(canvas, fallbackSize, fallbackSize);
+  }
+  if (heat === null || heat.map.w === 0 || heat.map.h === 0) return;
+  const alpha = drawn ? Math.max(0, Math.min(1, Number.isFinite(opacity) ? opacity : 0.5)) : 1;
+  if (alpha === 0) return;
+  const small = document.createElement("canvas");
+  drawMap(small, heat, lut);
+  const ctx = context(canvas);
+  ctx.save();
+  ctx.globalAlpha = alpha;
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+  ctx.restore();
+}

@@ -1,0 +1,87 @@
+/**
+ * Shared types: the minimal anywidget model interface (AFM, anywidget >= 0.9) and the trait
+ * shapes of the Explorer widget, exactly as listed in docs/protocol.md.
+ */
+
+/** Anything `model.get()` may hand us for an ndarray trait (see docs/protocol.md). */
+export interface NdArrayPayload {
+  dtype: string;
+  shape: number[];
+  data: DataView | ArrayBuffer | ArrayBufferView;
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  prob: number;
+}
+
+export interface LayerInfo {
+  name: string;
+  type: string;
+  shape: number[] | null;
+  depth: number;
+  spatial: boolean;
+  calls: number;
+}
+
+export interface Message {
+  level: "info" | "error";
+  text: string;
+}
+
+export type SortBy = "index" | "mean";
+
+/** Synced traits of `cnnvis_widget.widgets.explorer.Explorer`. */
+export interface ExplorerState {
+  model_name: string;
+  image_names: string[];
+  image_name: string;
+  image: NdArrayPayload | null;
+  predictions: Prediction[];
+  selected_class: number;
+  layers: LayerInfo[];
+  selected_layer: string;
+  cam_layer: string;
+  cam: NdArrayPayload | null;
+  grid: NdArrayPayload | null;
+  grid_lo: NdArrayPayload | null;
+  grid_hi: NdArrayPayload | null;
+  grid_means: NdArrayPayload | null;
+  grid_layer: string;
+  colormap: string;
+  opacity: number;
+  sort_by: SortBy;
+  selected_channel: number;
+  message: Message | null;
+  busy: boolean;
+}
+
+export type TraitName = keyof ExplorerState;
+
+export type EventHandler = (...args: unknown[]) => void;
+
+/** The part of anywidget's AnyModel we use (declared locally: no runtime dependency). */
+export interface AnyModel<T extends object> {
+  get<K extends keyof T>(key: K): T[K];
+  set<K extends keyof T>(key: K, value: T[K]): void;
+  save_changes(): void;
+  on(eventName: string, callback: EventHandler): void;
+  off(eventName?: string | null, callback?: EventHandler | null): void;
+  /** anywidget signature: send(content, callbacks?, buffers?) */
+  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
+}
+
+export type ExplorerModel = AnyModel<ExplorerState>;
+
+export interface RenderProps<T extends object> {
+  model: AnyModel<T>;
+  el: HTMLElement;
+}
+
+/** A piece of the UI: its root element and a redraw from current model state. */
+export interface View {
+  readonly el: HTMLElement;
+  update(): void;
+  destroy?(): void;
+}

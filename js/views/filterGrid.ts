@@ -1,0 +1,191 @@
+/**
+ * Filter grid: one small canvas per channel of the selected layer's activation, colormapped
+ * with the current colormap, ordered by channel index or by mean activation. A click selects
+ * (or deselects) a channel, which is shown enlarged above the grid.
+ */
+import { type Heat, drawMap, finiteRange, heatFromUint8, mapFrom } from "../canvas";
+import type { Decoded } from "../codecs";
+import { getLut } from "../colormaps";
+import { formatNumber, h, setText } from "../dom";
+import type { ArrayStore } from "../store";
+import type { ExplorerModel, View } from "../types";
+
+interface Tile {
+  channel: number;
+  el: HTMLElement;
+  canvas: HTMLCanvasElement;
+}
+
+/** Heat for channel c of a (C, h, w) grid: uint8 spans the colormap, floats use min..max. */
+export function channelHeat(grid: Decoded, channel: number): Heat | null {
+  const map = mapFrom(grid, channel);
+  if (map === null) return null;
+  if (grid.dtype === "uint8") return heatFromUint8(map);
+  const { min, max } = finiteRange(map.data);
+  return { map, lo: min, hi: max };
+}
+
+/** Channel order: by index, or by mean descending (NaN last, ties by index). */
+export function channelOrder(count: number, sortBy: string, means: Decoded | null): number[] {
+  const order = Array.from({ length: count }, (_, i) => i);
+  if (sortBy !== "mean" || means === null || means.data.length !== count) return order;
+  const m = means.data;
+  const key = (i: number) => {
+    const v = m[i] as number;
+    return Number.isNaN(v) ? Number.NEGATIVE_INFINITY : v;
+  };
+  return order.sort((a, b) => key(b) - key(a) || a - b);
+}
+
+export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View {
+  const title = h("span", { class: "cv-grid-layer" });
+  const countLabel = h("span", { class: "cv-grid-count" });
+  const note = h("div", { class: "cv-empty", hidden: true });
+  const channelSlot = h("div", { class: "cv-channel", hidden: true });
+  const grid = h("div", { class: "cv-grid", "data-testid": "grid", "data-count": "0" });
+  const el = h(
+    "div",
+    { class: "cv-filters" },
+    h("div", { class: "cv-section-title" }, "Filters ", title, " ", countLabel),
+    channelSlot,
+    note,
+    grid,
+  );
+
+  let tiles: Tile[] = [];
+  let drawnGrid: Decoded | null | undefined;
+  let drawnLut: Uint8Array | null = null;
+  let order: { tiles: Tile[] | null; sortBy: string; means: Decoded | null } = {
+    tiles: null,
+    sortBy: "",
+    means: null,
+  };
+  let selectedTile: Tile | null = null;
+  let enlarged: { canvas: HTMLCanvasElement; caption: HTMLElement } | null = null;
+  let enlargedDrawn: { grid: Decoded; channel: number; lut: Uint8Array } | null = null;
+
+  grid.addEventListener("click", (event) => {
+    const tileEl = (event.target as Element).closest<HTMLElement>(".cv-tile");
+    if (tileEl === null || !grid.contains(tileEl)) return;
+    const channel = Number(tileEl.dataset.channel);
+    if (!Number.isInteger(channel)) return;
+    model.set("selected_channel", model.get("selected_channel") === channel ? -1 : channel);
+    model.save_changes();
+  });
+
+  function buildTiles(count: number): void {
+    tiles = [];
+    for (let c = 0; c < count; c++) {
+      const canvas = h("canvas", {
+        class: "cv-tile-canvas",
+        "data-testid": "tile",
+        "data-channel": c,
+      });
+      const tile = h(
+        "div",
+        { class: "cv-tile", "data-channel": c, "data-selected": "false", title: `channel ${c}` },
+        canvas,
+        h("span", { class: "cv-tile-caption" }, String(c)),
+      );
+      tiles.push({ channel: c, el: tile, canvas });
+    }
+    selectedTile = null;
+  }
+
+  function drawTiles(g: Decoded, lut: Uint8Array): void {
+    for (const tile of tiles) {
+      const heat = channelHeat(g, tile.channel);
+      if (heat !== null) drawMap(tile.canvas, heat, lut);
+    }
+  }
+
+  function updateEnlarged(g: Decoded | null, channel: number, lut: Uint8Array): void {
+    const count = g?.shape[0] ?? 0;
+    const heat = g !== null && channel >= 0 && channel < count ? channelHeat(g, channel) : null;
+    if (heat === null) {
+      if (enlarged !== null) {
+        channelSlot.replaceChildren();
+        channelSlot.hidden = true;
+        enlarged = null;
+        enlargedDrawn = null;
+      }
+      return;
+    }
+    if (enlarged === null) {
+      const canvas = h("canvas", { class: "cv-channel-canvas", "data-testid": "channel-view" });
+      const caption = h("div", { class: "cv-channel-caption" });
+      channelSlot.replaceChildren(canvas, caption);
+      channelSlot.hidden = false;
+      enlarged = { canvas, caption };
+    }
+    enlarged.canvas.dataset.channel = String(channel);
+    const layer = model.get("grid_layer") ?? "";
+    const d = enlargedDrawn;
+    if (d === null || d.grid !== g || d.channel !== channel || d.lut !== lut) {
+      drawMap(enlarged.canvas, heat, lut);
+      enlargedDrawn = { grid: g, channel, lut };
+    }
+    const lo = arrays.get("grid_lo")?.data[channel];
+    const hi = arrays.get("grid_hi")?.data[channel];
+    const mean = arrays.get("grid_means")?.data[channel];
+    setText(
+      enlarged.caption,
+      `${layer} · channel ${channel} · ${heat.map.h}×${heat.map.w} · ` +
+        `range ${formatNumber(lo)} … ${formatNumber(hi)} · mean ${formatNumber(mean)}`,
+    );
+  }
+
+  return {
+    el,
+    update() {
+      const g = arrays.get("grid");
+      const layer = model.get("grid_layer") ?? "";
+      const lut = getLut(model.get("colormap") ?? "viridis");
+      const valid = g !== null && g.shape.length === 3;
+      const count = valid ? (g.shape[0] ?? 0) : 0;
+
+      if (g !== drawnGrid) {
+        if (tiles.length !== count) buildTiles(count);
+        if (valid) drawTiles(g, lut);
+      } else if (lut !== drawnLut && valid) {
+        drawTiles(g, lut);
+      }
+
+      const sortBy = model.get("sort_by") ?? "index";
+      const means = arrays.get("grid_means");
+      if (order.tiles !== tiles || order.sortBy !== sortBy || order.means !== means) {
+        const nodes: HTMLElement[] = [];
+        for (const c of channelOrder(count, sortBy, means)) {
+          const tile = tiles[c];
+          if (tile !== undefined) nodes.push(tile.el);
+        }
+        grid.replaceChildren(...nodes);
+        order = { tiles, sortBy, means };
+      }
+
+      const selected = model.get("selected_channel");
+      const nextSelected = Number.isInteger(selected) ? (tiles[selected] ?? null) : null;
+      if (nextSelected !== selectedTile) {
+        if (selectedTile !== null) selectedTile.el.dataset.selected = "false";
+        if (nextSelected !== null) nextSelected.el.dataset.selected = "true";
+        selectedTile = nextSelected;
+      }
+      updateEnlarged(valid ? g : null, selected, lut);
+
+      drawnGrid = g;
+      drawnLut = lut;
+
+      setText(title, layer === "" ? "" : `· ${layer}`);
+      setText(countLabel, valid ? `(${count} channels, ${g.shape[1]}×${g.shape[2]})` : "");
+      const message = valid
+        ? ""
+        : arrays.errors.get("grid") ??
+          (layer === "" ? "Select a layer." : "No spatial activation map for this layer.");
+      note.hidden = message === "";
+      setText(note, message);
+      // Set last: browser tests wait on these once the tiles are drawn.
+      grid.dataset.layer = layer;
+      grid.dataset.count = String(count);
+    },
+  };
+}
