@@ -29,7 +29,8 @@ function isDType(value: unknown): value is SourceDType {
 export function toBytes(data: unknown): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (ArrayBuffer.isView(data))
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   throw new CodecError(
     `ndarray data must be a DataView, ArrayBuffer or Uint8Array, got ${describe(data)}`,
   );
@@ -110,7 +111,9 @@ export function product(shape: readonly number[]): number {
  */
 export function decodeNdArray(payload: unknown): Decoded {
   if (payload === null || typeof payload !== "object") {
-    throw new CodecError(`ndarray payload must be an object {dtype, shape, data}, got ${describe(payload)}`);
+    throw new CodecError(
+      `ndarray payload must be an object {dtype, shape, data}, got ${describe(payload)}`,
+    );
   }
   const { dtype, shape: rawShape, data } = payload as Record<string, unknown>;
   if (!isDType(dtype)) {

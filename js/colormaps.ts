@@ -34,19 +34,17 @@ export const colormapNames = [
 /** Diverging maps (signed data, e.g. gradients): negative = blue, positive = red. */
 export const divergingColormapNames = ["RdBu"] as const;
 
-export type ColormapName =
-  | (typeof colormapNames)[number]
-  | (typeof divergingColormapNames)[number];
+export type ColormapName = (typeof colormapNames)[number] | (typeof divergingColormapNames)[number];
 
 export const DEFAULT_COLORMAP: ColormapName = "viridis";
 
 /** Other names accepted for a colormap (docs/protocol.md: jet = turbo alias). */
-const ALIASES: Record<string, ColormapName> = {
-  jet: "turbo",
-  grey: "gray",
-  greys: "gray",
-  rdbu: "RdBu",
-};
+const ALIASES: ReadonlyMap<string, ColormapName> = new Map([
+  ["jet", "turbo"],
+  ["grey", "gray"],
+  ["greys", "gray"],
+  ["rdbu", "RdBu"],
+]);
 
 export const interpolators: Record<ColormapName, Interpolator> = {
   viridis: interpolateViridis,
@@ -113,8 +111,10 @@ export function buildLut(interpolate: Interpolator, size = LUT_SIZE): Lut {
 
 /** Canonical colormap name for `name` (aliases resolved), or null when unknown. */
 export function resolveColormap(name: string): ColormapName | null {
-  if (Object.prototype.hasOwnProperty.call(interpolators, name)) return name as ColormapName;
-  return ALIASES[name.toLowerCase()] ?? null;
+  const known: readonly string[] = [...colormapNames, ...divergingColormapNames];
+  if (known.includes(name)) return name as ColormapName;
+  const alias = name.toLowerCase();
+  return known.includes(alias) ? (alias as ColormapName) : (ALIASES.get(alias) ?? null);
 }
 
 const cache = new Map<ColormapName, Lut>();
@@ -160,7 +160,8 @@ export function applyColormap(
       continue;
     }
     let k = Math.round((v - offset) * scale);
-    if (!(k > 0)) k = 0; // also catches -Infinity * 0 = NaN
+    if (!(k > 0))
+      k = 0; // also catches -Infinity * 0 = NaN
     else if (k > last) k = last;
     rgba[o] = lut[3 * k] as number;
     rgba[o + 1] = lut[3 * k + 1] as number;

@@ -40,11 +40,9 @@ export function setText(node: Node, text: string): void {
   if (node.textContent !== text) node.textContent = text;
 }
 
-/** Format a layer output shape, dropping a leading batch dimension of 1: [1,64,56,56] -> 64×56×56. */
+/** Format a layer output shape (sent without the batch dimension): [64, 56, 56] -> 64×56×56. */
 export function formatShape(shape: readonly number[] | null | undefined): string {
-  if (!shape || shape.length === 0) return "";
-  const dims = (shape.length === 2 || shape.length === 4) && shape[0] === 1 ? shape.slice(1) : shape;
-  return dims.join("×");
+  return Array.isArray(shape) ? shape.join("×") : "";
 }
 
 export function formatPercent(prob: number): string {

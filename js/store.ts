@@ -3,9 +3,7 @@ import { type Decoded, decodeOptional } from "./codecs";
 import type { ExplorerModel, ExplorerState, NdArrayPayload } from "./types";
 
 export type ArrayTrait = {
-  [K in keyof ExplorerState]: ExplorerState[K] extends NdArrayPayload | null
-    ? K
-    : never;
+  [K in keyof ExplorerState]: ExplorerState[K] extends NdArrayPayload | null ? K : never;
 }[keyof ExplorerState];
 
 export class ArrayStore {

@@ -3,7 +3,7 @@
  * with the current colormap, ordered by channel index or by mean activation. A click selects
  * (or deselects) a channel, which is shown enlarged above the grid.
  */
-import { type Heat, drawMap, finiteRange, heatFromUint8, mapFrom } from "../canvas";
+import { drawMap, finiteRange, type Heat, heatFromUint8, mapFrom } from "../canvas";
 import type { Decoded } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, setText } from "../dom";
@@ -102,7 +102,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   function updateEnlarged(g: Decoded | null, channel: number, lut: Uint8Array): void {
     const count = g?.shape[0] ?? 0;
     const heat = g !== null && channel >= 0 && channel < count ? channelHeat(g, channel) : null;
-    if (heat === null) {
+    if (g === null || heat === null) {
       if (enlarged !== null) {
         channelSlot.replaceChildren();
         channelSlot.hidden = true;
@@ -179,8 +179,8 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
       setText(countLabel, valid ? `(${count} channels, ${g.shape[1]}×${g.shape[2]})` : "");
       const message = valid
         ? ""
-        : arrays.errors.get("grid") ??
-          (layer === "" ? "Select a layer." : "No spatial activation map for this layer.");
+        : (arrays.errors.get("grid") ??
+          (layer === "" ? "Select a layer." : "No spatial activation map for this layer."));
       note.hidden = message === "";
       setText(note, message);
       // Set last: browser tests wait on these once the tiles are drawn.

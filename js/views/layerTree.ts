@@ -45,7 +45,7 @@ export function createLayerTree(model: ExplorerModel): View {
     tree,
   );
 
-  let shown: unknown = undefined;
+  let shown: unknown;
   let rows: Row[] = [];
   const byName = new Map<string, Row>();
   const collapsed = new Set<string>();

@@ -16,7 +16,7 @@ export function createPredictions(model: ExplorerModel): View {
     h("div", { class: "cv-section-title" }, "Predictions"),
     list,
   );
-  let shown: unknown = undefined;
+  let shown: unknown;
   let buttons: HTMLButtonElement[] = [];
 
   list.addEventListener("click", (event) => {

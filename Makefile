@@ -1,0 +1,64 @@
+# Two entry points (see README): `make demo` and `make test`. Both set everything up first and
+# are fast the second time (stamp files).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUNDLE := cnnvis_widget/static/explorer.js
+JS_SOURCES := $(shell find js -name '*.ts' -o -name '*.css' -o -name '*.mjs' 2>/dev/null)
+PORT ?= 8888
+
+.PHONY: demo test setup lint test-python test-js test-ui chromium bench clean
+
+setup: $(STAMP) $(BUNDLE)
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+# torch and torchvision come together from the registry (the CUDA build; it also runs on CPU).
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+$(BUNDLE): node_modules/.package-lock.json $(JS_SOURCES)
+	npm run build
+
+# Debian's Chromium for the real-browser tests (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+demo: setup
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
+	echo; echo "  cnnvis-widget demo: open http://127.0.0.1:$(PORT)/lab/tree/notebooks/tour.ipynb?token=$$token"; echo; \
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser --ServerApp.token=$$token \
+	  --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
+
+lint: setup
+	$(BIN)/ruff check cnnvis_widget tests benchmarks
+	$(BIN)/ruff format --check cnnvis_widget tests benchmarks
+	$(BIN)/mypy
+	npm run typecheck
+	npm run lint
+
+test-js: setup
+	npm test
+
+test-python: setup
+	$(BIN)/pytest -q -m "not ui" tests
+
+test-ui: setup chromium
+	$(BIN)/pytest -q -m ui tests
+
+test: lint test-js test-python test-ui
+
+bench: setup
+	$(PY) benchmarks/gradcam_speed.py
+
+clean:
+	rm -rf $(VENV) node_modules cnnvis_widget/static

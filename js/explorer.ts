@@ -1,0 +1,162 @@
+/**
+ * anywidget entry of the Explorer widget (anywidget >= 0.9: `export default { render }`).
+ * Trait changes mark the views that depend on them; views redraw once per microtask, after
+ * the whole state update has been applied.
+ */
+import { h } from "./dom";
+import { ArrayStore } from "./store";
+import type {
+  EventHandler,
+  ExplorerModel,
+  ExplorerState,
+  Message,
+  RenderProps,
+  TraitName,
+  View,
+} from "./types";
+import { createBusy } from "./views/busy";
+import { createControls } from "./views/controls";
+import { createFilterGrid } from "./views/filterGrid";
+import { createHeader } from "./views/header";
+import { createLayerTree } from "./views/layerTree";
+import { createMessage } from "./views/message";
+import { createOverlay } from "./views/overlay";
+import { createPredictions } from "./views/predictions";
+
+export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => void {
+  const arrays = new ArrayStore(model);
+  let localMessage: Message | null = null;
+
+  const busy = createBusy(model);
+  const header = createHeader(model, busy.el);
+  const banner = createMessage();
+  const message: View = {
+    el: banner.el,
+    update() {
+      const fromKernel = model.get("message");
+      if (fromKernel) return banner.show(fromKernel);
+      if (localMessage) return banner.show(localMessage);
+      const decodeErrors = [...arrays.errors.values()];
+      banner.show(decodeErrors.length ? { level: "error", text: decodeErrors.join("\n") } : null);
+    },
+  };
+  const controls = createControls(model, {
+    notify(m) {
+      localMessage = m;
+      schedule([message]);
+    },
+  });
+  const predictions = createPredictions(model);
+  const layerTree = createLayerTree(model);
+  const overlay = createOverlay(model, arrays);
+  const filterGrid = createFilterGrid(model, arrays);
+
+  const root = h(
+    "div",
+    { class: "cnnvis-explorer", "data-testid": "explorer" },
+    header.el,
+    message.el,
+    h(
+      "div",
+      { class: "cv-body" },
+      h("div", { class: "cv-col cv-col-layers" }, layerTree.el),
+      h(
+        "div",
+        { class: "cv-col cv-col-main" },
+        controls.source,
+        overlay.el,
+        controls.display,
+        predictions.el,
+      ),
+      h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
+    ),
+  );
+
+  const views: View[] = [
+    header,
+    busy,
+    message,
+    controls,
+    predictions,
+    layerTree,
+    overlay,
+    filterGrid,
+  ];
+
+  // Which views redraw when a trait changes. Array traits also refresh the banner (decode errors).
+  const deps: Record<TraitName, View[]> = {
+    model_name: [header],
+    image_names: [controls],
+    image_name: [controls],
+    image: [overlay, message],
+    predictions: [predictions, overlay],
+    selected_class: [predictions, overlay],
+    layers: [layerTree],
+    selected_layer: [layerTree],
+    cam_layer: [overlay],
+    cam: [overlay, message],
+    grid: [filterGrid, overlay, message],
+    grid_lo: [filterGrid, message],
+    grid_hi: [filterGrid, message],
+    grid_means: [filterGrid, message],
+    grid_layer: [filterGrid, overlay],
+    colormap: [controls, overlay, filterGrid],
+    opacity: [controls, overlay],
+    sort_by: [controls, filterGrid],
+    selected_channel: [filterGrid, overlay],
+    message: [message],
+    busy: [busy],
+  };
+
+  const dirty = new Set<View>();
+  let scheduled = false;
+  let disposed = false;
+
+  function flush(): void {
+    scheduled = false;
+    if (disposed) return;
+    // Views decode arrays (and record decode errors) before the banner reads them.
+    const order = views.filter((v) => dirty.has(v) && v !== message);
+    if (dirty.has(message)) order.push(message);
+    dirty.clear();
+    for (const view of order) {
+      try {
+        view.update();
+      } catch (err) {
+        console.error("cnnvis-widget: view update failed", err);
+      }
+    }
+  }
+
+  function schedule(targets: readonly View[]): void {
+    for (const v of targets) dirty.add(v);
+    if (!scheduled) {
+      scheduled = true;
+      queueMicrotask(flush);
+    }
+  }
+
+  const handlers: [string, EventHandler][] = [];
+  for (const trait of Object.keys(deps) as TraitName[]) {
+    const handler: EventHandler = () => schedule(deps[trait]);
+    model.on(`change:${trait}`, handler);
+    handlers.push([`change:${trait}`, handler]);
+  }
+
+  el.appendChild(root);
+  for (const v of views) dirty.add(v);
+  flush();
+
+  return () => {
+    disposed = true;
+    for (const [event, handler] of handlers) model.off(event, handler);
+    for (const v of views) v.destroy?.();
+    root.remove();
+  };
+}
+
+export default {
+  render({ model, el }: RenderProps<ExplorerState>) {
+    return renderExplorer(model, el);
+  },
+};
