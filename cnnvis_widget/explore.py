@@ -41,8 +41,9 @@ class ExplorerSession:
     def set_image(self, image: ImageSource) -> None:
         """Decode, crop and normalize ``image``; raises ``ValueError`` for unreadable input
         (and then keeps the previous image)."""
-        crop = self.bundle.preprocess.crop(image)
-        x = self.bundle.preprocess(crop).to(module_device(self.bundle.module))
+        preprocess = self.bundle.preprocess
+        crop = preprocess.crop(image)
+        x = preprocess.from_crop(crop).to(module_device(self.bundle.module))
         self.rgb = np.asarray(crop, dtype=np.uint8)
         self.x = x
 

@@ -44,7 +44,11 @@ class Preprocess:
     def __call__(self, image: ImageSource) -> torch.Tensor:
         if isinstance(image, torch.Tensor) and image.is_floating_point() and image.ndim in (3, 4):
             return self.normalize(image if image.ndim == 4 else image.unsqueeze(0))
-        return self.normalize(self.to_unit_tensor(self.crop(image)).unsqueeze(0))
+        return self.from_crop(self.crop(image))
+
+    def from_crop(self, crop: Image.Image) -> torch.Tensor:
+        """An already cropped RGB image (see :meth:`crop`) -> model input (1, 3, H, W)."""
+        return self.normalize(self.to_unit_tensor(crop).unsqueeze(0))
 
     def crop(self, image: ImageSource) -> Image.Image:
         """The RGB image exactly as the model sees it: resized and center-cropped."""

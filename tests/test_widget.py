@@ -1,0 +1,120 @@
+"""The Explorer widget's kernel side: state, routing, errors, and no recompute for display."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from ipywidgets.widgets.widget import _remove_buffers
+from PIL import Image
+
+import cnnvis_widget as cv
+from cnnvis_widget.encode import decode_payload
+from cnnvis_widget.explore import ExplorerSession
+
+
+@pytest.fixture
+def explorer(lite0):
+    return cv.Explorer(lite0, cv.sample_image("coffee"))
+
+
+def png_bytes(color: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_initial_state(explorer, lite0) -> None:
+    assert explorer.model_name == "efficientnet_lite0"
+    assert explorer.predictions[0]["label"] == "espresso" and len(explorer.predictions) == 5
+    assert explorer.selected_class == 967
+    assert decode_payload(explorer.image).shape == (224, 224, 3)
+    assert explorer.selected_layer == "_swish" == explorer.cam_layer == explorer.grid_layer
+    assert decode_payload(explorer.cam).shape == (7, 7)
+    assert decode_payload(explorer.grid).shape == (1280, 7, 7)
+    names = [row["name"] for row in explorer.layers]
+    assert names == [name for name, _ in lite0.module.named_modules() if name]
+    assert explorer.message is None and not explorer.busy
+
+
+def test_arrays_travel_as_binary_buffers(explorer) -> None:
+    state = explorer.get_state()
+    _, paths, buffers = _remove_buffers(state)
+    assert ["grid", "data"] in paths and ["cam", "data"] in paths and ["image", "data"] in paths
+    assert sum(len(b) for b in buffers) >= 1280 * 49 + 224 * 224 * 3
+
+
+def test_selecting_a_layer_updates_grid_and_cam(explorer, lite0) -> None:
+    explorer.selected_layer = "_blocks.2"
+    grid = decode_payload(explorer.grid)
+    assert grid.shape == (24, 56, 56) and explorer.grid_layer == "_blocks.2"
+    assert grid.max() == 255
+    assert explorer.cam_layer == "_blocks.2" and decode_payload(explorer.cam).shape == (56, 56)
+    x = lite0.preprocess(cv.sample_image("coffee"))
+    acts = cv.activations(lite0.module, x, ["_blocks.2"])["_blocks.2"][0]
+    assert np.allclose(decode_payload(explorer.grid_means), acts.mean((1, 2)).numpy(), atol=1e-5)
+    # A non-spatial layer: no grid, a message, and Grad-CAM stays on the last spatial layer.
+    explorer.selected_layer = "_fc"
+    assert explorer.grid is None and explorer.message["level"] == "info"
+    assert explorer.cam_layer == "_blocks.2"
+
+
+def test_grid_message_is_one_update(explorer) -> None:
+    sent: list[tuple[dict, list]] = []
+    explorer._send = lambda msg, buffers=None: sent.append((msg, buffers or []))  # type: ignore[method-assign]
+    explorer.selected_layer = "_blocks.4"
+    grid_updates = [(m, b) for m, b in sent if "grid" in m["state"]]
+    assert len(grid_updates) == 1
+    message, buffers = grid_updates[0]
+    assert {"grid", "grid_lo", "grid_hi", "grid_means", "cam"} <= set(message["state"])
+    assert ["grid", "data"] in message["buffer_paths"]
+    assert sum(len(b) for b in buffers) >= 40 * 28 * 28
+
+
+def test_clicking_a_class_changes_only_the_cam(explorer, monkeypatch) -> None:
+    before = decode_payload(explorer.cam).copy()
+    grid_calls = []
+    monkeypatch.setattr(ExplorerSession, "grid", lambda *a: grid_calls.append(a))
+    explorer.selected_class = explorer.predictions[2]["index"]
+    assert not np.array_equal(decode_payload(explorer.cam), before)
+    assert grid_calls == []
+
+
+def test_display_changes_never_reach_the_engine(explorer, monkeypatch) -> None:
+    calls = []
+    for name in ["grid", "gradcam", "predictions", "set_image"]:
+        monkeypatch.setattr(ExplorerSession, name, lambda *a, _n=name: calls.append(_n))
+    explorer.colormap = "magma"
+    explorer.opacity = 0.9
+    explorer.sort_by = "mean"
+    explorer.selected_channel = 3
+    assert calls == []
+
+
+def test_sample_picker_and_upload(explorer) -> None:
+    explorer.image_name = "cat"
+    assert any("cat" in p["label"] or p["label"] == "tabby" for p in explorer.predictions[:3])
+    explorer._on_custom_message(explorer, {"type": "upload", "name": "red.png"}, [png_bytes("red")])
+    assert explorer.image_name == "upload:red.png" and explorer.message is None
+    assert tuple(decode_payload(explorer.image)[100, 100]) == (255, 0, 0)
+
+
+def test_bad_upload_shows_a_message_and_keeps_the_image(explorer) -> None:
+    image, predictions = explorer.image, explorer.predictions
+    explorer._on_custom_message(explorer, {"type": "upload", "name": "notes.txt"}, [b"hello"])
+    assert explorer.message["level"] == "error" and "notes.txt" in explorer.message["text"]
+    assert explorer.image is image and explorer.predictions == predictions and not explorer.busy
+    explorer.selected_layer = "_blocks.1"  # still usable
+    assert explorer.grid_layer == "_blocks.1"
+
+
+def test_unknown_layer_from_the_browser_shows_a_message(explorer) -> None:
+    explorer.selected_layer = "no.such.layer"
+    assert explorer.message["level"] == "error" and "no.such.layer" in explorer.message["text"]
+
+
+def test_bare_module_and_greyscale_image(tiny) -> None:
+    widget = cv.Explorer(tiny.float(), np.zeros((50, 70), dtype=np.uint8), labels=[f"c{i}" for i in range(10)])
+    assert widget.predictions[0]["label"].startswith("c")
+    assert widget.selected_layer == "relu2"
