@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from captum.attr import LayerGradCam, Saliency
-from conftest import hook_count
+from support import hook_count
 from torch import nn
 
 import cnnvis_widget as cv

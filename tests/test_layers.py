@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.models as tvm
-from conftest import hook_count
+from support import hook_count
 
 import cnnvis_widget as cv
 from cnnvis_widget.layers import default_cam_layer

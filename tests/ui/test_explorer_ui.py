@@ -1,0 +1,145 @@
+"""The Explorer in a real browser: JupyterLab 4 and Notebook 7, Debian Chromium via Playwright.
+
+Opens the tour notebook, runs it, and checks what a person would see: the grid's canvases
+are drawn and not blank, clicking a class changes the overlay's pixels, a bad upload shows a
+message and the widget keeps working. Saves screenshots to test-results/ (and docs/).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from conftest import ARTIFACTS, ROOT
+
+pytestmark = pytest.mark.ui
+
+EXPLORER = '[data-testid="explorer"]'
+WIDGET_TIMEOUT_MS = 240_000
+
+# Counts canvases whose pixels are not all one colour.
+NON_BLANK_TILES = """(grid) => Array.from(grid.querySelectorAll('canvas[data-testid="tile"]')).filter((c) => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let i = 4; i < d.length; i += 4) {
+    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+  }
+  return false;
+}).length"""
+PIXELS = """(c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"""
+
+
+def run_notebook(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_function(
+        """async () => {
+          const app = window.jupyterapp;
+          const panel = app.shell.currentWidget;
+          if (!panel || !panel.sessionContext) return false;
+          await panel.sessionContext.ready;
+          return panel.sessionContext.session?.kernel?.connectionStatus === 'connected';
+        }""",
+        timeout=120_000,
+    )
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_selector(
+        f'{EXPLORER} [data-testid="grid"][data-count]:not([data-count="0"])', timeout=WIDGET_TIMEOUT_MS
+    )
+
+
+def wait_idle(page, explorer) -> None:
+    explorer.locator('[data-testid="busy"][data-busy="false"]').wait_for(timeout=60_000)
+
+
+def select_layer(page, explorer, name: str) -> float:
+    """Click a layer in the tree; return milliseconds from click to the drawn grid."""
+    explorer.locator('[data-testid="layer-filter"]').fill(name)
+    row = explorer.locator(f'[data-testid="layer"][data-name="{name}"]')
+    row.scroll_into_view_if_needed()
+    start = time.perf_counter()
+    row.click()
+    explorer.locator(f'[data-testid="grid"][data-layer="{name}"]').wait_for(timeout=60_000)
+    return (time.perf_counter() - start) * 1000
+
+
+def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
+    run_notebook(page, f"{jupyter_server}/lab/tree/tour.ipynb")
+    explorer = page.locator(EXPLORER).first
+    explorer.scroll_into_view_if_needed()
+    wait_idle(page, explorer)
+
+    # Top-5 predictions of the cat photo, as text.
+    predictions = explorer.locator('[data-testid="prediction"]')
+    assert predictions.count() == 5
+    labels = " ".join(predictions.all_inner_texts()).lower()
+    assert "cat" in labels or "tabby" in labels
+
+    # Layer browser -> filter grid: one canvas per channel, drawn, not blank.
+    elapsed_ms = select_layer(page, explorer, "_blocks.2")
+    grid = explorer.locator('[data-testid="grid"]')
+    assert grid.get_attribute("data-count") == "24"
+    assert explorer.locator('canvas[data-testid="tile"]').count() == 24
+    assert grid.evaluate(NON_BLANK_TILES) >= 20
+    (ARTIFACTS / "click_to_grid_ms.txt").write_text(f"{elapsed_ms:.0f}\n")
+    print(f"click to drawn grid (_blocks.2, 24 x 56 x 56): {elapsed_ms:.0f} ms")
+
+    # Grad-CAM follows the selected layer; clicking another class changes the overlay.
+    overlay = explorer.locator('canvas[data-testid="overlay"]')
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-cam-layer') === '_blocks.2'", arg=overlay.element_handle()
+    )
+    select_layer(page, explorer, "_swish")
+    wait_idle(page, explorer)
+    before = overlay.evaluate(PIXELS)
+    first_class = overlay.get_attribute("data-class")
+    target = predictions.nth(3)
+    target_index = target.get_attribute("data-index")
+    assert target_index != first_class
+    target.click()
+    page.wait_for_function(
+        "([c, i]) => c.getAttribute('data-class') === i", arg=[overlay.element_handle(), target_index]
+    )
+    wait_idle(page, explorer)
+    after = overlay.evaluate(PIXELS)
+    changed = sum(1 for a, b in zip(before, after) if a != b)
+    assert changed > len(before) * 0.01, f"only {changed} channel values changed"
+    assert target.get_attribute("data-selected") == "true"
+
+    # Opacity is drawn in the browser: the overlay changes without a kernel round trip.
+    explorer.locator('[data-testid="opacity"]').fill("0")
+    no_heatmap = overlay.evaluate(PIXELS)
+    assert no_heatmap != after
+
+    # A tile click enlarges that channel.
+    explorer.locator('canvas[data-testid="tile"]').nth(5).click()
+    assert explorer.locator('canvas[data-testid="channel-view"]').is_visible()
+    explorer.locator('[data-testid="opacity"]').fill("0.6")
+
+    explorer.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab.png"))
+    shutil.copy(ARTIFACTS / "explorer-jupyterlab.png", ROOT / "docs" / "explorer.png")
+
+    # A file that is not an image: a visible message, and the widget keeps working.
+    explorer.locator('[data-testid="upload"]').set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}]
+    )
+    message = explorer.locator('[data-testid="message"]')
+    message.wait_for(state="visible", timeout=60_000)
+    assert "notes.txt" in message.inner_text() and message.get_attribute("data-level") == "error"
+    select_layer(page, explorer, "_blocks.5")
+    assert explorer.locator('canvas[data-testid="tile"]').count() == 40
+    assert grid.evaluate(NON_BLANK_TILES) >= 30
+
+
+def test_explorer_in_notebook7(page, jupyter_server) -> None:
+    run_notebook(page, f"{jupyter_server}/notebooks/tour.ipynb")
+    explorer = page.locator(EXPLORER).first
+    explorer.scroll_into_view_if_needed()
+    wait_idle(page, explorer)
+    assert explorer.locator('[data-testid="prediction"]').count() == 5
+    select_layer(page, explorer, "_blocks.0")
+    assert explorer.locator('canvas[data-testid="tile"]').count() == 16
+    assert explorer.locator('[data-testid="grid"]').evaluate(NON_BLANK_TILES) >= 12
+    explorer.screenshot(path=str(ARTIFACTS / "explorer-notebook7.png"))
