@@ -36,7 +36,7 @@ chromium:
 demo: setup
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	echo; echo "  cnnvis-widget demo: open http://127.0.0.1:$(PORT)/lab/tree/notebooks/tour.ipynb?token=$$token"; echo; \
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser --ServerApp.token=$$token \
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser --allow-root --ServerApp.token=$$token \
 	  --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
 
 lint: setup

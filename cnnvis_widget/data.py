@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PIL import Image
 
+SAMPLE_KEY = "cnnvis_sample"
+
 # name -> scikit-image loader name. "camera" is greyscale on purpose.
 _SAMPLES: dict[str, str] = {
     "cat": "chelsea",
@@ -26,4 +28,6 @@ def sample_image(name: str = "cat") -> Image.Image:
     import skimage.data
 
     pixels = getattr(skimage.data, _SAMPLES[name])()
-    return Image.fromarray(pixels)
+    image = Image.fromarray(pixels)
+    image.info[SAMPLE_KEY] = name  # lets the widget's picker show which sample this is
+    return image

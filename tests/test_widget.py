@@ -36,6 +36,7 @@ def test_initial_state(explorer, lite0) -> None:
     names = [row["name"] for row in explorer.layers]
     assert names == [name for name, _ in lite0.module.named_modules() if name]
     assert explorer.message is None and not explorer.busy
+    assert explorer.image_name == "coffee"
 
 
 def test_arrays_travel_as_binary_buffers(explorer) -> None:

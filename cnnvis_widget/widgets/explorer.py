@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import anywidget
 import traitlets
+from PIL import Image
 from torch import nn
 
-from ..data import sample_image, sample_images
+from ..data import SAMPLE_KEY, sample_image, sample_images
 from ..explore import ExplorerSession
 from ..images import ImageSource, to_pil_rgb
 from ..models import ModelBundle, Preprocess, imagenet_labels
@@ -197,6 +198,8 @@ def _name(image: ImageSource | None) -> str:
         return "cat"
     if isinstance(image, (str, Path)):
         return UPLOAD_PREFIX + Path(image).name
+    if isinstance(image, Image.Image) and image.info.get(SAMPLE_KEY) in sample_images():
+        return str(image.info[SAMPLE_KEY])
     return "custom image"
 
 

@@ -45,7 +45,8 @@ def jupyter_server(tmp_path_factory) -> Iterator[str]:
             sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
             f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
             "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
-            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.expose_app_in_browser=True", "--JupyterNotebookApp.expose_app_in_browser=True",
+                "--allow-root",
         ],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
@@ -92,6 +93,7 @@ def page(browser) -> Iterator[object]:
     page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
     page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
     yield page
+    page.screenshot(path=str(ARTIFACTS / "last-page.png"), full_page=True)
     (ARTIFACTS / "console.log").open("a").write("\n".join(messages) + "\n")
     context.close()
 

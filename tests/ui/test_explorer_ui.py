@@ -51,7 +51,9 @@ def run_notebook(page, url: str) -> None:
 
 
 def wait_idle(page, explorer) -> None:
-    explorer.locator('[data-testid="busy"][data-busy="false"]').wait_for(timeout=60_000)
+    explorer.locator('[data-testid="busy"][data-busy="false"]').wait_for(
+        state="attached", timeout=60_000
+    )
 
 
 def select_layer(page, explorer, name: str) -> float:
@@ -129,8 +131,8 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     message.wait_for(state="visible", timeout=60_000)
     assert "notes.txt" in message.inner_text() and message.get_attribute("data-level") == "error"
     select_layer(page, explorer, "_blocks.5")
-    assert explorer.locator('canvas[data-testid="tile"]').count() == 40
-    assert grid.evaluate(NON_BLANK_TILES) >= 30
+    assert explorer.locator('canvas[data-testid="tile"]').count() == 80
+    assert grid.evaluate(NON_BLANK_TILES) >= 60
 
 
 def test_explorer_in_notebook7(page, jupyter_server) -> None:
