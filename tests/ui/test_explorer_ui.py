@@ -57,14 +57,31 @@ def wait_idle(page, explorer) -> None:
 
 
 def select_layer(page, explorer, name: str) -> float:
-    """Click a layer in the tree; return milliseconds from click to the drawn grid."""
+    """Click a layer in the tree; return milliseconds from the click event to the grid drawn
+    for it (measured in the page: click listener to the grid's data-layer attribute)."""
     explorer.locator('[data-testid="layer-filter"]').fill(name)
     row = explorer.locator(f'[data-testid="layer"][data-name="{name}"]')
     row.scroll_into_view_if_needed()
-    start = time.perf_counter()
+    row.evaluate(
+        """(row, name) => {
+          const grid = row.closest('[data-testid="explorer"]').querySelector('[data-testid="grid"]');
+          window.__gridTiming = {};
+          row.addEventListener('click', () => { window.__gridTiming.click = performance.now(); },
+                               { once: true, capture: true });
+          const observer = new MutationObserver(() => {
+            if (grid.getAttribute('data-layer') === name) {
+              window.__gridTiming.drawn = performance.now();
+              observer.disconnect();
+            }
+          });
+          observer.observe(grid, { attributes: true });
+        }""",
+        name,
+    )
     row.click()
     explorer.locator(f'[data-testid="grid"][data-layer="{name}"]').wait_for(timeout=60_000)
-    return (time.perf_counter() - start) * 1000
+    timing = page.evaluate("() => window.__gridTiming")
+    return float(timing["drawn"] - timing["click"])
 
 
 def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
@@ -85,13 +102,17 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     assert grid.get_attribute("data-count") == "24"
     assert explorer.locator('canvas[data-testid="tile"]').count() == 24
     assert grid.evaluate(NON_BLANK_TILES) >= 20
-    (ARTIFACTS / "click_to_grid_ms.txt").write_text(f"{elapsed_ms:.0f}\n")
-    print(f"click to drawn grid (_blocks.2, 24 x 56 x 56): {elapsed_ms:.0f} ms")
+    warm_ms = select_layer(page, explorer, "_blocks.4")
+    (ARTIFACTS / "click_to_grid_ms.txt").write_text(
+        f"first layer click (_blocks.2, 24x56x56): {elapsed_ms:.0f} ms\n"
+        f"later layer click (_blocks.4, 40x28x28): {warm_ms:.0f} ms\n"
+    )
+    print(f"click to drawn grid: first {elapsed_ms:.0f} ms, later {warm_ms:.0f} ms")
 
     # Grad-CAM follows the selected layer; clicking another class changes the overlay.
     overlay = explorer.locator('canvas[data-testid="overlay"]')
     page.wait_for_function(
-        "(c) => c.getAttribute('data-cam-layer') === '_blocks.2'", arg=overlay.element_handle()
+        "(c) => c.getAttribute('data-cam-layer') === '_blocks.4'", arg=overlay.element_handle()
     )
     select_layer(page, explorer, "_swish")
     wait_idle(page, explorer)
