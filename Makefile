@@ -40,8 +40,8 @@ demo: setup
 	  --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
 
 lint: setup
-	$(BIN)/ruff check cnnvis_widget tests benchmarks
-	$(BIN)/ruff format --check cnnvis_widget tests benchmarks
+	$(BIN)/ruff check cnnvis_widget tests benchmarks notebooks
+	$(BIN)/ruff format --check cnnvis_widget tests benchmarks notebooks
 	$(BIN)/mypy
 	npm run typecheck
 	npm run lint

@@ -35,7 +35,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def contenders(model, layer_name: str, x: torch.Tensor, targets: list[int]) -> dict[str, Callable[[], object]]:
+def contenders(
+    model, layer_name: str, x: torch.Tensor, targets: list[int]
+) -> dict[str, Callable[[], object]]:
     from captum.attr import LayerGradCam
     from pytorch_grad_cam import GradCAM as JacobGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -67,7 +69,9 @@ def contenders(model, layer_name: str, x: torch.Tensor, targets: list[int]) -> d
     }
 
 
-def measure(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+def measure(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, float]:
     for fn in fns.values():  # warm-up
         fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -85,7 +89,9 @@ def grid_report(device: torch.device) -> None:
     model = tvm.vgg16(weights=None).eval().to(device)
     x = torch.randn(1, 3, 224, 224, device=device)
     infos = [info for info in cv.layers(model, x) if info.spatial]
-    largest = max(infos, key=lambda info: info.output_shape[1] * info.output_shape[2] * info.output_shape[3])
+    largest = max(
+        infos, key=lambda info: info.output_shape[1] * info.output_shape[2] * info.output_shape[3]
+    )
     maps = cv.activations(model, x, [largest.name])[largest.name][0]
     times = []
     for _ in range(5):
@@ -102,7 +108,9 @@ def grid_report(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])

@@ -7,7 +7,7 @@ no hooks left behind (also on exceptions), parameters, ``requires_grad`` and ``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -137,7 +137,7 @@ def capture(
         torch.set_grad_enabled(grad_mode)
 
 
-def _hook_for(tap: _Tap):  # type: ignore[no-untyped-def]
+def _hook_for(tap: _Tap) -> Callable[[nn.Module, object, object], object]:
     def hook(_module: nn.Module, _inputs: object, output: object) -> object:
         index = tap.calls
         tap.calls += 1

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-ImageSource = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes]
+ImageSource = Image.Image | np.ndarray | torch.Tensor | str | Path | bytes
 
 _SUPPORTED = (
     "a PIL image, a numpy array (H, W), (H, W, 3) or (H, W, 4), a tensor (3, H, W) in [0, 1], "
@@ -30,17 +29,19 @@ def to_pil_rgb(source: ImageSource, *, name: str | None = None) -> Image.Image:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"image file not found: {path}. Pass an existing path or {_SUPPORTED}.")
+            raise ValueError(
+                f"image file not found: {path}. Pass an existing path or {_SUPPORTED}."
+            )
         return _decode(path.read_bytes(), name or path.name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _decode(bytes(source), name or "uploaded file")
     if isinstance(source, torch.Tensor):
-        array = source.detach().cpu()
-        if array.ndim == 4 and array.shape[0] == 1:
-            array = array[0]
-        if array.ndim == 3 and array.shape[0] in (1, 3, 4):
-            array = array.permute(1, 2, 0)
-        return _array_to_rgb(array.numpy())
+        tensor = source.detach().cpu()
+        if tensor.ndim == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        if tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4):
+            tensor = tensor.permute(1, 2, 0)
+        return _array_to_rgb(tensor.numpy())
     if isinstance(source, np.ndarray):
         array = source
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):

@@ -88,4 +88,6 @@ def check_input(x: torch.Tensor) -> None:
         hint = " Add a batch dimension: x.unsqueeze(0)." if x.ndim == 3 else ""
         raise ValueError(f"expected input of shape (N, C, H, W); got {tuple(x.shape)}.{hint}")
     if not x.is_floating_point():
-        raise ValueError(f"expected a float input tensor; got {x.dtype}. Use bundle.preprocess(image).")
+        raise ValueError(
+            f"expected a float input tensor; got {x.dtype}. Use bundle.preprocess(image)."
+        )

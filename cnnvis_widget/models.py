@@ -111,8 +111,8 @@ class ModelBundle:
         probs = F.softmax(logits.float(), dim=1)
         top = probs.topk(min(k, probs.shape[1]), dim=1)
         return [
-            [(int(i), self.label(int(i)), float(p)) for p, i in zip(values, indices)]
-            for values, indices in zip(top.values.cpu(), top.indices.cpu())
+            [(int(i), self.label(int(i)), float(p)) for p, i in zip(values, indices, strict=True)]
+            for values, indices in zip(top.values.cpu(), top.indices.cpu(), strict=True)
         ]
 
     def label(self, index: int) -> str:
@@ -128,10 +128,10 @@ def imagenet_labels() -> list[str]:
 
 def module_device(module: nn.Module) -> torch.device:
     """The device of the module's first parameter or buffer (CPU for a parameterless module)."""
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    for parameter in module.parameters():
+        return parameter.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -182,19 +182,21 @@ def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
 
     known = tvm.list_models(module=tvm)
     if name not in known:
-        close = difflib.get_close_matches(name, known + [DEFAULT_MODEL], n=5)
+        close = difflib.get_close_matches(name, [*known, DEFAULT_MODEL], n=5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"unknown model {name!r}.{hint} Use {DEFAULT_MODEL!r} or a torchvision classifier: "
             f"{', '.join(sorted(known))}."
         )
     weights_enum = tvm.get_model_weights(name)
-    weights = weights_enum.DEFAULT  # type: ignore[attr-defined]
+    weights = weights_enum.DEFAULT
     crop = int(weights.transforms().crop_size[0])
     resize = int(weights.transforms().resize_size[0])
     labels = list(weights.meta.get("categories") or imagenet_labels())
     # torchvision sets transform_input for these two when it loads their ImageNet weights.
-    extra = {"transform_input": True} if pretrained and name in ("googlenet", "inception_v3") else {}
+    extra = (
+        {"transform_input": True} if pretrained and name in ("googlenet", "inception_v3") else {}
+    )
     module = tvm.get_model(name, weights=None, **extra)
     if pretrained:
         module.load_state_dict(_cached_weights(name, weights.url))

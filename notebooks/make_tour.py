@@ -5,22 +5,44 @@ from pathlib import Path
 import nbformat
 
 CELLS = [
-    ("markdown", "# cnnvis-widget tour\n\nOpen a CNN, look at what each layer sees, and ask where it looks for a class. "
-     "Everything runs offline: EfficientNet-Lite0 with its real ImageNet weights and scikit-image's photos."),
-    ("code", "import cnnvis_widget as cv\n\nbundle = cv.load_model()  # EfficientNet-Lite0, ImageNet weights\nimg = cv.sample_image(\"cat\")\nx = bundle.preprocess(img)  # (1, 3, 224, 224)\nbundle.predict(x, k=3)"),
-    ("markdown", "## The Explorer\n\nClick a class to see its Grad-CAM; pick a layer on the left to see every channel's activation; "
-     "click a tile to enlarge it over the image. Opacity and colormap act in the browser. Try another sample or upload a photo."),
+    (
+        "markdown",
+        "# cnnvis-widget tour\n\nOpen a CNN, look at what each layer sees, and ask where it looks for a class. "
+        "Everything runs offline: EfficientNet-Lite0 with its real ImageNet weights and scikit-image's photos.",
+    ),
+    (
+        "code",
+        'import cnnvis_widget as cv\n\nbundle = cv.load_model()  # EfficientNet-Lite0, ImageNet weights\nimg = cv.sample_image("cat")\nx = bundle.preprocess(img)  # (1, 3, 224, 224)\nbundle.predict(x, k=3)',
+    ),
+    (
+        "markdown",
+        "## The Explorer\n\nClick a class to see its Grad-CAM; pick a layer on the left to see every channel's activation; "
+        "click a tile to enlarge it over the image. Opacity and colormap act in the browser. Try another sample or upload a photo.",
+    ),
     ("code", "explorer = cv.Explorer(bundle, img)\nexplorer"),
     ("markdown", "## The same from plain Python"),
-    ("code", "[(info.name, info.type, info.output_shape) for info in cv.layers(bundle.module, x)][:8]"),
-    ("code", "cam = cv.attribute(bundle.module, x, \"gradcam\", target=281)  # tabby, at the last conv stage\ncv.upsample(cam, bundle.input_size).shape"),
-    ("code", "resnet = cv.load_model(\"resnet18\", pretrained=False)  # any torchvision classifier, random weights\ncv.Explorer(resnet, cv.sample_image(\"coffee\"))"),
+    (
+        "code",
+        "[(info.name, info.type, info.output_shape) for info in cv.layers(bundle.module, x)][:8]",
+    ),
+    (
+        "code",
+        'cam = cv.attribute(bundle.module, x, "gradcam", target=281)  # tabby, at the last conv stage\ncv.upsample(cam, bundle.input_size).shape',
+    ),
+    (
+        "code",
+        'resnet = cv.load_model("resnet18", pretrained=False)  # any torchvision classifier, random weights\ncv.Explorer(resnet, cv.sample_image("coffee"))',
+    ),
 ]
 
 
 def main() -> None:
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for kind, source in CELLS:
         make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
         notebook.cells.append(make(source))

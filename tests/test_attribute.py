@@ -36,9 +36,11 @@ def test_gradcam_equals_captum_per_sample(arch: str) -> None:
     targets = [3, 500, 999]
     for layer in ARCH_LAYERS[arch]:
         ours = cv.attribute(model, x, "gradcam", target=targets, layer=layer)
-        ref = LayerGradCam(model, modules(model)[layer]).attribute(
-            x, target=targets, relu_attributions=True
-        ).detach()
+        ref = (
+            LayerGradCam(model, modules(model)[layer])
+            .attribute(x, target=targets, relu_attributions=True)
+            .detach()
+        )
         assert ours.shape == ref.shape and ours.shape[1] == 1
         scale = ref.abs().max().clamp_min(1e-12)
         assert torch.allclose(ours, ref, atol=1e-5 * float(scale), rtol=1e-4), (arch, layer)
@@ -50,9 +52,11 @@ def test_gradcam_equals_captum_on_lite0(lite0) -> None:
     targets = [281, 967]
     for layer in ["_swish", "_blocks.10", "_blocks.3._bn2"]:
         ours = cv.attribute(lite0.module, x, "gradcam", target=targets, layer=layer)
-        ref = LayerGradCam(lite0.module, modules(lite0.module)[layer.split("@")[0]]).attribute(
-            x, target=targets, relu_attributions=True
-        ).detach()
+        ref = (
+            LayerGradCam(lite0.module, modules(lite0.module)[layer.split("@")[0]])
+            .attribute(x, target=targets, relu_attributions=True)
+            .detach()
+        )
         assert torch.allclose(ours, ref, atol=1e-5 * float(ref.abs().max()), rtol=1e-4), layer
 
 
@@ -196,5 +200,7 @@ def test_upsample_to_image_size(tiny, tiny_input) -> None:
     cam = cv.attribute(tiny, tiny_input, "gradcam")
     up = cv.upsample(cam, tiny_input.shape[-2:])
     assert up.shape == (3, 1, 16, 16)
-    expected = torch.nn.functional.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)
+    expected = torch.nn.functional.interpolate(
+        cam, size=(16, 16), mode="bilinear", align_corners=False
+    )
     assert torch.equal(up, expected)

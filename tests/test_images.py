@@ -47,7 +47,11 @@ def test_all_forms_give_the_same_pixels(tmp_path) -> None:
 def test_greyscale_and_rgba() -> None:
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     out = np.asarray(to_pil_rgb(grey))
-    assert out.shape == (3, 4, 3) and np.array_equal(out[..., 0], grey) and np.array_equal(out[..., 2], grey)
+    assert (
+        out.shape == (3, 4, 3)
+        and np.array_equal(out[..., 0], grey)
+        and np.array_equal(out[..., 2], grey)
+    )
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[0, 0] = (10, 20, 30, 255)  # opaque pixel keeps its colour; transparent ones become white
     out = np.asarray(to_pil_rgb(rgba))

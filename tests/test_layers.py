@@ -10,7 +10,15 @@ from support import hook_count
 import cnnvis_widget as cv
 from cnnvis_widget.layers import default_cam_layer
 
-ARCHS = ["resnet18", "vgg11", "alexnet", "mobilenet_v2", "efficientnet_b0", "densenet121", "googlenet"]
+ARCHS = [
+    "resnet18",
+    "vgg11",
+    "alexnet",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "densenet121",
+    "googlenet",
+]
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -50,7 +50,7 @@ def test_pretrained_reads_the_local_cache(tmp_path, monkeypatch) -> None:
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(reference.state_dict(), expected)
     loaded = cv.load_model("resnet18", pretrained=True).module
-    for a, b in zip(reference.state_dict().values(), loaded.state_dict().values()):
+    for a, b in zip(reference.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

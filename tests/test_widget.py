@@ -116,6 +116,8 @@ def test_unknown_layer_from_the_browser_shows_a_message(explorer) -> None:
 
 
 def test_bare_module_and_greyscale_image(tiny) -> None:
-    widget = cv.Explorer(tiny.float(), np.zeros((50, 70), dtype=np.uint8), labels=[f"c{i}" for i in range(10)])
+    widget = cv.Explorer(
+        tiny.float(), np.zeros((50, 70), dtype=np.uint8), labels=[f"c{i}" for i in range(10)]
+    )
     assert widget.predictions[0]["label"].startswith("c")
     assert widget.selected_layer == "relu2"

@@ -37,13 +37,18 @@ def _reported(handler: F) -> F:
         self.busy = True
         try:
             return handler(self, *args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - every failure must reach the user
+        except Exception as error:
             self.message = {"level": "error", "text": f"{error}"}
             return None
         finally:
             self.busy = False
 
     return wrapper  # type: ignore[return-value]
+
+
+def _optional_dict() -> Any:
+    """A synced dict trait that may be None (a payload, or a message)."""
+    return traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
 
 
 class Explorer(anywidget.AnyWidget):
@@ -61,23 +66,23 @@ class Explorer(anywidget.AnyWidget):
     model_name = traitlets.Unicode("").tag(sync=True)
     image_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     image_name = traitlets.Unicode("").tag(sync=True)
-    image = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    image = _optional_dict()
     predictions = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected_class = traitlets.Int(-1).tag(sync=True)
     layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected_layer = traitlets.Unicode("").tag(sync=True)
     cam_layer = traitlets.Unicode("").tag(sync=True)
-    cam = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
-    grid = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
-    grid_lo = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
-    grid_hi = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
-    grid_means = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    cam = _optional_dict()
+    grid = _optional_dict()
+    grid_lo = _optional_dict()
+    grid_hi = _optional_dict()
+    grid_means = _optional_dict()
     grid_layer = traitlets.Unicode("").tag(sync=True)
     colormap = traitlets.Unicode("viridis").tag(sync=True)
     opacity = traitlets.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     sort_by = traitlets.Unicode("index").tag(sync=True)
     selected_channel = traitlets.Int(-1).tag(sync=True)
-    message = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    message = _optional_dict()
     busy = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
@@ -142,7 +147,9 @@ class Explorer(anywidget.AnyWidget):
             self._update_cam()
 
     @_reported
-    def _on_custom_message(self, _widget: object, content: dict[str, Any], buffers: list[Any]) -> None:
+    def _on_custom_message(
+        self, _widget: object, content: dict[str, Any], buffers: list[Any]
+    ) -> None:
         if content.get("type") != "upload":
             return
         name = str(content.get("name") or "uploaded file")
@@ -215,5 +222,3 @@ def _as_bundle(
     return ModelBundle(
         model, preprocess or Preprocess(), labels or imagenet_labels(), name=type(model).__name__
     )
-
-

@@ -78,7 +78,9 @@ def browser() -> Iterator[object]:
 
     executable = shutil.which("chromium")
     if executable is None:
-        pytest.fail("Debian's chromium is not installed: `apt-get install chromium` (make test does it).")
+        pytest.fail(
+            "Debian's chromium is not installed: `apt-get install chromium` (make test does it)."
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield browser
