@@ -52,6 +52,17 @@ def run_notebook(page, url: str) -> None:
     )
 
 
+def channels_by_mean(layer: str) -> list[int]:
+    """The tour's explorer image (the cat sample) through EfficientNet-Lite0, computed here in
+    the test process: channel indices of ``layer`` by descending mean activation."""
+    import cnnvis_widget as cv
+
+    bundle = cv.load_model()
+    x = bundle.preprocess(cv.sample_image("cat"))
+    means = cv.activations(bundle.module, x, [layer])[layer][0].mean(dim=(1, 2))
+    return [int(c) for c in means.argsort(descending=True, stable=True)]
+
+
 def dismiss_notifications(page) -> None:
     """Close JupyterLab's "get notified about news?" toast so it does not cover the widget."""
     button = page.locator(".jp-toast-button", has_text="No")
@@ -143,6 +154,23 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     dismiss_notifications(page)
     explorer.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab.png"))
     shutil.copy(ARTIFACTS / "explorer-jupyterlab.png", ROOT / "docs" / "explorer.png")
+
+    # Colormap and sort order are browser-side too.
+    explorer.locator('[data-testid="colormap"]').select_option("magma")
+    page.wait_for_function(
+        f"([c, before]) => ({PIXELS})(c).join() !== before.join()",
+        arg=[overlay.element_handle(), after],
+    )
+    after = overlay.evaluate(PIXELS)
+    explorer.locator('[data-testid="sort"]').select_option("mean")
+    expected = channels_by_mean("_swish")
+    tiles = explorer.locator('canvas[data-testid="tile"]')
+    page.wait_for_function(
+        "([t, c]) => t.getAttribute('data-channel') === String(c)",
+        arg=[tiles.first.element_handle(), expected[0]],
+    )
+    shown = [int(tiles.nth(i).get_attribute("data-channel")) for i in range(5)]
+    assert shown == expected[:5]
 
     # Opacity is drawn in the browser: the overlay changes without a kernel round trip.
     explorer.locator('[data-testid="opacity"]').fill("0")
