@@ -89,7 +89,8 @@ class Capture:
         tap = self.taps[name]
         if tap.calls == 0:
             raise RuntimeError(
-                f"layer {name!r} did not run in the forward pass, so it has no output to use."
+                f"layer {name!r} did not run in the forward pass, so it has no output to use. "
+                "Pick a layer whose calls > 0 in cv.layers(module, x)."
             )
         if tap.ref.call is not None and tap.calls <= tap.ref.call:
             raise RuntimeError(
@@ -120,6 +121,10 @@ def capture(
     of the network before the first captured layer builds no autograd graph, and from the
     captured output on the graph is recorded. Grad mode is restored when the block exits.
     """
+    if differentiable and len(layers) != 1:
+        # Each captured output is detached to start the graph there, which would cut the
+        # gradient path to any earlier captured layer.
+        raise ValueError("differentiable capture takes exactly one layer.")
     result = Capture()
     handles: list[RemovableHandle] = []
     grad_mode = torch.is_grad_enabled()

@@ -6,19 +6,22 @@ predictions, the layer table, a layer's filter grid, a Grad-CAM map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from .capture import LayerRef, resolve_module
 from .encode import Payload, grid_payloads, ndarray_payload
 from .images import ImageSource
 from .layers import LayerInfo, activations, default_cam_layer, layers
 from .methods import attribute
-from .models import ModelBundle, module_device
+from .models import ModelBundle, to_model_input
 
 TOP_K = 5
+_SERIALS = itertools.count()
 
 
 @dataclass
@@ -28,13 +31,22 @@ class Prediction:
     prob: float
 
 
+@dataclass(frozen=True)
+class LoadedImage:
+    """``x``: model input (1, 3, H, W) on the model's device; ``rgb``: (H, W, 3) uint8, the crop
+    the model sees."""
+
+    x: torch.Tensor
+    rgb: np.ndarray
+    serial: int = field(default_factory=lambda: next(_SERIALS))  # tells loaded images apart
+
+
 class ExplorerSession:
     """One model + one image. ``set_image`` must be called before anything else."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
-        self.x: torch.Tensor | None = None
-        self.rgb: np.ndarray | None = None  # (H, W, 3) uint8, the crop the model sees
+        self.current: LoadedImage | None = None
         self._layers: list[LayerInfo] | None = None
         self._layers_for: tuple[int, ...] | None = None
 
@@ -43,15 +55,14 @@ class ExplorerSession:
         (and then keeps the previous image)."""
         preprocess = self.bundle.preprocess
         crop = preprocess.crop(image)
-        x = preprocess.from_crop(crop).to(module_device(self.bundle.module))
-        self.rgb = np.asarray(crop, dtype=np.uint8)
-        self.x = x
+        x = to_model_input(preprocess.from_crop(crop), self.bundle.module)
+        self.current = LoadedImage(x, np.asarray(crop, dtype=np.uint8))
 
     @property
     def input(self) -> torch.Tensor:
-        if self.x is None:
+        if self.current is None:
             raise RuntimeError("no image yet: call set_image first.")
-        return self.x
+        return self.current.x
 
     def predictions(self, k: int = TOP_K) -> list[Prediction]:
         return [Prediction(i, label, p) for i, label, p in self.bundle.predict(self.input, k)[0]]
@@ -65,10 +76,13 @@ class ExplorerSession:
         return self._layers
 
     def layer(self, name: str) -> LayerInfo:
+        """The table row of ``name`` (``"name@k"`` gives the row of the module's name)."""
+        base = LayerRef.parse(name).name
         for info in self.layer_table():
-            if info.name == name:
+            if info.name == base:
                 return info
-        raise ValueError(f"unknown layer {name!r}.")
+        resolve_module(self.bundle.module, base)  # raises, listing the valid names
+        raise AssertionError("unreachable: a module missing from the layer table")
 
     def default_cam_layer(self) -> str:
         return default_cam_layer(self.layer_table())
@@ -86,9 +100,9 @@ class ExplorerSession:
         return ndarray_payload(cam[0, 0], "float32")
 
     def image_payload(self) -> Payload:
-        if self.rgb is None:
+        if self.current is None:
             raise RuntimeError("no image yet: call set_image first.")
-        return ndarray_payload(self.rgb, "uint8")
+        return ndarray_payload(self.current.rgb, "uint8")
 
     @staticmethod
     def layer_rows(infos: list[LayerInfo]) -> list[dict[str, Any]]:

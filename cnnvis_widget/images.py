@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageSource = Image.Image | np.ndarray | torch.Tensor | str | Path | bytes
 
@@ -52,8 +52,9 @@ def to_pil_rgb(source: ImageSource, *, name: str | None = None) -> Image.Image:
 
 def _decode(data: bytes, name: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
+        image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(
             f"{name} is not an image this tool can read ({error.__class__.__name__}). "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .capture import capture, model_guard, resolve_module
-from .models import module_device
+from .models import to_model_input
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def layers(module: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
     names = [name for name, _ in module.named_modules() if name]
     types = {name: type(sub).__name__ for name, sub in module.named_modules() if name}
     with model_guard(module), torch.no_grad(), capture(module, names) as recorded:
-        module(x.to(module_device(module)))
+        module(to_model_input(x, module))
     result = []
     for name in names:
         tap = recorded.taps[name]
@@ -65,7 +65,7 @@ def activations(
     for name in wanted:
         resolve_module(module, name.rpartition("@")[0] if "@" in name else name)
     with model_guard(module), torch.no_grad(), capture(module, wanted) as recorded:
-        module(x.to(module_device(module)))
+        module(to_model_input(x, module))
     return {name: recorded.tensor(name).detach() for name in wanted}
 
 

@@ -43,6 +43,13 @@ class Preprocess:
 
     def __call__(self, image: ImageSource) -> torch.Tensor:
         if isinstance(image, torch.Tensor) and image.is_floating_point() and image.ndim in (3, 4):
+            low, high = float(image.min()), float(image.max())
+            if low < -1e-6 or high > 1 + 1e-6:
+                raise ValueError(
+                    f"tensor values span [{low:.3g}, {high:.3g}]; preprocess expects pixels in "
+                    "[0, 1]. Divide 0..255 data by 255; pass an already normalized tensor "
+                    "straight to the model functions instead."
+                )
             return self.normalize(image if image.ndim == 4 else image.unsqueeze(0))
         return self.from_crop(self.crop(image))
 
@@ -54,14 +61,14 @@ class Preprocess:
         """The RGB image exactly as the model sees it: resized and center-cropped."""
         rgb = to_pil_rgb(image)
         height, width = self.input_size
-        scale = self.resize / min(rgb.size)
-        resized = rgb.resize(
-            (max(width, round(rgb.width * scale)), max(height, round(rgb.height * scale))),
-            Image.Resampling.BILINEAR,
+        # The centre region that resize-then-crop would keep, cut first (so a 1 x 10000 strip
+        # is never blown up to millions of pixels), then resized to exactly the input size.
+        scale = max(self.resize / min(rgb.size), height / rgb.height, width / rgb.width)
+        box_w, box_h = width / scale, height / scale
+        left, top = (rgb.width - box_w) / 2, (rgb.height - box_h) / 2
+        return rgb.resize(
+            (width, height), Image.Resampling.BILINEAR, box=(left, top, left + box_w, top + box_h)
         )
-        left = (resized.width - width) // 2
-        top = (resized.height - height) // 2
-        return resized.crop((left, top, left + width, top + height))
 
     @staticmethod
     def to_unit_tensor(image: Image.Image) -> torch.Tensor:
@@ -107,7 +114,12 @@ class ModelBundle:
         from .capture import model_guard
 
         with model_guard(self.module), torch.no_grad():
-            logits = logits_of(self.module(x.to(module_device(self.module))))
+            logits = logits_of(self.module(to_model_input(x, self.module)))
+        if logits.ndim != 2:
+            raise ValueError(
+                f"the model returned shape {tuple(logits.shape)}; a classifier must return logits "
+                "(N, classes). Wrap the model so its forward returns them."
+            )
         probs = F.softmax(logits.float(), dim=1)
         top = probs.topk(min(k, probs.shape[1]), dim=1)
         return [
@@ -135,6 +147,13 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def to_model_input(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """``x`` on the module's device and in its floating dtype (a float64 or float16 model gets
+    a float64 or float16 input); the module itself is never moved or cast."""
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), x.dtype)
+    return x.to(device=module_device(module), dtype=dtype)
+
+
 def logits_of(output: object) -> torch.Tensor:
     """The logits tensor from a model's output (tensors pass; ``.logits`` or the first item of
     a tuple is taken from structured outputs such as GoogLeNet's in training mode)."""
@@ -146,7 +165,8 @@ def logits_of(output: object) -> torch.Tensor:
     if isinstance(output, Sequence) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(
-        f"the model returned {type(output).__name__}; expected a logits tensor (N, classes)."
+        f"the model returned {type(output).__name__}; expected a logits tensor (N, classes). "
+        "Wrap the model so its forward returns the logits tensor."
     )
 
 

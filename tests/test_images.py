@@ -94,3 +94,23 @@ def test_truncated_file_is_rejected() -> None:
     Image.new("RGB", (64, 64), "red").save(buffer, format="PNG")
     with pytest.raises(ValueError, match="not an image"):
         to_pil_rgb(buffer.getvalue()[:60], name="broken.png")
+
+
+def test_exif_rotation_is_applied() -> None:
+    image = Image.new("RGB", (40, 20), "blue")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert to_pil_rgb(buffer.getvalue()).size == (20, 40)
+
+
+def test_extreme_aspect_ratio_is_cropped_not_blown_up(lite0) -> None:
+    strip = Image.new("RGB", (20000, 2), "white")
+    crop = lite0.preprocess.crop(strip)
+    assert crop.size == (224, 224)
+
+
+def test_preprocess_rejects_0_255_tensors(lite0) -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lite0.preprocess(torch.rand(3, 8, 8) * 255)

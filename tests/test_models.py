@@ -57,3 +57,9 @@ def test_pretrained_reads_the_local_cache(tmp_path, monkeypatch) -> None:
 def test_unknown_model_suggests_names() -> None:
     with pytest.raises(ValueError, match="resnet18"):
         cv.load_model("resnet81", pretrained=False)
+
+
+def test_predict_rejects_non_classifier_output() -> None:
+    bundle = cv.ModelBundle(torch.nn.Conv2d(3, 4, 3), cv.Preprocess(), labels=[])
+    with pytest.raises(ValueError, match=r"logits \(N, classes\)"):
+        bundle.predict(torch.zeros(1, 3, 8, 8))

@@ -121,3 +121,33 @@ def test_bare_module_and_greyscale_image(tiny) -> None:
     )
     assert widget.predictions[0]["label"].startswith("c")
     assert widget.selected_layer == "relu2"
+
+
+def test_failed_actions_revert_and_keep_the_widget_consistent(explorer) -> None:
+    good_class, good_layer = explorer.selected_class, explorer.selected_layer
+    cam = explorer.cam
+    explorer.selected_class = 5000  # out of range
+    assert explorer.message["level"] == "error" and "out of range" in explorer.message["text"]
+    assert explorer.selected_class == good_class and explorer.cam is cam
+    explorer.selected_layer = "no.such.layer"
+    assert explorer.selected_layer == good_layer == explorer.grid_layer
+    assert "Valid layer names" in explorer.message["text"]
+    # The next successful action clears the error and everything follows it.
+    explorer.selected_class = explorer.predictions[1]["index"]
+    assert explorer.message is None
+    explorer.selected_layer = "_blocks.3"
+    assert explorer.grid_layer == explorer.cam_layer == "_blocks.3"
+
+
+def test_reused_module_calls_in_the_widget(residual) -> None:
+    widget = cv.Explorer(residual, np.zeros((20, 20, 3), dtype=np.uint8), layer="relu@0")
+    assert widget.grid_layer == "relu@0" and decode_payload(widget.grid).shape[0] == 8
+    widget.selected_layer = "relu@2"
+    assert decode_payload(widget.grid).shape[0] == 16 and widget.message is None
+
+
+def test_bare_module_labels_follow_its_class_count(tiny, lite0) -> None:
+    widget = cv.Explorer(tiny, np.zeros((50, 70), dtype=np.uint8))
+    assert all(p["label"].startswith("class ") for p in widget.predictions)
+    imagenet = cv.Explorer(lite0.module, cv.sample_image("coffee"), preprocess=lite0.preprocess)
+    assert imagenet.predictions[0]["label"] == "espresso"

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..capture import model_guard, resolve_module
 from ..layers import check_input, default_cam_layer, layers
-from ..models import module_device
+from ..models import to_model_input
 from .context import AttributionRequest
 from .registry import METHODS
 
@@ -38,7 +38,7 @@ def attribute(
     """
     descriptor = _method(method)
     check_input(x)
-    x = x.to(module_device(module))
+    x = to_model_input(x, module)
     targets = _targets(target, x.shape[0], x.device)
     unknown = set(params) - {param.name for param in descriptor.params}
     if unknown:
@@ -75,10 +75,12 @@ def _method(name: str) -> Any:
 def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor | None:
     if target is None:
         return None
+    if isinstance(target, bool) or not _integral(target):
+        raise ValueError(f"target must be class indices (int); got {target!r}.")
     if isinstance(target, int):
         values = torch.full((batch,), target, dtype=torch.long)
     else:
-        values = torch.as_tensor(target, dtype=torch.long).flatten()
+        values = torch.as_tensor(target).flatten().long()
         if values.numel() == 1:
             values = values.expand(batch)
         if values.numel() != batch:
@@ -88,3 +90,12 @@ def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor |
     if int(values.min()) < 0:
         raise ValueError(f"target {int(values.min())} is negative; class indices start at 0.")
     return values.to(device)
+
+
+def _integral(target: Target) -> bool:
+    if isinstance(target, int):
+        return True
+    values = torch.as_tensor(target)
+    if values.is_floating_point():
+        return bool(torch.all(values == values.round()))
+    return not values.is_complex() and values.dtype != torch.bool

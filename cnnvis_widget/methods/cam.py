@@ -28,7 +28,12 @@ def gradcam(request: AttributionRequest) -> torch.Tensor:
         output = request.module(request.x)
         activation = tapped.tensor(request.layer)
         score, _ = request.scores(output)
-        (gradient,) = torch.autograd.grad(score, activation)
+        (gradient,) = torch.autograd.grad(score, activation, allow_unused=True)
+    if gradient is None:
+        raise ValueError(
+            f"layer {request.layer!r} does not feed the model's output, so it has no gradient. "
+            "Pick a layer on the path to the logits (see cv.layers(module, x))."
+        )
     if activation.ndim != 4:
         raise ValueError(
             f"Grad-CAM needs a layer with (N, C, h, w) output; {request.layer!r} gives "

@@ -13,35 +13,48 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anywidget
+import torch
 import traitlets
 from PIL import Image
 from torch import nn
 
+from ..capture import model_guard
 from ..data import SAMPLE_KEY, sample_image, sample_images
 from ..explore import ExplorerSession
 from ..images import ImageSource, to_pil_rgb
-from ..models import ModelBundle, Preprocess, imagenet_labels
+from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 UPLOAD_PREFIX = "upload:"
+CUSTOM_IMAGE = "custom image"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _reported(handler: F) -> F:
-    """Run a trait/message handler with ``busy`` set; show any error as a message."""
+    """Run a user-action handler with ``busy`` set. On failure the error is shown as a message
+    and the trait the user changed goes back to its old value, so the widget stays consistent
+    and usable; on success an error shown earlier is cleared."""
 
     @functools.wraps(handler)
     def wrapper(self: Explorer, *args: Any, **kwargs: Any) -> Any:
         if self._applying:  # a change made by the widget itself, not by the user
             return None
+        shown_before = self.message
         self.busy = True
         try:
-            return handler(self, *args, **kwargs)
+            result = handler(self, *args, **kwargs)
         except Exception as error:
+            change = args[0] if args and isinstance(args[0], dict) else None
+            if change is not None and "old" in change:
+                with self._apply():
+                    setattr(self, change["name"], change["old"])
             self.message = {"level": "error", "text": f"{error}"}
             return None
         finally:
             self.busy = False
+        if self.message is shown_before and shown_before and shown_before["level"] == "error":
+            self.message = None
+        return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -96,16 +109,19 @@ class Explorer(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         self._applying = True
+        self._cam_key: tuple[int, str, int] | None = None
+        self._cam_payload: Any = None
         super().__init__(**kwargs)
         self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
+        self._session.set_image(image if image is not None else sample_image("cat"))
+        start_layer = layer or self._session.default_cam_layer()
+        self._session.layer(start_layer)  # unknown name: a clear error now
         with self._apply():
             self.model_name = self._session.bundle.name
             self.image_names = sample_images()
-            self._session.set_image(image if image is not None else sample_image("cat"))
             self.layers = ExplorerSession.layer_rows(self._session.layer_table())
-            self.selected_layer = layer or self._session.default_cam_layer()
-            self._session.layer(self.selected_layer)  # unknown name: clear error now
-            self._show_current_image(_name(image))
+            self.selected_layer = start_layer
+            self._assign(self._image_view(_name(image)))
         self.on_msg(self._on_custom_message)
 
     @contextmanager
@@ -124,27 +140,25 @@ class Explorer(anywidget.AnyWidget):
     @_reported
     def _on_image_name(self, change: dict[str, Any]) -> None:
         name = change["new"]
-        if name.startswith(UPLOAD_PREFIX) or name == "custom image":
+        if name.startswith(UPLOAD_PREFIX) or name == CUSTOM_IMAGE:
             return
-        image = sample_image(name)
-        with self._apply():
-            self._session.set_image(image)
-            self._show_current_image(name)
+        self._switch_image(sample_image(name), name)
 
     @traitlets.observe("selected_class")
     @_reported
     def _on_class(self, change: dict[str, Any]) -> None:
-        if change["new"] >= 0:
-            with self._apply():
-                self._update_cam()
+        cam_layer, cam = self._cam_for(self.selected_layer, change["new"])
+        with self._apply():
+            self.cam, self.cam_layer = cam, cam_layer
 
     @traitlets.observe("selected_layer")
     @_reported
     def _on_layer(self, change: dict[str, Any]) -> None:
-        self._session.layer(change["new"])
+        update = {**self._grid_for(change["new"]), **self._cam_view(change["new"])}
         with self._apply():
-            self._update_grid()
-            self._update_cam()
+            if change["new"] != self.grid_layer:
+                self.selected_channel = -1
+            self._assign(update)
 
     @_reported
     def _on_custom_message(
@@ -155,49 +169,68 @@ class Explorer(anywidget.AnyWidget):
         name = str(content.get("name") or "uploaded file")
         if not buffers:
             raise ValueError(f"{name}: the upload arrived without its bytes; pick the file again.")
-        image = to_pil_rgb(bytes(buffers[0]), name=name)  # raises before anything changes
-        with self._apply():
+        self._switch_image(to_pil_rgb(bytes(buffers[0]), name=name), UPLOAD_PREFIX + name)
+
+    # --- computing views (no trait writes) and assigning them -----------------------------
+
+    def _switch_image(self, image: ImageSource, name: str) -> None:
+        """Load ``image`` and show it with everything computed from it; on any failure the
+        session goes back to the previous image and no trait changes."""
+        previous = self._session.current
+        try:
             self._session.set_image(image)
-            self._show_current_image(UPLOAD_PREFIX + name)
+            update = self._image_view(name)
+        except Exception:
+            self._session.current = previous
+            raise
+        with self._apply():
+            self._assign(update)
 
-    # --- state updates ---------------------------------------------------------------------
-
-    def _show_current_image(self, name: str) -> None:
-        """Push the session's image and everything computed from it."""
+    def _image_view(self, name: str) -> dict[str, Any]:
         predictions = self._session.predictions()
-        self.image = self._session.image_payload()
-        self.predictions = [vars(p) for p in predictions]
-        self.image_name = name
-        self.message = None
-        self.selected_class = predictions[0].index
-        self._update_grid()
-        self._update_cam()
+        target = predictions[0].index
+        return {
+            "image": self._session.image_payload(),
+            "predictions": [vars(p) for p in predictions],
+            "image_name": name,
+            "selected_class": target,
+            **self._grid_for(self.selected_layer),
+            **self._cam_view(self.selected_layer, target),
+        }
 
-    def _update_grid(self) -> None:
-        name = self.selected_layer
+    def _grid_for(self, name: str) -> dict[str, Any]:
         grid = self._session.grid(name)
-        self.selected_channel = -1
         if grid is None:
             info = self._session.layer(name)
-            self.grid = self.grid_lo = self.grid_hi = self.grid_means = None
-            self.message = {
-                "level": "info",
-                "text": f"{name} has no spatial output (shape {info.output_shape}); "
-                "pick a convolutional layer to see its filters.",
-            }
-        else:
-            self.grid, self.grid_lo, self.grid_hi = grid["grid"], grid["grid_lo"], grid["grid_hi"]
-            self.grid_means = grid["grid_means"]
-            if self.message and self.message.get("level") == "info":
-                self.message = None
-        self.grid_layer = name
+            what = "did not run" if info.calls == 0 else f"has output shape {info.output_shape}"
+            return {
+                "grid": None, "grid_lo": None, "grid_hi": None, "grid_means": None,
+                "grid_layer": name,
+                "message": {
+                    "level": "info",
+                    "text": f"{name} {what}, not a spatial map; pick a convolutional layer "
+                    "to see its filters.",
+                },
+            }  # fmt: skip
+        return {**grid, "grid_layer": name, "message": None}
 
-    def _update_cam(self) -> None:
-        layer = self.selected_layer
-        if not layer or not self._session.layer(layer).spatial:
+    def _cam_view(self, layer: str, target: int | None = None) -> dict[str, Any]:
+        cam_layer, cam = self._cam_for(layer, self.selected_class if target is None else target)
+        return {"cam": cam, "cam_layer": cam_layer}
+
+    def _cam_for(self, layer: str, target: int) -> tuple[str, Any]:
+        """Grad-CAM at ``layer`` when it is spatial, else at the layer used last."""
+        if not self._session.layer(layer).spatial:
             layer = self.cam_layer or self._session.default_cam_layer()
-        self.cam = self._session.gradcam(layer, self.selected_class)
-        self.cam_layer = layer
+        key = (self._session.current.serial if self._session.current else -1, layer, target)
+        if key != self._cam_key:
+            self._cam_payload = self._session.gradcam(layer, target)
+            self._cam_key = key
+        return layer, self._cam_payload
+
+    def _assign(self, update: dict[str, Any]) -> None:
+        for name, value in update.items():
+            setattr(self, name, value)
 
 
 def _name(image: ImageSource | None) -> str:
@@ -207,7 +240,7 @@ def _name(image: ImageSource | None) -> str:
         return UPLOAD_PREFIX + Path(image).name
     if isinstance(image, Image.Image) and image.info.get(SAMPLE_KEY) in sample_images():
         return str(image.info[SAMPLE_KEY])
-    return "custom image"
+    return CUSTOM_IMAGE
 
 
 def _as_bundle(
@@ -219,6 +252,15 @@ def _as_bundle(
         raise TypeError(
             f"Explorer needs a ModelBundle (cv.load_model()) or an nn.Module; got {type(model).__name__}."
         )
-    return ModelBundle(
-        model, preprocess or Preprocess(), labels or imagenet_labels(), name=type(model).__name__
-    )
+    preprocess = preprocess or Preprocess()
+    if labels is None:
+        labels = imagenet_labels() if _class_count(model, preprocess) == 1000 else []
+    return ModelBundle(model, preprocess, labels, name=type(model).__name__)
+
+
+def _class_count(model: nn.Module, preprocess: Preprocess) -> int:
+    """Number of logits the model gives, from one forward of a grey image."""
+    grey = torch.full((1, 3, *preprocess.input_size), 0.5)
+    with model_guard(model), torch.no_grad():
+        logits = logits_of(model(to_model_input(preprocess.normalize(grey), model)))
+    return int(logits.shape[-1])
