@@ -63,6 +63,16 @@ def channels_by_mean(layer: str) -> list[int]:
     return [int(c) for c in means.argsort(descending=True, stable=True)]
 
 
+def png_of_sample(name: str) -> bytes:
+    import io
+
+    import cnnvis_widget as cv
+
+    buffer = io.BytesIO()
+    cv.sample_image(name).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def dismiss_notifications(page) -> None:
     """Close JupyterLab's "get notified about news?" toast so it does not cover the widget."""
     button = page.locator(".jp-toast-button", has_text="No")
@@ -192,6 +202,14 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     select_layer(page, explorer, "_blocks.5")
     assert explorer.locator('canvas[data-testid="tile"]').count() == 80
     assert grid.evaluate(NON_BLANK_TILES) >= 60
+
+    # A real photo uploaded through the file picker replaces the image and the predictions.
+    explorer.locator('[data-testid="upload"]').set_input_files(
+        files=[{"name": "coffee.png", "mimeType": "image/png", "buffer": png_of_sample("coffee")}]
+    )
+    explorer.locator('[data-testid="prediction"][data-index="967"]').wait_for(timeout=60_000)
+    message.wait_for(state="hidden", timeout=10_000)
+    assert "espresso" in predictions.first.inner_text()
 
 
 def test_explorer_in_notebook7(page, jupyter_server) -> None:
