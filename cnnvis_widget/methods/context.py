@@ -24,15 +24,24 @@ class AttributionRequest:
     def scores(self, output: object) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum over the batch of each sample's target logit, targets used) from the model
         output. Summing is exact for per-sample gradients: samples do not interact in eval mode."""
+        per_sample, targets = self.scores_per_sample(output)
+        return per_sample.sum(), targets
+
+    def scores_per_sample(
+        self, output: object, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target logit of each sample (N,), targets used); ``targets`` overrides the
+        request's (e.g. repeated for a batch of perturbed copies)."""
         logits = logits_of(output)
         if logits.ndim != 2:
             raise ValueError(
                 f"the model output has shape {tuple(logits.shape)}; attribution needs logits "
                 "(N, classes)."
             )
-        targets = self.targets if self.targets is not None else logits.argmax(dim=1)
+        if targets is None:
+            targets = self.targets if self.targets is not None else logits.argmax(dim=1)
         if int(targets.max()) >= logits.shape[1]:
             raise ValueError(
                 f"target {int(targets.max())} is out of range: the model has {logits.shape[1]} classes."
             )
-        return logits.gather(1, targets.view(-1, 1).to(logits.device)).sum(), targets
+        return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1), targets

@@ -1,0 +1,227 @@
+"""Gradient-family and occlusion maps: equal to Captum, to closed forms on tiny models, and
+the model is left as found."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision.models as tvm
+from captum.attr import (
+    Deconvolution,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    Occlusion,
+)
+from support import TinyCNN, hook_count, seeded
+from torch import nn
+
+import cnnvis_widget as cv
+
+CAPTUM = {
+    "guided_backprop": lambda m, x, t: GuidedBackprop(m).attribute(x, target=t),
+    "deconvnet": lambda m, x, t: Deconvolution(m).attribute(x, target=t),
+    "gradient_x_input": lambda m, x, t: InputXGradient(m).attribute(x, target=t),
+    "integrated_gradients": lambda m, x, t: IntegratedGradients(m).attribute(
+        x, target=t, n_steps=16, baselines=0.0, internal_batch_size=16
+    ),
+    "occlusion": lambda m, x, t: Occlusion(m).attribute(
+        x, target=t, sliding_window_shapes=(3, 20, 20), strides=(3, 12, 12), baselines=0.0
+    ),
+}
+OURS = {"integrated_gradients": {"steps": 16}, "occlusion": {"window": 20, "stride": 12}}
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg11", "alexnet", "mobilenet_v2"])
+@pytest.mark.parametrize("method", list(CAPTUM))
+def test_equals_captum_per_sample(arch: str, method: str) -> None:
+    torch.manual_seed(0)
+    model = tvm.get_model(arch, weights=None).eval()
+    size = 96 if arch != "alexnet" else 112
+    x = torch.randn(2, 3, size, size)
+    targets = [3, 901]
+    ours = cv.attribute(model, x, method, target=targets, **OURS.get(method, {}))
+    ref = CAPTUM[method](model, x.clone(), targets).detach()
+    assert ours.shape == x.shape
+    scale = float(ref.abs().max())
+    assert scale > 0
+    if method == "occlusion":
+        # Occlusion values are differences of float32 logits computed in differently sized
+        # batches; their rounding error scales with the logits, not with the map.
+        with torch.no_grad():
+            scale = max(scale, 10 * float(model(x).abs().max()))
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * scale), (arch, method)
+    assert hook_count(model) == 0
+
+
+def test_equals_captum_on_lite0(lite0) -> None:
+    x = torch.cat([lite0.preprocess(cv.sample_image(n)) for n in ["cat", "coffee"]])
+    for method in ["guided_backprop", "gradient_x_input"]:
+        ours = cv.attribute(lite0.module, x, method, target=[281, 967])
+        ref = CAPTUM[method](lite0.module, x.clone(), [281, 967]).detach()
+        assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max())), method
+
+
+def test_guided_backprop_differs_from_the_gradient_and_is_inplace_safe(
+    tiny, tiny_inplace, tiny_input
+) -> None:
+    plain = cv.attribute(tiny, tiny_input, "guided_backprop", target=2)
+    inplace = cv.attribute(tiny_inplace, tiny_input, "guided_backprop", target=2)
+    assert torch.allclose(plain, inplace, rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(plain, cv.attribute(tiny, tiny_input, "saliency", target=2))
+
+
+def test_guided_backprop_equals_the_gradient_with_non_negative_weights(tiny, tiny_input) -> None:
+    # With no negative weights every backward signal is >= 0, so the guided rule changes nothing.
+    for parameter in tiny.parameters():
+        parameter.data.abs_()
+    guided = cv.attribute(tiny, tiny_input, "guided_backprop", target=1)
+    assert torch.allclose(guided, cv.attribute(tiny, tiny_input, "saliency", target=1), rtol=1e-12)
+
+
+def test_deconvnet_without_max_pool_ignores_the_input() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).double().eval()  # fmt: skip
+    a, b = torch.randn(2, 1, 3, 12, 12, dtype=torch.float64)
+    first = cv.attribute(model, a, "deconvnet", target=4)
+    assert torch.allclose(first, cv.attribute(model, b, "deconvnet", target=4), atol=1e-12)
+    assert first.abs().max() > 0
+
+
+class Linear(nn.Module):
+    """T0: f(x) = W flatten(x) + b."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture
+def linear() -> nn.Module:
+    return seeded(Linear())
+
+
+def test_closed_forms_on_a_linear_model(linear) -> None:
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    targets = torch.tensor([1, 4])
+    w = linear.fc.weight[targets].view(2, 3, 4, 4).detach()
+    close = {"rtol": 1e-12, "atol": 1e-14}
+    assert torch.allclose(
+        cv.attribute(linear, x, "gradient_x_input", target=targets), x * w, **close
+    )
+    for steps in [1, 7, 50]:
+        ig = cv.attribute(linear, x, "integrated_gradients", target=targets, steps=steps)
+        assert torch.allclose(ig, x * w, **close)
+    baseline = torch.full_like(x, 0.3)
+    ig = cv.attribute(linear, x, "integrated_gradients", target=targets, baseline=baseline)
+    assert torch.allclose(ig, (x - 0.3) * w, **close)
+    for noise in [0.0, 0.2]:
+        smooth = cv.attribute(
+            linear, x, "smoothgrad", target=targets, n_samples=5, noise_level=noise
+        )
+        assert torch.allclose(smooth, w, **close)
+
+
+def test_integrated_gradients_completeness(tiny, tiny_input) -> None:
+    targets = torch.tensor([0, 3, 8])
+    # ReLU kinks slow the quadrature down on this float64 T1 (2.6% gap at 50 steps for one
+    # sample); 300 points bring every sample under 1%.
+    ig = cv.attribute(tiny, tiny_input, "integrated_gradients", target=targets, steps=300)
+    with torch.no_grad():
+        logits = tiny(tiny_input).gather(1, targets.view(-1, 1))[:, 0]
+        base = tiny(torch.zeros_like(tiny_input)).gather(1, targets.view(-1, 1))[:, 0]
+    gap = (ig.sum((1, 2, 3)) - (logits - base)).abs() / (logits - base).abs()
+    assert torch.all(gap < 0.01), gap
+
+
+def test_smoothgrad_is_seeded_and_averages_noisy_gradients(tiny, tiny_input) -> None:
+    kwargs = {"target": 1, "n_samples": 6, "noise_level": 0.2, "batch_size": 4}
+    first = cv.attribute(tiny, tiny_input, "smoothgrad", seed=5, **kwargs)
+    assert torch.equal(first, cv.attribute(tiny, tiny_input, "smoothgrad", seed=5, **kwargs))
+    assert not torch.allclose(first, cv.attribute(tiny, tiny_input, "smoothgrad", seed=6, **kwargs))
+    # Same noise, drawn by hand: n_samples draws of shape like x from a seeded generator.
+    generator = torch.Generator().manual_seed(5)
+    span = (tiny_input.flatten(1).amax(1) - tiny_input.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    noise = torch.cat(
+        [torch.randn((count, *tiny_input.shape), generator=generator, dtype=torch.float64)
+         for count in (4, 2)]
+    )  # fmt: skip
+    expected = torch.zeros_like(tiny_input)
+    for sample in noise:
+        noisy = (tiny_input + 0.2 * span * sample).requires_grad_(True)
+        (grad,) = torch.autograd.grad(tiny(noisy)[:, 1].sum(), noisy)
+        expected += grad / 6
+    assert torch.allclose(first, expected, rtol=1e-10, atol=1e-13)
+
+
+class SquareSum(nn.Module):
+    """Logit 0 = sum of the pixels in rows 2..4, columns 3..6 of every channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inside = x[:, :, 2:5, 3:7].sum((1, 2, 3))
+        return torch.stack([inside, -inside], dim=1)
+
+
+def test_occlusion_closed_form() -> None:
+    x = torch.rand(1, 3, 8, 9, dtype=torch.float64)
+    occluded = cv.attribute(SquareSum(), x, "occlusion", target=0, window=1, stride=1)
+    expected = torch.zeros_like(x[:, :1])
+    expected[:, :, 2:5, 3:7] = x[:, :, 2:5, 3:7].sum(1, keepdim=True)
+    assert torch.allclose(occluded, expected.expand_as(x), rtol=1e-12)
+
+
+def test_occlusion_window_larger_than_input(tiny, tiny_input) -> None:
+    with pytest.raises(ValueError, match="smaller window"):
+        cv.attribute(tiny, tiny_input, "occlusion", window=40)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "guided_backprop",
+        "deconvnet",
+        "gradient_x_input",
+        "smoothgrad",
+        "integrated_gradients",
+        "occlusion",
+    ],
+)
+def test_model_left_as_found(residual, tiny_input, method: str) -> None:
+    residual.train()
+    residual.conv1.weight.requires_grad_(False)
+    before = copy.deepcopy(residual.state_dict())
+    params = {"n_samples": 3} if method == "smoothgrad" else {}
+    params = {"steps": 4} if method == "integrated_gradients" else params
+    params = {"window": 8, "stride": 8} if method == "occlusion" else params
+    first = cv.attribute(residual, tiny_input, method, target=[1, 2, 3], **params)
+    again = cv.attribute(residual, tiny_input, method, target=[1, 2, 3], **params)
+    assert torch.equal(first, again)  # eval mode: no dropout, no batch statistics
+    assert all(m.training for m in residual.modules())
+    assert not residual.conv1.weight.requires_grad and residual.conv2.weight.requires_grad
+    assert all(p.grad is None for p in residual.parameters())
+    for key, value in residual.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert hook_count(residual) == 0
+
+
+def test_batch_equals_single_samples(tiny, tiny_input) -> None:
+    targets = [2, 5, 9]
+    for method in ["guided_backprop", "integrated_gradients", "occlusion"]:
+        params = {"window": 4, "stride": 4} if method == "occlusion" else {}
+        batch = cv.attribute(tiny, tiny_input, method, target=targets, **params)
+        for i, t in enumerate(targets):
+            single = cv.attribute(tiny, tiny_input[i : i + 1], method, target=t, **params)
+            assert torch.allclose(batch[i : i + 1], single, rtol=1e-10, atol=1e-13), method
+
+
+def test_tiny_cnn_import_is_used() -> None:
+    assert TinyCNN().fc.out_features == 10
