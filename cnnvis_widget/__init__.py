@@ -5,6 +5,7 @@ upsample, METHODS, Explorer.
 """
 
 from .data import sample_image, sample_images
+from .evaluate import deletion_insertion, randomization_check
 from .layers import LayerInfo, activations, layers
 from .methods import METHODS, attribute, upsample
 from .models import ModelBundle, Preprocess, load_model
@@ -20,8 +21,10 @@ __all__ = [
     "__version__",
     "activations",
     "attribute",
+    "deletion_insertion",
     "layers",
     "load_model",
+    "randomization_check",
     "sample_image",
     "sample_images",
     "upsample",
