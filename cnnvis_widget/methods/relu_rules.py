@@ -64,11 +64,17 @@ def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
         for relu in relus:
             pending: list[torch.Tensor] = []
 
-            def keep_input(_m: nn.Module, inputs: tuple[Any, ...], _p=pending) -> tuple[Any, ...]:
+            def keep_input(
+                m: nn.Module, inputs: tuple[Any, ...], _p: list[torch.Tensor] = pending
+            ) -> tuple[Any, ...] | None:
                 _p.append(inputs[0])
-                return (inputs[0].clone(), *inputs[1:])
+                if getattr(m, "inplace", False):  # it would overwrite the kept pre-activation
+                    return (inputs[0].clone(), *inputs[1:])
+                return None
 
-            def replace_output(_m: nn.Module, _i: object, _o: object, _p=pending) -> torch.Tensor:
+            def replace_output(
+                _m: nn.Module, _i: object, _o: object, _p: list[torch.Tensor] = pending
+            ) -> torch.Tensor:
                 return function.apply(_p.pop())
 
             handles.append(relu.register_forward_pre_hook(keep_input))
