@@ -8,7 +8,7 @@ import torch
 
 from .context import AttributionRequest
 from .registry import Param, register
-from .relu_rules import Rule, relu_rule
+from .relu_rules import Rule, relu_rule, stride_correction
 
 
 def input_gradient(request: AttributionRequest, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -36,9 +36,14 @@ def saliency(request: AttributionRequest) -> torch.Tensor:
     return input_gradient(request)
 
 
-def _modified_gradient(request: AttributionRequest, rule: Rule) -> torch.Tensor:
+def _modified_gradient(
+    request: AttributionRequest, rule: Rule, correct_strides: bool = False
+) -> torch.Tensor:
     with relu_rule(request.module, rule):
-        return input_gradient(request)
+        if not correct_strides:
+            return input_gradient(request)
+        with stride_correction(request.module):
+            return input_gradient(request)
 
 
 @register(
@@ -65,12 +70,24 @@ def guided_backprop(request: AttributionRequest) -> torch.Tensor:
     signed=True,
     uses_layer=False,
     cost="1F+1B",
+    params=(
+        Param(
+            "stride_correction",
+            False,
+            "bool",
+            "divide the signal through strided convs / pools by their window overlap count, "
+            "removing checkerboard artifacts (Oramas et al. 2019)",
+        ),
+    ),
 )
-def deconvnet(request: AttributionRequest) -> torch.Tensor:
+def deconvnet(request: AttributionRequest, stride_correction: bool) -> torch.Tensor:
     """Zeiler & Fergus 2014: backward pass where every ``nn.ReLU`` applies relu to the signal
     coming back (relu(g)) instead of the forward mask; max-pool switches are kept. Without
-    max-pooling the map does not depend on the input."""
-    return _modified_gradient(request, "deconvnet")
+    max-pooling the map does not depend on the input. ``stride_correction=True`` divides the
+    signal entering every strided conv / max-pool input by the number of windows that cover
+    each pixel, so overlapping strided windows no longer print a grid (Oramas et al. 2019, as
+    reconstructed in METHODS.md section 7). Default off: the paper's plain DeconvNet."""
+    return _modified_gradient(request, "deconvnet", correct_strides=stride_correction)
 
 
 @register(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.grad import conv2d_input
 from torch.utils.hooks import RemovableHandle
 
 Rule = Literal["guided", "deconvnet"]
@@ -80,6 +81,76 @@ def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
             handles.append(relu.register_forward_pre_hook(keep_input))
             handles.append(relu.register_forward_hook(replace_output))
         yield len(relus)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class _DivideGradient(torch.autograd.Function):
+    """Identity forward; backward divides the gradient by a fixed coverage map."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(coverage)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (coverage,) = ctx.saved_tensors
+        return grad / coverage, None
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
+
+
+def coverage(
+    input_size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    like: torch.Tensor,
+) -> torch.Tensor:
+    """(1, 1, H, W): how many output positions of a KxK, stride-S window read each input pixel
+    (at least 1)."""
+    height, width = input_size
+    out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    ones_out = torch.ones((1, 1, out_h, out_w), dtype=like.dtype, device=like.device)
+    ones_kernel = torch.ones((1, 1, *kernel), dtype=like.dtype, device=like.device)
+    counts = conv2d_input(
+        (1, 1, height, width), ones_kernel, ones_out, stride, padding, dilation
+    )
+    return counts.clamp(min=1)
+
+
+@contextmanager
+def stride_correction(module: nn.Module) -> Iterator[int]:
+    """Divide the backward signal into every strided ``nn.Conv2d`` / ``nn.MaxPool2d`` input by
+    the number of windows covering each pixel, removing the checkerboard that overlapping
+    strided windows print on DeconvNet maps (Oramas et al. 2019, reconstructed). Yields the
+    number of layers corrected."""
+    handles: list[RemovableHandle] = []
+    layers = [
+        m
+        for m in module.modules()
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and max(_pair(m.stride)) > 1
+    ]
+
+    def normalize(m: Any, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        x = inputs[0]
+        kernel = _pair(m.kernel_size)
+        padding = _pair(m.padding) if not isinstance(m.padding, str) else (0, 0)
+        counts = coverage(
+            (x.shape[-2], x.shape[-1]), kernel, _pair(m.stride), padding, _pair(m.dilation), x
+        )
+        return (_DivideGradient.apply(x, counts), *inputs[1:])
+
+    try:
+        for layer in layers:
+            handles.append(layer.register_forward_pre_hook(normalize))
+        yield len(layers)
     finally:
         for handle in handles:
             handle.remove()
