@@ -14,7 +14,7 @@ from ..capture import model_guard, resolve_module
 from ..layers import check_input, default_cam_layer, layers
 from ..models import to_model_input
 from .context import AttributionRequest
-from .registry import METHODS
+from .registry import METHODS, Param
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -46,6 +46,9 @@ def attribute(
             f"{method} does not take {sorted(unknown)}; its parameters are "
             f"{[param.name for param in descriptor.params] or 'none'}."
         )
+    for param in descriptor.params:
+        if param.name in params:
+            _check_param(method, param, params[param.name])
     options = {**descriptor.defaults(), **params}
     with model_guard(module):
         if descriptor.uses_layer:
@@ -99,3 +102,27 @@ def _integral(target: Target) -> bool:
     if values.is_floating_point():
         return bool(torch.all(values == values.round()))
     return not values.is_complex() and values.dtype != torch.bool
+
+
+def _check_param(method: str, param: Param, value: Any) -> None:
+    """Type, range and choice of one parameter, with a message that names the fix."""
+    where = f"{method}: {param.name}"
+    if param.kind == "choice":
+        if value not in param.choices:
+            raise ValueError(f"{where} must be one of {list(param.choices)}; got {value!r}.")
+        return
+    if param.kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be True or False; got {value!r}.")
+        return
+    if isinstance(value, torch.Tensor) and param.kind == "float":
+        return  # e.g. a baseline image; its shape is the method's to check
+    number_types = (int,) if param.kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, number_types):
+        raise TypeError(
+            f"{where} must be {'an int' if param.kind == 'int' else 'a number'}; got {value!r}."
+        )
+    if (param.low is not None and value < param.low) or (
+        param.high is not None and value > param.high
+    ):
+        raise ValueError(f"{where} must lie in [{param.low}, {param.high}]; got {value!r}.")
