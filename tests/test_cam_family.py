@@ -445,7 +445,7 @@ def test_scorecam_batches_are_bounded_and_gradient_free(tiny, tiny_input) -> Non
 
 
 def test_scorecam_arguments_are_checked(tiny, tiny_input) -> None:
-    with pytest.raises(ValueError, match="class_softmax.*channel_softmax"):
+    with pytest.raises(ValueError, match=r"class_softmax.*channel_softmax"):
         cv.attribute(tiny, tiny_input, "scorecam", weights="softmax")
     with pytest.raises(ValueError, match="batch_size"):
         cv.attribute(tiny, tiny_input, "scorecam", batch_size=0)

@@ -1,6 +1,6 @@
 """Attribution methods. Importing this package registers every method in ``METHODS``."""
 
-from . import cam, gradients, perturbation  # noqa: F401  (registration side effects)
+from . import cam, fixations, gradients, perturbation  # noqa: F401  (registration side effects)
 from .api import attribute, upsample
 from .registry import METHODS, Method, Param
 

@@ -119,9 +119,7 @@ def coverage(
     out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
     ones_out = torch.ones((1, 1, out_h, out_w), dtype=like.dtype, device=like.device)
     ones_kernel = torch.ones((1, 1, *kernel), dtype=like.dtype, device=like.device)
-    counts = conv2d_input(
-        (1, 1, height, width), ones_kernel, ones_out, stride, padding, dilation
-    )
+    counts = conv2d_input((1, 1, height, width), ones_kernel, ones_out, stride, padding, dilation)
     return counts.clamp(min=1)
 
 
