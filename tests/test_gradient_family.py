@@ -37,6 +37,8 @@ OURS = {"integrated_gradients": {"steps": 16}, "occlusion": {"window": 20, "stri
 @pytest.mark.parametrize("arch", ["resnet18", "vgg11", "alexnet", "mobilenet_v2"])
 @pytest.mark.parametrize("method", list(CAPTUM))
 def test_equals_captum_per_sample(arch: str, method: str) -> None:
+    if arch == "mobilenet_v2" and method in ("guided_backprop", "deconvnet"):
+        pytest.skip("MobileNetV2's ReLU6 modules get the rule here, not in Captum")
     torch.manual_seed(0)
     model = tvm.get_model(arch, weights=None).eval()
     size = 96 if arch != "alexnet" else 112
@@ -58,10 +60,43 @@ def test_equals_captum_per_sample(arch: str, method: str) -> None:
 
 def test_equals_captum_on_lite0(lite0) -> None:
     x = torch.cat([lite0.preprocess(cv.sample_image(n)) for n in ["cat", "coffee"]])
-    for method in ["guided_backprop", "gradient_x_input"]:
-        ours = cv.attribute(lite0.module, x, method, target=[281, 967])
-        ref = CAPTUM[method](lite0.module, x.clone(), [281, 967]).detach()
-        assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max())), method
+    ours = cv.attribute(lite0.module, x, "gradient_x_input", target=[281, 967])
+    ref = CAPTUM["gradient_x_input"](lite0.module, x.clone(), [281, 967]).detach()
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    # Lite0's activations are ReLU6 modules, which Captum's rules skip (its guided backprop
+    # is the plain gradient there); ours applies the rule to them.
+    guided = cv.attribute(lite0.module, x, "guided_backprop", target=[281, 967])
+    assert not torch.allclose(guided, cv.attribute(lite0.module, x, "saliency", target=[281, 967]))
+
+
+def test_guided_rule_on_relu6_closed_form() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3, padding=1).double()
+    head = nn.Linear(4, 3).double()
+    model = nn.Sequential(conv, nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+    x = 12 * torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        pre = conv(x)
+    assert (pre > 6).any() and (pre < 0).any(), "the test needs both cut-offs active"
+    g_out = (head.weight[1] / 36).view(1, 4, 1, 1).expand_as(pre).detach()
+    mask = ((pre > 0) & (pre < 6)).double()
+    expected = torch.nn.grad.conv2d_input(
+        x.shape, conv.weight.detach(), g_out.clamp(min=0) * mask, padding=1
+    )
+    ours = cv.attribute(model, x, "guided_backprop", target=1)
+    assert torch.allclose(ours, expected, rtol=1e-10, atol=1e-13)
+    deconv = torch.nn.grad.conv2d_input(
+        x.shape, conv.weight.detach(), g_out.clamp(min=0), padding=1
+    )
+    assert torch.allclose(
+        cv.attribute(model, x, "deconvnet", target=1), deconv, rtol=1e-10, atol=1e-13
+    )
+
+
+def test_no_relu_modules_warns() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
+    with pytest.warns(UserWarning, match="plain gradient"):
+        cv.attribute(model, torch.randn(1, 3, 2, 2), "guided_backprop", target=0)
 
 
 def test_guided_backprop_differs_from_the_gradient_and_is_inplace_safe(

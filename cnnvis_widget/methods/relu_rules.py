@@ -9,6 +9,8 @@ applies the rule. Reused modules are handled call by call.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -22,45 +24,58 @@ Rule = Literal["guided", "deconvnet"]
 
 
 class _GuidedReLU(torch.autograd.Function):
-    """relu forward; backward relu(g) * [pre > 0] (Springenberg et al. 2015)."""
+    """clamp(pre, 0, upper) forward; backward relu(g) * [0 < pre < upper]
+    (Springenberg et al. 2015; upper = inf for ReLU, 6 for ReLU6)."""
 
     @staticmethod
-    def forward(ctx: Any, pre: torch.Tensor) -> torch.Tensor:
-        positive = pre > 0
-        ctx.save_for_backward(positive)
-        return pre * positive
+    def forward(ctx: Any, pre: torch.Tensor, upper: float) -> torch.Tensor:
+        passing = (pre > 0) & (pre < upper)
+        ctx.save_for_backward(passing)
+        return pre.clamp(0, upper)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (positive,) = ctx.saved_tensors
-        return grad.clamp(min=0) * positive
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (passing,) = ctx.saved_tensors
+        return grad.clamp(min=0) * passing, None
 
 
 class _DeconvReLU(torch.autograd.Function):
-    """relu forward; backward relu(g), ignoring the forward mask (Zeiler & Fergus 2014)."""
+    """clamp(pre, 0, upper) forward; backward relu(g), ignoring the forward mask
+    (Zeiler & Fergus 2014)."""
 
     @staticmethod
-    def forward(ctx: Any, pre: torch.Tensor) -> torch.Tensor:
-        return pre.clamp(min=0)
+    def forward(ctx: Any, pre: torch.Tensor, upper: float) -> torch.Tensor:
+        return pre.clamp(0, upper)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clamp(min=0)
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.clamp(min=0), None
 
 
 _FUNCTIONS = {"guided": _GuidedReLU, "deconvnet": _DeconvReLU}
 
 
+def _upper(module: nn.Module) -> float:
+    return 6.0 if isinstance(module, nn.ReLU6) else math.inf
+
+
 @contextmanager
 def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
-    """Apply ``rule`` to the backward pass of every ``nn.ReLU`` in ``module`` inside the block.
-
-    Yields the number of ReLU modules found. Functional relus (``F.relu`` inside a forward)
-    and other activations keep their ordinary gradient, as in Captum.
+    """Apply ``rule`` to the backward pass of every ``nn.ReLU`` and ``nn.ReLU6`` in ``module``
+    inside the block (Captum handles ``nn.ReLU`` only; EfficientNet-Lite and MobileNet use
+    ReLU6). Yields the number of modules found; with none, a ``UserWarning`` says the map is
+    the plain gradient. Functional relus (``F.relu`` inside a forward) and other activations
+    keep their ordinary gradient, as in Captum.
     """
     function = _FUNCTIONS[rule]
     handles: list[RemovableHandle] = []
-    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
+    relus = [m for m in module.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+    if not relus:
+        warnings.warn(
+            f"{type(module).__name__} has no nn.ReLU / nn.ReLU6 modules, so the {rule} rule "
+            "changes nothing and the map is the plain gradient.",
+            stacklevel=4,
+        )
     try:
         for relu in relus:
             pending: list[torch.Tensor] = []
@@ -74,9 +89,13 @@ def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
                 return None
 
             def replace_output(
-                _m: nn.Module, _i: object, _o: object, _p: list[torch.Tensor] = pending
+                _m: nn.Module,
+                _i: object,
+                _o: object,
+                _p: list[torch.Tensor] = pending,
+                _u: float = _upper(relu),
             ) -> torch.Tensor:
-                return function.apply(_p.pop())
+                return function.apply(_p.pop(), _u)
 
             handles.append(relu.register_forward_pre_hook(keep_input))
             handles.append(relu.register_forward_hook(replace_output))
