@@ -2,6 +2,7 @@
 
 from . import cam, fixations, gradients, perturbation  # noqa: F401  (registration side effects)
 from .api import attribute, upsample
+from .context import Cancelled
 from .registry import METHODS, Method, Param
 
-__all__ = ["METHODS", "Method", "Param", "attribute", "upsample"]
+__all__ = ["METHODS", "Cancelled", "Method", "Param", "attribute", "upsample"]

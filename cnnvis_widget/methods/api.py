@@ -13,7 +13,7 @@ from torch import nn
 from ..capture import model_guard, resolve_module
 from ..layers import check_input, default_cam_layer, layers
 from ..models import to_model_input
-from .context import AttributionRequest
+from .context import AttributionRequest, StepCallback
 from .registry import METHODS, Param
 
 Target = int | Sequence[int] | torch.Tensor | None
@@ -25,6 +25,8 @@ def attribute(
     method: str,
     target: Target = None,
     layer: str | None = None,
+    *,
+    on_step: StepCallback | None = None,
     **params: Any,
 ) -> torch.Tensor:
     """Explain ``module``'s decision on ``x`` with a registered method.
@@ -35,6 +37,10 @@ def attribute(
     by default the last spatial layer. Pixel methods return a signed tensor shaped like ``x``;
     layer methods ``(N, 1, h, w)`` at the layer's resolution, non-negative. The model is left
     exactly as found (mode, hooks, gradients, parameters).
+
+    Long methods (smoothgrad, integrated_gradients, occlusion, scorecam) call
+    ``on_step(partial_map, fraction_done)`` after every batch; returning ``False`` from it
+    stops the method and raises :class:`cnnvis_widget.methods.Cancelled`.
     """
     descriptor = _method(method)
     check_input(x)
@@ -57,7 +63,7 @@ def attribute(
             resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
         elif layer is not None:
             raise TypeError(f"{method} works on the input pixels and takes no layer.")
-        return descriptor(AttributionRequest(module, x, targets, layer), **options)
+        return descriptor(AttributionRequest(module, x, targets, layer, on_step), **options)
 
 
 def upsample(attribution: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:

@@ -8,6 +8,8 @@ builds an autograd graph only from the layer on, and one backward pass that stop
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -223,8 +225,16 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
             activation = tapped.tensor(request.layer)
             _, targets = request.scores(output)
         _check_spatial(activation, request.layer, "Score-CAM")
-        scores = _masked_scores(module, x, activation, targets, batch_size, weights)
-        return torch.relu(torch.einsum("nk,nkhw->nhw", scores, activation)).unsqueeze(1)
+
+        def combine(scores: torch.Tensor) -> torch.Tensor:
+            return torch.relu(torch.einsum("nk,nkhw->nhw", scores, activation)).unsqueeze(1)
+
+        def progress(scores: torch.Tensor, done: float) -> None:
+            request.report(lambda: combine(scores), done)
+
+        return combine(
+            _masked_scores(module, x, activation, targets, batch_size, weights, progress)
+        )
 
 
 def _masked_scores(
@@ -234,6 +244,7 @@ def _masked_scores(
     targets: torch.Tensor,
     batch_size: int,
     weights: str,
+    progress: Callable[[torch.Tensor, float], None] | None = None,
 ) -> torch.Tensor:
     """Score-CAM channel weights s (N, K). (sample, channel) pairs are processed in chunks of
     ``batch_size``, so memory stays bounded whatever N and K are."""
@@ -253,7 +264,8 @@ def _masked_scores(
     valid = high > low
     scores = torch.zeros(n * k, dtype=activation.dtype, device=activation.device)
     targets = targets.to(activation.device)
-    for chunk in pairs[valid].split(batch_size):
+    chunks = pairs[valid].split(batch_size)
+    for number, chunk in enumerate(chunks, start=1):
         span = (high[chunk] - low[chunk]).view(-1, 1, 1, 1)
         mask = (masks(chunk) - low[chunk].view(-1, 1, 1, 1)) / span
         samples = chunk // k
@@ -261,6 +273,17 @@ def _masked_scores(
         if weights == "class_softmax":
             logits = logits.softmax(dim=1)
         scores[chunk] = logits.gather(1, targets[samples].view(-1, 1)).squeeze(1).to(scores.dtype)
+        if progress is not None:
+            scored = torch.zeros_like(valid)
+            scored[torch.cat(chunks[:number])] = True
+            progress(_weights(scores, scored, n, k, weights), number / len(chunks))
+    return _weights(scores, valid, n, k, weights)
+
+
+def _weights(
+    scores: torch.Tensor, valid: torch.Tensor, n: int, k: int, weights: str
+) -> torch.Tensor:
+    """(N, K) channel weights from the flat scores; channels not ``valid`` weigh 0."""
     scores = scores.view(n, k)
     if weights == "channel_softmax":
         valid = valid.view(n, k)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..models import logits_of
+
+StepCallback = Callable[[torch.Tensor, float], "bool | None"]
+
+
+class Cancelled(RuntimeError):
+    """A long method was stopped by its ``on_step`` callback."""
 
 
 @dataclass
@@ -20,6 +27,18 @@ class AttributionRequest:
     x: torch.Tensor
     targets: torch.Tensor | None
     layer: str | None
+    on_step: StepCallback | None = None
+
+    def report(self, partial: Callable[[], torch.Tensor], done: float) -> None:
+        """Hand a partial map (computed only if someone listens) and the fraction of the work
+        done to ``on_step``; a callback that returns ``False`` stops the method with
+        :class:`Cancelled`."""
+        if self.on_step is not None and self.on_step(partial(), done) is False:
+            raise Cancelled(f"stopped by on_step at {100 * done:.0f}%")
+
+    def sub(self, x: torch.Tensor, targets: torch.Tensor) -> AttributionRequest:
+        """The same model on another batch (e.g. noisy or path copies), without streaming."""
+        return AttributionRequest(self.module, x, targets, None)
 
     def scores(self, output: object) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum over the batch of each sample's target logit, targets used) from the model

@@ -3,6 +3,8 @@ SmoothGrad, Integrated Gradients. All return a signed map shaped like the input.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -144,9 +146,11 @@ def smoothgrad(
         count = min(batch_size, n_samples - done)
         noise = torch.randn((count, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
         noisy = (x.unsqueeze(0) + noise * sigma.unsqueeze(0)).flatten(0, 1)
-        repeated = AttributionRequest(request.module, noisy, targets.repeat(count), None)
-        total += input_gradient(repeated).view(count, *x.shape).sum(0)
+        total += (
+            input_gradient(request.sub(noisy, targets.repeat(count))).view(count, *x.shape).sum(0)
+        )
         done += count
+        request.report(functools.partial(torch.div, total, done), done / n_samples)
     return total / n_samples
 
 
@@ -189,9 +193,12 @@ def integrated_gradients(
         a = alphas[start : start + batch_size].view(-1, *([1] * x.ndim))
         w = step_weights[start : start + batch_size].view(-1, *([1] * x.ndim))
         path = (reference.unsqueeze(0) + a * (x - reference).unsqueeze(0)).flatten(0, 1)
-        chunk = AttributionRequest(request.module, path, targets.repeat(a.shape[0]), None)
-        gradients = input_gradient(chunk).view(a.shape[0], *x.shape)
-        total += (w * gradients).sum(0)
+        gradients = input_gradient(request.sub(path, targets.repeat(a.shape[0])))
+        total += (w * gradients.view(a.shape[0], *x.shape)).sum(0)
+        # Partial maps rescale the quadrature done so far to the whole path.
+        weight_done = float(step_weights[: start + a.shape[0]].sum())
+        scale = (x - reference) / weight_done
+        request.report(functools.partial(torch.mul, scale, total), (start + a.shape[0]) / steps)
     return (x - reference) * total
 
 

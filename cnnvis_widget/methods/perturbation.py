@@ -68,4 +68,8 @@ def occlusion(
             for index, (top, left) in enumerate(chunk):
                 total[:, 0, top : top + window, left : left + window] += drops[index].view(n, 1, 1)
                 covered[:, :, top : top + window, left : left + window] += 1
+            request.report(
+                lambda: (total / covered.clamp(min=1)).expand_as(x).contiguous(),
+                (start + len(chunk)) / len(positions),
+            )
     return (total / covered.clamp(min=1)).expand_as(x).contiguous()
