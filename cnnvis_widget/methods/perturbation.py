@@ -29,7 +29,7 @@ from .registry import Param, register
             -10.0,
             10.0,
         ),
-        Param("batch_size", 32, "int", "occluded images per forward pass", 1, 1024),
+        Param("batch_size", 16, "int", "occluded images per forward pass", 1, 1024),
     ),
 )
 def occlusion(
