@@ -67,3 +67,27 @@ def hook_count(model: nn.Module) -> int:
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     )
+
+
+class BackwardSpy(nn.Module):
+    """Identity whose backward pass is counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backward_calls = 0
+        spy = self
+
+        class Identity(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):  # type: ignore[no-untyped-def]
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, grad):  # type: ignore[no-untyped-def]
+                spy.backward_calls += 1
+                return grad
+
+        self.fn = Identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn.apply(x)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from captum.attr import LayerGradCam, Saliency
-from support import hook_count
+from support import BackwardSpy, hook_count
 from torch import nn
 
 import cnnvis_widget as cv
@@ -77,30 +77,6 @@ def test_gradcam_default_target_and_layer(tiny, tiny_input) -> None:
     default = cv.attribute(tiny, tiny_input, "gradcam")
     explicit = cv.attribute(tiny, tiny_input, "gradcam", target=predicted, layer="relu2")
     assert torch.equal(default, explicit)
-
-
-class BackwardSpy(nn.Module):
-    """Identity whose backward pass is counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backward_calls = 0
-        spy = self
-
-        class Identity(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):  # type: ignore[no-untyped-def]
-                return x.view_as(x)
-
-            @staticmethod
-            def backward(ctx, grad):  # type: ignore[no-untyped-def]
-                spy.backward_calls += 1
-                return grad
-
-        self.fn = Identity
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn.apply(x)
 
 
 def test_gradcam_backpropagates_only_to_the_layer(tiny, tiny_input) -> None:

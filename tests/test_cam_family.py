@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from support import TinyCNN, hook_count, seeded
+from support import BackwardSpy, TinyCNN, hook_count, seeded
 from torch import nn
 
 import cnnvis_widget as cv
@@ -493,30 +493,6 @@ def test_model_is_left_exactly_as_found(residual, tiny_input, method: str) -> No
         cv.attribute(model, tiny_input, method, target=1, layer="fc")
     assert {name: m.training for name, m in model.named_modules()} == modes
     assert hook_count(model) == 0 and torch.is_grad_enabled()
-
-
-class BackwardSpy(nn.Module):
-    """Identity whose backward pass is counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backward_calls = 0
-        spy = self
-
-        class Identity(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):  # type: ignore[no-untyped-def]
-                return x.view_as(x)
-
-            @staticmethod
-            def backward(ctx, grad):  # type: ignore[no-untyped-def]
-                spy.backward_calls += 1
-                return grad
-
-        self.fn = Identity
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn.apply(x)
 
 
 @pytest.mark.parametrize("method", CAM_METHODS)
