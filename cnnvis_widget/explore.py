@@ -17,7 +17,7 @@ from .capture import LayerRef, resolve_module
 from .encode import Payload, grid_payloads, ndarray_payload
 from .images import ImageSource
 from .layers import LayerInfo, activations, default_cam_layer, layers
-from .methods import attribute
+from .methods import METHODS, attribute
 from .models import ModelBundle, to_model_input
 
 TOP_K = 5
@@ -94,10 +94,45 @@ class ExplorerSession:
         maps = activations(self.bundle.module, self.input, [name])[name][0]
         return grid_payloads(maps)
 
-    def gradcam(self, name: str, target: int) -> Payload:
-        """Grad-CAM of class ``target`` at layer ``name``: float32 (h, w), raw scale."""
-        cam = attribute(self.bundle.module, self.input, "gradcam", target=target, layer=name)
-        return ndarray_payload(cam[0, 0], "float32")
+    def attribution_map(
+        self, method: str, target: int, layer: str | None, params: dict[str, Any]
+    ) -> Payload:
+        """The map of ``method`` for class ``target`` as float32 ``(h, w)``: layer maps at the
+        layer's resolution, pixel maps at the input's with colour channels summed (signed
+        when the method is)."""
+        result = attribute(
+            self.bundle.module, self.input, method, target=target, layer=layer, **params
+        )
+        return ndarray_payload(result[0].sum(dim=0), "float32")
+
+    @staticmethod
+    def method_rows() -> list[dict[str, Any]]:
+        """Every registered method as the widget's method picker needs it."""
+        return [
+            {
+                "name": m.name,
+                "title": m.title,
+                "family": m.family,
+                "output": m.output,
+                "signed": m.signed,
+                "uses_layer": m.uses_layer,
+                "cost": m.cost,
+                "summary": m.summary,
+                "params": [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        "default": p.default,
+                        "low": p.low,
+                        "high": p.high,
+                        "choices": list(p.choices),
+                        "doc": p.doc,
+                    }
+                    for p in m.params
+                ],
+            }
+            for m in METHODS.values()
+        ]
 
     def image_payload(self) -> Payload:
         if self.current is None:

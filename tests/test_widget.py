@@ -84,7 +84,7 @@ def test_clicking_a_class_changes_only_the_cam(explorer, monkeypatch) -> None:
 
 def test_display_changes_never_reach_the_engine(explorer, monkeypatch) -> None:
     calls = []
-    for name in ["grid", "gradcam", "predictions", "set_image"]:
+    for name in ["grid", "attribution_map", "predictions", "set_image"]:
         monkeypatch.setattr(ExplorerSession, name, lambda *a, _n=name: calls.append(_n))
     explorer.colormap = "magma"
     explorer.opacity = 0.9
@@ -151,3 +151,35 @@ def test_bare_module_labels_follow_its_class_count(tiny, lite0) -> None:
     assert all(p["label"].startswith("class ") for p in widget.predictions)
     imagenet = cv.Explorer(lite0.module, cv.sample_image("coffee"), preprocess=lite0.preprocess)
     assert imagenet.predictions[0]["label"] == "espresso"
+
+
+def test_method_picker_recomputes_the_overlay(explorer, lite0) -> None:
+    assert {row["name"] for row in explorer.methods} == set(cv.METHODS)
+    smooth = next(row for row in explorer.methods if row["name"] == "smoothgrad")
+    assert {p["name"] for p in smooth["params"]} == {
+        "n_samples",
+        "noise_level",
+        "batch_size",
+        "seed",
+    }
+    explorer.method = "integrated_gradients"
+    explorer.method_params = {"steps": 8}
+    cam = decode_payload(explorer.cam)
+    assert (
+        cam.shape == (224, 224)
+        and explorer.cam_signed
+        and explorer.cam_method == "integrated_gradients"
+    )
+    x = lite0.preprocess(cv.sample_image("coffee"))
+    expected = cv.attribute(lite0.module, x, "integrated_gradients", target=967, steps=8)[0].sum(0)
+    assert np.allclose(cam, expected.numpy(), rtol=1e-5, atol=1e-7)
+    # A bad parameter is refused with a message and the last good state stays.
+    explorer.method_params = {"steps": 0}
+    assert explorer.message["level"] == "error" and "steps" in explorer.message["text"]
+    assert explorer.method_params == {"steps": 8} and np.array_equal(
+        decode_payload(explorer.cam), cam
+    )
+    explorer.method = "layercam"
+    explorer.method_params = {}
+    assert decode_payload(explorer.cam).shape == (7, 7) and not explorer.cam_signed
+    assert explorer.message is None

@@ -7,6 +7,7 @@ them in the ``message`` trait, so a bad request leaves the widget as it was and 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..capture import model_guard
 from ..data import SAMPLE_KEY, sample_image, sample_images
 from ..explore import ExplorerSession
 from ..images import ImageSource, to_pil_rgb
+from ..methods import METHODS
 from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -85,6 +87,11 @@ class Explorer(anywidget.AnyWidget):
     layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected_layer = traitlets.Unicode("").tag(sync=True)
     cam_layer = traitlets.Unicode("").tag(sync=True)
+    methods = traitlets.List(traitlets.Dict()).tag(sync=True)
+    method = traitlets.Unicode("gradcam").tag(sync=True)
+    method_params = traitlets.Dict().tag(sync=True)
+    cam_method = traitlets.Unicode("").tag(sync=True)
+    cam_signed = traitlets.Bool(False).tag(sync=True)
     cam = _optional_dict()
     grid = _optional_dict()
     grid_lo = _optional_dict()
@@ -109,7 +116,7 @@ class Explorer(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         self._applying = True
-        self._cam_key: tuple[int, str, int] | None = None
+        self._cam_key: tuple[int, str, str, str, int] | None = None
         self._cam_payload: Any = None
         super().__init__(**kwargs)
         self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
@@ -119,6 +126,7 @@ class Explorer(anywidget.AnyWidget):
         with self._apply():
             self.model_name = self._session.bundle.name
             self.image_names = sample_images()
+            self.methods = ExplorerSession.method_rows()
             self.layers = ExplorerSession.layer_rows(self._session.layer_table())
             self.selected_layer = start_layer
             self._assign(self._image_view(_name(image)))
@@ -147,9 +155,22 @@ class Explorer(anywidget.AnyWidget):
     @traitlets.observe("selected_class")
     @_reported
     def _on_class(self, change: dict[str, Any]) -> None:
-        cam_layer, cam = self._cam_for(self.selected_layer, change["new"])
+        update = self._cam_view(self.selected_layer, change["new"])
         with self._apply():
-            self.cam, self.cam_layer = cam, cam_layer
+            self._assign(update)
+
+    @traitlets.observe("method", "method_params")
+    @_reported
+    def _on_method(self, change: dict[str, Any]) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {list(METHODS)}.")
+        accepted = {param.name for param in METHODS[self.method].params}
+        if set(self.method_params) - accepted:  # left over from the previous method
+            with self._apply():
+                self.method_params = {k: v for k, v in self.method_params.items() if k in accepted}
+        update = self._cam_view(self.selected_layer)
+        with self._apply():
+            self._assign(update)
 
     @traitlets.observe("selected_layer")
     @_reported
@@ -215,18 +236,25 @@ class Explorer(anywidget.AnyWidget):
         return {**grid, "grid_layer": name, "message": None}
 
     def _cam_view(self, layer: str, target: int | None = None) -> dict[str, Any]:
-        cam_layer, cam = self._cam_for(layer, self.selected_class if target is None else target)
-        return {"cam": cam, "cam_layer": cam_layer}
-
-    def _cam_for(self, layer: str, target: int) -> tuple[str, Any]:
-        """Grad-CAM at ``layer`` when it is spatial, else at the layer used last."""
+        """The overlay map of the current method for ``target`` (default: the selected
+        class); layer methods use ``layer`` when it is spatial, else the layer used last."""
+        target = self.selected_class if target is None else target
+        descriptor = METHODS[self.method]
         if not self._session.layer(layer).spatial:
             layer = self.cam_layer or self._session.default_cam_layer()
-        key = (self._session.current.serial if self._session.current else -1, layer, target)
+        serial = self._session.current.serial if self._session.current else -1
+        key = (serial, self.method, json.dumps(self.method_params, sort_keys=True), layer, target)
         if key != self._cam_key:
-            self._cam_payload = self._session.gradcam(layer, target)
+            self._cam_payload = self._session.attribution_map(
+                self.method, target, layer if descriptor.uses_layer else None, self.method_params
+            )
             self._cam_key = key
-        return layer, self._cam_payload
+        return {
+            "cam": self._cam_payload,
+            "cam_layer": layer,
+            "cam_method": self.method,
+            "cam_signed": descriptor.signed,
+        }
 
     def _assign(self, update: dict[str, Any]) -> None:
         for name, value in update.items():
