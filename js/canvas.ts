@@ -1,6 +1,6 @@
 /** Canvas drawing: colormapped 2-D maps, the RGB image, and image + heatmap composites. */
 import type { Decoded } from "./codecs";
-import { applyColormap, type Lut } from "./colormaps";
+import { applyColormap, applyDiverging, type Lut } from "./colormaps";
 
 /** A 2-D map of h x w values in row-major order. */
 export interface Map2D {
@@ -9,11 +9,15 @@ export interface Map2D {
   data: ArrayLike<number>;
 }
 
-/** A map plus the value range that spans the colormap. */
+/**
+ * A map plus the value range that spans the colormap. A signed heat is drawn with a diverging
+ * LUT normalized symmetrically: [-hi, hi], 0 in the middle, alpha proportional to |value| / hi.
+ */
 export interface Heat {
   map: Map2D;
   lo: number;
   hi: number;
+  signed?: boolean;
 }
 
 function context(canvas: HTMLCanvasElement): CanvasRenderingContext2D {
@@ -66,6 +70,26 @@ export function heatByMax(map: Map2D): Heat | null {
   return { map, lo: 0, hi: max };
 }
 
+/** Largest |value| over the finite values (NaN / ±Infinity skipped); 0 for an empty map. */
+export function maxAbs(data: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i] as number);
+    if (a > m && a !== Number.POSITIVE_INFINITY) m = a;
+  }
+  return m;
+}
+
+/**
+ * A signed float map normalized symmetrically by max |value| (range [-m, m]); null when the
+ * map is all zero (nothing is drawn on top).
+ */
+export function heatSigned(map: Map2D): Heat | null {
+  const m = maxAbs(map.data);
+  if (!(m > 0) || !Number.isFinite(m)) return null;
+  return { map, lo: -m, hi: m, signed: true };
+}
+
 /** A uint8 map (0..255, already quantized per channel) spanning the whole colormap. */
 export function heatFromUint8(map: Map2D): Heat {
   return { map, lo: 0, hi: 255 };
@@ -78,7 +102,8 @@ export function drawMap(canvas: HTMLCanvasElement, heat: Heat, lut: Lut): void {
   if (w === 0 || h === 0) return;
   const ctx = context(canvas);
   const img = ctx.createImageData(w, h);
-  applyColormap(data, heat.lo, heat.hi, lut, img.data);
+  if (heat.signed) applyDiverging(data, heat.hi, lut, img.data);
+  else applyColormap(data, heat.lo, heat.hi, lut, img.data);
   ctx.putImageData(img, 0, 0);
 }
 

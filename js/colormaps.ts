@@ -170,3 +170,51 @@ export function applyColormap(
   }
   return rgba;
 }
+
+/** The diverging map used for signed data (negative = blue, 0 = white, positive = red). */
+export const SIGNED_COLORMAP: ColormapName = "RdBu";
+
+/**
+ * LUT index of a signed value normalized symmetrically by `maxAbs`: -maxAbs -> 0, 0 -> the
+ * middle, +maxAbs -> last; clamped outside. -1 for NaN or a degenerate scale (maxAbs <= 0).
+ */
+export function divergingIndex(value: number, maxAbs: number, size = LUT_SIZE): number {
+  if (Number.isNaN(value) || !(maxAbs > 0) || !Number.isFinite(maxAbs)) return -1;
+  const last = size - 1;
+  const k = Math.round(((value / maxAbs + 1) / 2) * last);
+  return k < 0 ? 0 : k > last ? last : k;
+}
+
+/**
+ * Map signed values to RGBA through a diverging LUT, normalized symmetrically by `maxAbs`
+ * (0 -> LUT middle). Alpha is proportional to |value| / maxAbs, so zero is transparent. A
+ * degenerate scale (maxAbs <= 0 or not finite) and NaN values give fully transparent pixels.
+ */
+export function applyDiverging(
+  values: ArrayLike<number>,
+  maxAbs: number,
+  lut: Lut,
+  out?: Uint8ClampedArray,
+): Uint8ClampedArray {
+  const n = values.length;
+  const rgba = out ?? new Uint8ClampedArray(n * 4);
+  if (rgba.length < n * 4) throw new Error(`output holds ${rgba.length / 4} pixels, need ${n}`);
+  const size = lut.length / 3;
+  for (let i = 0; i < n; i++) {
+    const v = values[i] as number;
+    const o = 4 * i;
+    const k = divergingIndex(v, maxAbs, size);
+    if (k < 0) {
+      rgba[o] = 0;
+      rgba[o + 1] = 0;
+      rgba[o + 2] = 0;
+      rgba[o + 3] = 0;
+      continue;
+    }
+    rgba[o] = lut[3 * k] as number;
+    rgba[o + 1] = lut[3 * k + 1] as number;
+    rgba[o + 2] = lut[3 * k + 2] as number;
+    rgba[o + 3] = Math.round(255 * Math.min(1, Math.abs(v) / maxAbs));
+  }
+  return rgba;
+}

@@ -20,6 +20,7 @@ import { createFilterGrid } from "./views/filterGrid";
 import { createHeader } from "./views/header";
 import { createLayerTree } from "./views/layerTree";
 import { createMessage } from "./views/message";
+import { createMethodControls } from "./views/methods";
 import { createOverlay } from "./views/overlay";
 import { createPredictions } from "./views/predictions";
 
@@ -49,6 +50,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const predictions = createPredictions(model);
   const layerTree = createLayerTree(model);
   const overlay = createOverlay(model, arrays);
+  const methods = createMethodControls(model);
   const filterGrid = createFilterGrid(model, arrays);
 
   const root = h(
@@ -65,6 +67,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
         { class: "cv-col cv-col-main" },
         controls.source,
         overlay.el,
+        methods.el,
         controls.display,
         predictions.el,
       ),
@@ -77,6 +80,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     busy,
     message,
     controls,
+    methods,
     predictions,
     layerTree,
     overlay,
@@ -95,6 +99,11 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     selected_layer: [layerTree],
     cam_layer: [overlay],
     cam: [overlay, message],
+    cam_signed: [overlay],
+    cam_method: [overlay],
+    methods: [methods, overlay],
+    method: [methods],
+    method_params: [methods],
     grid: [filterGrid, overlay, message],
     grid_lo: [filterGrid, message],
     grid_hi: [filterGrid, message],

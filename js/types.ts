@@ -32,6 +32,33 @@ export interface Message {
 
 export type SortBy = "index" | "mean";
 
+export type ParamKind = "int" | "float" | "bool" | "choice";
+export type ParamValue = number | boolean | string | null;
+
+/** One tunable parameter of an explanation method (docs/protocol.md, `methods`). */
+export interface MethodParam {
+  name: string;
+  kind: ParamKind;
+  default: ParamValue;
+  low: number | null;
+  high: number | null;
+  choices: string[];
+  doc: string;
+}
+
+/** An explanation method the kernel can compute (static list, sent once). */
+export interface MethodInfo {
+  name: string;
+  title: string;
+  family: string;
+  output: "pixel" | "layer";
+  signed: boolean;
+  uses_layer: boolean;
+  cost: string;
+  summary: string;
+  params: MethodParam[];
+}
+
 /** Synced traits of `cnnvis_widget.widgets.explorer.Explorer`. */
 export interface ExplorerState {
   model_name: string;
@@ -44,6 +71,11 @@ export interface ExplorerState {
   selected_layer: string;
   cam_layer: string;
   cam: NdArrayPayload | null;
+  cam_signed: boolean;
+  cam_method: string;
+  methods: MethodInfo[];
+  method: string;
+  method_params: Record<string, ParamValue>;
   grid: NdArrayPayload | null;
   grid_lo: NdArrayPayload | null;
   grid_hi: NdArrayPayload | null;

@@ -1,10 +1,12 @@
 /**
- * Main canvas: the image with the Grad-CAM heatmap on top, or with the selected channel's map
- * when `selected_channel >= 0`; a caption says what is drawn, a colour bar shows the colormap.
+ * Main canvas: the image with the current method's map (`cam`) on top, or with the selected
+ * channel's map when `selected_channel >= 0`; a caption says what is drawn, a colour bar shows
+ * the colormap. Signed maps (`cam_signed`) use the diverging RdBu map, symmetric around 0.
  */
-import { composite, type Heat, heatByMax, mapFrom } from "../canvas";
-import { getLut, type Lut } from "../colormaps";
+import { composite, type Heat, heatByMax, heatSigned, mapFrom } from "../canvas";
+import { getLut, type Lut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
+import { methodCaption, validMethods } from "../methods";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
 import { channelHeat } from "./filterGrid";
@@ -35,14 +37,20 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
   });
   const caption = h("div", { class: "cv-overlay-caption" });
   const colorbar = h("canvas", { class: "cv-colorbar", "aria-hidden": "true" });
-  const el = h(
+  const lowLabel = h("span", { class: "cv-colorbar-low" }, "low");
+  const highLabel = h("span", { class: "cv-colorbar-high" }, "high");
+  const zeroLabel = h("span", { class: "cv-colorbar-zero", hidden: true }, "0");
+  const legend = h(
     "div",
-    { class: "cv-overlay" },
-    canvas,
-    h("div", { class: "cv-colorbar-row" }, h("span", {}, "low"), colorbar, h("span", {}, "high")),
-    caption,
+    { class: "cv-colorbar-row", "data-testid": "colorbar", "data-signed": "false" },
+    lowLabel,
+    h("div", { class: "cv-colorbar-track" }, colorbar, zeroLabel),
+    highLabel,
   );
+  const el = h("div", { class: "cv-overlay" }, canvas, legend, caption);
   let colorbarLut: Lut | null = null;
+  let methodsRaw: unknown;
+  let methods = validMethods([]);
 
   function labelOf(index: number): string {
     const predictions = model.get("predictions");
@@ -53,17 +61,20 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
   return {
     el,
     update() {
-      const lut = getLut(model.get("colormap") ?? "viridis");
-      if (lut !== colorbarLut) {
-        drawColorbar(colorbar, lut);
-        colorbarLut = lut;
+      const rawMethods = model.get("methods");
+      if (rawMethods !== methodsRaw) {
+        methodsRaw = rawMethods;
+        methods = validMethods(rawMethods);
       }
+      const userLut = getLut(model.get("colormap") ?? "viridis");
       const image = arrays.get("image");
       const channel = model.get("selected_channel");
       const grid = arrays.get("grid");
       const cam = arrays.get("cam");
       const camLayer = model.get("cam_layer") ?? "";
       const cls = model.get("selected_class");
+      const camMethod = model.get("cam_method") ?? "";
+      const camSigned = model.get("cam_signed") === true;
 
       let heat: Heat | null = null;
       let mode: "image" | "cam" | "channel" = "image";
@@ -78,18 +89,34 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
         text = `channel ${channel} of ${model.get("grid_layer") ?? ""}`;
       } else {
         const camMap = cam === null ? null : mapFrom(cam);
-        heat = camMap === null ? null : heatByMax(camMap);
+        heat = camMap === null ? null : camSigned ? heatSigned(camMap) : heatByMax(camMap);
         mode = camMap === null ? "image" : "cam";
         if (camMap === null) text = image === null ? "no image" : "image";
         else
           text =
-            `Grad-CAM for “${labelOf(cls)}” at ${camLayer}` +
-            (heat === null ? " (no positive evidence)" : "");
+            methodCaption(methods, camMethod, labelOf(cls), camLayer) +
+            (heat === null ? (camSigned ? " (all-zero map)" : " (no positive evidence)") : "");
       }
+      const signed = heat?.signed === true;
+      const lut = signed ? getLut(SIGNED_COLORMAP) : userLut;
       composite(canvas, image, heat, model.get("opacity"), lut);
+
+      // Legend: the ramp actually drawn (diverging with −/0/+ for signed cam maps).
+      const legendSigned = mode === "cam" && camSigned;
+      const legendLut = legendSigned ? getLut(SIGNED_COLORMAP) : userLut;
+      if (legendLut !== colorbarLut) {
+        drawColorbar(colorbar, legendLut);
+        colorbarLut = legendLut;
+      }
+      setText(lowLabel, legendSigned ? "−" : "low");
+      setText(highLabel, legendSigned ? "+" : "high");
+      zeroLabel.hidden = !legendSigned;
+      legend.dataset.signed = legendSigned ? "true" : "false";
 
       canvas.dataset.mode = mode;
       canvas.dataset.camLayer = cam === null ? "" : camLayer;
+      canvas.dataset.method = cam === null ? "" : camMethod;
+      canvas.dataset.signed = mode === "cam" && camSigned ? "true" : "false";
       canvas.dataset.class = String(cls);
       canvas.dataset.channel = mode === "channel" ? String(channel) : "-1";
       canvas.dataset.camEmpty = mode === "cam" && heat === null ? "true" : "false";

@@ -187,6 +187,31 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     no_heatmap = overlay.evaluate(PIXELS)
     assert no_heatmap != after
 
+    # The method picker comes from the registry; a signed pixel method replaces the overlay.
+    explorer.locator('[data-testid="opacity"]').fill("0.6")
+    picker = explorer.locator('select[data-testid="method-select"]')
+    assert picker.locator("option").count() == 14
+    before_method = overlay.evaluate(PIXELS)
+    picker.select_option("integrated_gradients")
+    steps = explorer.locator('[data-testid="method-params"] input[data-param="steps"]')
+    steps.wait_for(timeout=10_000)
+    assert steps.input_value() == "50"
+    steps.fill("8")
+    steps.dispatch_event("change")
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-method') === 'integrated_gradients'",
+        arg=overlay.element_handle(),
+        timeout=60_000,
+    )
+    wait_idle(page, explorer)
+    assert overlay.evaluate(PIXELS) != before_method
+    assert overlay.get_attribute("data-signed") == "true"
+    explorer.screenshot(path=str(ARTIFACTS / "explorer-integrated-gradients.png"))
+    picker.select_option("gradcam")
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-method') === 'gradcam'", arg=overlay.element_handle()
+    )
+
     # A tile click enlarges that channel.
     explorer.locator('canvas[data-testid="tile"]').nth(5).click()
     assert explorer.locator('canvas[data-testid="channel-view"]').is_visible()

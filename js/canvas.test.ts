@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { heatSigned, maxAbs } from "./canvas";
+import { applyDiverging, divergingIndex, getLut, LUT_SIZE, SIGNED_COLORMAP } from "./colormaps";
+
+describe("signed (diverging) normalization", () => {
+  it("maps -m to 0, 0 to the middle, +m to the last entry", () => {
+    expect(divergingIndex(-2, 2)).toBe(0);
+    expect(divergingIndex(0, 2)).toBe(Math.round((LUT_SIZE - 1) / 2));
+    expect(divergingIndex(2, 2)).toBe(255);
+    expect(divergingIndex(1, 2)).toBe(Math.round(0.75 * 255));
+    expect(divergingIndex(-5, 2)).toBe(0);
+    expect(divergingIndex(5, 2)).toBe(255);
+  });
+
+  it("gives no index for NaN or a degenerate scale", () => {
+    expect(divergingIndex(Number.NaN, 1)).toBe(-1);
+    expect(divergingIndex(0, 0)).toBe(-1);
+    expect(divergingIndex(1, Number.NaN)).toBe(-1);
+    expect(divergingIndex(1, Number.POSITIVE_INFINITY)).toBe(-1);
+  });
+
+  it("colours by sign with alpha proportional to |value| / max (zero transparent)", () => {
+    const lut = getLut(SIGNED_COLORMAP);
+    const rgba = applyDiverging([-4, 0, 2, 4, Number.NaN], 4, lut);
+    const px = (i: number) => Array.from(rgba.subarray(4 * i, 4 * i + 4));
+    expect(px(0)).toEqual([...lut.subarray(0, 3), 255]);
+    expect(px(1)[3]).toBe(0);
+    expect(px(2)[3]).toBe(128);
+    expect(px(3)).toEqual([...lut.subarray(3 * 255, 3 * 256), 255]);
+    expect(px(4)).toEqual([0, 0, 0, 0]);
+    // negative end is blue, positive end red
+    const [r0 = 0, , b0 = 0] = px(0);
+    const [r1 = 0, , b1 = 0] = px(3);
+    expect(b0).toBeGreaterThan(r0);
+    expect(r1).toBeGreaterThan(b1);
+  });
+
+  it("an all-zero map draws nothing and yields no NaN", () => {
+    const zeros = new Float32Array(16);
+    expect(maxAbs(zeros)).toBe(0);
+    expect(heatSigned({ h: 4, w: 4, data: zeros })).toBeNull();
+    const rgba = applyDiverging(zeros, 0, getLut(SIGNED_COLORMAP));
+    expect(Array.from(rgba).every((v) => v === 0)).toBe(true);
+  });
+
+  it("normalizes symmetrically by max |value|, skipping non-finite values", () => {
+    const data = new Float32Array([-3, 1, Number.NaN, Number.POSITIVE_INFINITY, 0.5]);
+    expect(maxAbs(data)).toBe(3);
+    expect(heatSigned({ h: 1, w: 5, data })).toMatchObject({ lo: -3, hi: 3, signed: true });
+    expect(maxAbs([])).toBe(0);
+  });
+});

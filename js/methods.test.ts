@@ -1,0 +1,218 @@
+import { describe, expect, it } from "vitest";
+import {
+  firstSentence,
+  groupByFamily,
+  mergeParams,
+  methodCaption,
+  paramControls,
+  parseParamInput,
+  validMethods,
+} from "./methods";
+
+const PARAMS = [
+  { name: "steps", kind: "int", default: 32, low: 1, high: 256, choices: [], doc: "path steps" },
+  { name: "sigma", kind: "float", default: 0.15, low: 0, high: null, choices: [], doc: "" },
+  { name: "abs", kind: "bool", default: true, low: null, high: null, choices: [], doc: "abs" },
+  {
+    name: "baseline",
+    kind: "choice",
+    default: "black",
+    low: null,
+    high: null,
+    choices: ["black", "blur", "noise"],
+    doc: "reference image",
+  },
+];
+
+const METHODS = validMethods([
+  {
+    name: "ig",
+    title: "Integrated Gradients",
+    family: "gradient",
+    output: "pixel",
+    signed: true,
+    uses_layer: false,
+    cost: "32 passes",
+    summary: "Path integral. More.",
+    params: PARAMS,
+  },
+  {
+    name: "gradcam",
+    title: "Grad-CAM",
+    family: "cam",
+    output: "layer",
+    signed: false,
+    uses_layer: true,
+    cost: "1 pass",
+    summary: "Weighted activations.",
+    params: [],
+  },
+  {
+    name: "occlusion",
+    title: "Occlusion",
+    family: "perturbation",
+    output: "pixel",
+    signed: false,
+    uses_layer: false,
+    cost: "slow",
+    summary: "",
+    params: [],
+  },
+  {
+    name: "odd",
+    title: "",
+    family: "custom",
+    output: "layer",
+    signed: false,
+    uses_layer: false,
+    cost: "",
+    summary: "",
+    params: [],
+  },
+  { title: "no name" },
+  null,
+]);
+
+describe("paramControls", () => {
+  it("describes one control per parameter with defaults", () => {
+    expect(paramControls(PARAMS)).toEqual([
+      {
+        name: "steps",
+        type: "number",
+        kind: "int",
+        min: 1,
+        max: 256,
+        step: "1",
+        value: 32,
+        choices: [],
+        doc: "path steps",
+      },
+      {
+        name: "sigma",
+        type: "number",
+        kind: "float",
+        min: 0,
+        max: null,
+        step: "any",
+        value: 0.15,
+        choices: [],
+        doc: "",
+      },
+      {
+        name: "abs",
+        type: "checkbox",
+        kind: "bool",
+        min: null,
+        max: null,
+        step: null,
+        value: true,
+        choices: [],
+        doc: "abs",
+      },
+      {
+        name: "baseline",
+        type: "select",
+        kind: "choice",
+        min: null,
+        max: null,
+        step: null,
+        value: "black",
+        choices: ["black", "blur", "noise"],
+        doc: "reference image",
+      },
+    ]);
+  });
+
+  it("takes current values that fit, else the default", () => {
+    const values = { steps: 64, sigma: "x", abs: false, baseline: "nope", extra: 1 };
+    const byName = Object.fromEntries(paramControls(PARAMS, values).map((c) => [c.name, c.value]));
+    expect(byName).toEqual({ steps: 64, sigma: 0.15, abs: false, baseline: "black" });
+  });
+
+  it("handles null defaults and malformed entries", () => {
+    const controls = paramControls([
+      { name: "seed", kind: "int", default: null, low: null, high: null, choices: [], doc: "" },
+      { name: "mode", kind: "choice", default: null, choices: ["a", "b"] },
+      { name: "flag", kind: "bool", default: null },
+      { name: "weird", kind: "text", default: "x" },
+      { kind: "int", default: 1 },
+      { name: "seed", kind: "float", default: 2 }, // duplicate name
+      "junk",
+    ]);
+    expect(controls.map((c) => [c.name, c.value])).toEqual([
+      ["seed", null],
+      ["mode", "a"],
+      ["flag", false],
+    ]);
+    expect(paramControls(undefined)).toEqual([]);
+    expect(paramControls([], null)).toEqual([]);
+  });
+});
+
+describe("parseParamInput", () => {
+  const [steps, sigma, abs, baseline] = paramControls(PARAMS) as [
+    ReturnType<typeof paramControls>[number],
+    ReturnType<typeof paramControls>[number],
+    ReturnType<typeof paramControls>[number],
+    ReturnType<typeof paramControls>[number],
+  ];
+  it("rounds ints and clamps numbers to [min, max]", () => {
+    expect(parseParamInput(steps, "7.6")).toBe(8);
+    expect(parseParamInput(steps, "0")).toBe(1);
+    expect(parseParamInput(steps, "1000")).toBe(256);
+    expect(parseParamInput(sigma, "-1")).toBe(0);
+    expect(parseParamInput(sigma, "1e3")).toBe(1000);
+  });
+  it("rejects empty / invalid input", () => {
+    expect(parseParamInput(steps, "")).toBeUndefined();
+    expect(parseParamInput(sigma, "abc")).toBeUndefined();
+    expect(parseParamInput(baseline, "other")).toBeUndefined();
+  });
+  it("passes booleans and known choices", () => {
+    expect(parseParamInput(abs, false)).toBe(false);
+    expect(parseParamInput(baseline, "blur")).toBe("blur");
+  });
+});
+
+describe("mergeParams", () => {
+  it("returns a new object with the value merged or removed", () => {
+    const current = { steps: 8 };
+    const next = mergeParams(current, "abs", false);
+    expect(next).toEqual({ steps: 8, abs: false });
+    expect(next).not.toBe(current);
+    expect(current).toEqual({ steps: 8 });
+    expect(mergeParams(next, "steps", undefined)).toEqual({ abs: false });
+    expect(mergeParams(null, "steps", 3)).toEqual({ steps: 3 });
+  });
+});
+
+describe("methods", () => {
+  it("validates and groups by family in the documented order", () => {
+    expect(METHODS.map((m) => m.name)).toEqual(["ig", "gradcam", "occlusion", "odd"]);
+    expect(METHODS[3]?.title).toBe("odd");
+    expect(groupByFamily(METHODS).map(([f, list]) => [f, list.map((m) => m.name)])).toEqual([
+      ["gradient", ["ig"]],
+      ["perturbation", ["occlusion"]],
+      ["cam", ["gradcam"]],
+      ["custom", ["odd"]],
+    ]);
+  });
+
+  it("captions layer methods with the layer, pixel methods without", () => {
+    expect(methodCaption(METHODS, "gradcam", "tabby", "_swish")).toBe(
+      "Grad-CAM for “tabby” at _swish",
+    );
+    expect(methodCaption(METHODS, "ig", "tabby", "_swish")).toBe(
+      "Integrated Gradients for “tabby”",
+    );
+    // Before `methods` arrives: Grad-CAM, as before.
+    expect(methodCaption([], "", "tabby", "_blocks.4")).toBe("Grad-CAM for “tabby” at _blocks.4");
+  });
+
+  it("takes the summary's first sentence", () => {
+    expect(firstSentence("Path integral. More.")).toBe("Path integral.");
+    expect(firstSentence("e.g.x is fine? Yes")).toBe("e.g.x is fine?");
+    expect(firstSentence("  no stop ")).toBe("no stop");
+    expect(firstSentence("")).toBe("");
+  });
+});

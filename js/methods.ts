@@ -1,0 +1,185 @@
+/**
+ * Explanation methods (the `methods` trait): validation, grouping by family, and the
+ * description of the parameter form, as pure functions (no DOM) so they are unit-tested.
+ */
+import type { MethodInfo, MethodParam, ParamValue } from "./types";
+
+/** Families in display order; unknown families follow in order of first appearance. */
+export const FAMILY_ORDER: readonly string[] = ["gradient", "perturbation", "cam", "fixations"];
+
+/** Method shown when the kernel says nothing else (docs/protocol.md default). */
+export const DEFAULT_METHOD = "gradcam";
+
+/** What the form renders for one parameter. */
+export interface ParamControl {
+  name: string;
+  /** number -> <input type=number>, checkbox -> <input type=checkbox>, select -> <select>. */
+  type: "number" | "checkbox" | "select";
+  kind: MethodParam["kind"];
+  min: number | null;
+  max: number | null;
+  /** "1" for int, "any" for float, null otherwise. */
+  step: string | null;
+  /** Current value: a number or null (empty input), a boolean, or one of `choices`. */
+  value: number | boolean | string | null;
+  choices: string[];
+  doc: string;
+}
+
+function finiteOrNull(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Keep the well-formed entries of the `methods` trait (defensive: it comes over the wire). */
+export function validMethods(raw: unknown): MethodInfo[] {
+  if (!Array.isArray(raw)) return [];
+  const out: MethodInfo[] = [];
+  for (const m of raw) {
+    if (!isRecord(m) || typeof m.name !== "string" || m.name === "") continue;
+    out.push({
+      name: m.name,
+      title: typeof m.title === "string" && m.title !== "" ? m.title : m.name,
+      family: typeof m.family === "string" && m.family !== "" ? m.family : "other",
+      output: m.output === "pixel" ? "pixel" : "layer",
+      signed: m.signed === true,
+      uses_layer: m.uses_layer === true,
+      cost: typeof m.cost === "string" ? m.cost : "",
+      summary: typeof m.summary === "string" ? m.summary : "",
+      params: Array.isArray(m.params) ? (m.params as MethodParam[]) : [],
+    });
+  }
+  return out;
+}
+
+/** Methods grouped by family, families in FAMILY_ORDER then in order of appearance. */
+export function groupByFamily(methods: readonly MethodInfo[]): [string, MethodInfo[]][] {
+  const groups = new Map<string, MethodInfo[]>();
+  for (const family of FAMILY_ORDER) groups.set(family, []);
+  for (const m of methods) {
+    const list = groups.get(m.family);
+    if (list) list.push(m);
+    else groups.set(m.family, [m]);
+  }
+  return [...groups].filter(([, list]) => list.length > 0);
+}
+
+/** The first sentence of a summary (up to and including the first ". ", "! " or "? "). */
+export function firstSentence(text: string): string {
+  const t = text.trim();
+  const match = /^.*?[.!?](?=\s|$)/s.exec(t);
+  return match ? match[0] : t;
+}
+
+/** A value accepted for a parameter, or undefined when it does not fit the parameter. */
+function acceptValue(control: ParamControl, v: unknown): ParamControl["value"] | undefined {
+  switch (control.type) {
+    case "number":
+      if (v === null) return null;
+      return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+    case "checkbox":
+      return typeof v === "boolean" ? v : undefined;
+    case "select":
+      return typeof v === "string" && control.choices.includes(v) ? v : undefined;
+  }
+}
+
+/**
+ * Describe the form controls for a method's `params`. Values come from `values` (the
+ * `method_params` trait) when they fit the parameter, otherwise from the parameter's default.
+ * Malformed entries (no name, unknown kind) are skipped.
+ */
+export function paramControls(
+  params: unknown,
+  values: Record<string, unknown> | null | undefined = {},
+): ParamControl[] {
+  if (!Array.isArray(params)) return [];
+  const current = isRecord(values) ? values : {};
+  const out: ParamControl[] = [];
+  const seen = new Set<string>();
+  for (const p of params) {
+    if (!isRecord(p) || typeof p.name !== "string" || p.name === "" || seen.has(p.name)) continue;
+    const kind = p.kind;
+    if (kind !== "int" && kind !== "float" && kind !== "bool" && kind !== "choice") continue;
+    seen.add(p.name);
+    const choices = Array.isArray(p.choices)
+      ? p.choices.filter((c): c is string => typeof c === "string")
+      : [];
+    const isNumber = kind === "int" || kind === "float";
+    const control: ParamControl = {
+      name: p.name,
+      type: isNumber ? "number" : kind === "bool" ? "checkbox" : "select",
+      kind,
+      min: isNumber ? finiteOrNull(p.low) : null,
+      max: isNumber ? finiteOrNull(p.high) : null,
+      step: kind === "int" ? "1" : kind === "float" ? "any" : null,
+      value: null,
+      choices: kind === "choice" ? choices : [],
+      doc: typeof p.doc === "string" ? p.doc : "",
+    };
+    const fallback =
+      control.type === "checkbox" ? false : control.type === "select" ? (choices[0] ?? "") : null;
+    control.value =
+      acceptValue(control, current[p.name]) ?? acceptValue(control, p.default) ?? fallback;
+    out.push(control);
+  }
+  return out;
+}
+
+/**
+ * The parameter value for what the user entered (a number input's text, a checkbox's
+ * checked state, a select's value): int rounded, numbers clamped to [min, max]. undefined
+ * when the input is empty or invalid (the caller drops the override / restores the display).
+ */
+export function parseParamInput(
+  control: ParamControl,
+  raw: string | boolean,
+): ParamValue | undefined {
+  switch (control.type) {
+    case "checkbox":
+      return typeof raw === "boolean" ? raw : raw === "true";
+    case "select":
+      return typeof raw === "string" && control.choices.includes(raw) ? raw : undefined;
+    case "number": {
+      if (typeof raw !== "string" || raw.trim() === "") return undefined;
+      let v = Number(raw);
+      if (!Number.isFinite(v)) return undefined;
+      if (control.kind === "int") v = Math.round(v);
+      if (control.min !== null && v < control.min) v = control.min;
+      if (control.max !== null && v > control.max) v = control.max;
+      return v;
+    }
+  }
+}
+
+/** `current` with `name` set to `value` (or removed when undefined), as a new object. */
+export function mergeParams(
+  current: unknown,
+  name: string,
+  value: ParamValue | undefined,
+): Record<string, ParamValue> {
+  const next: Record<string, ParamValue> = isRecord(current)
+    ? { ...(current as Record<string, ParamValue>) }
+    : {};
+  if (value === undefined) delete next[name];
+  else next[name] = value;
+  return next;
+}
+
+/** Caption of the overlay for a method's map, e.g. `Grad-CAM for “tabby” at _swish`. */
+export function methodCaption(
+  methods: readonly MethodInfo[],
+  methodName: string,
+  classLabel: string,
+  camLayer: string,
+): string {
+  const info = methods.find((m) => m.name === methodName);
+  const fallbackName = methodName === "" ? DEFAULT_METHOD : methodName;
+  const title = info?.title ?? (fallbackName === DEFAULT_METHOD ? "Grad-CAM" : fallbackName);
+  // Unknown methods (no `methods` list yet) are assumed to be layer methods, like Grad-CAM.
+  const usesLayer = info ? info.uses_layer : true;
+  return `${title} for “${classLabel}”${usesLayer && camLayer !== "" ? ` at ${camLayer}` : ""}`;
+}
