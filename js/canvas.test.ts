@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { heatSigned, maxAbs } from "./canvas";
+import { heatSigned, maxAbs, quantileAbs } from "./canvas";
 import { applyDiverging, divergingIndex, getLut, LUT_SIZE, SIGNED_COLORMAP } from "./colormaps";
 
 describe("signed (diverging) normalization", () => {
@@ -46,7 +46,17 @@ describe("signed (diverging) normalization", () => {
   it("normalizes symmetrically by max |value|, skipping non-finite values", () => {
     const data = new Float32Array([-3, 1, Number.NaN, Number.POSITIVE_INFINITY, 0.5]);
     expect(maxAbs(data)).toBe(3);
-    expect(heatSigned({ h: 1, w: 5, data })).toMatchObject({ lo: -3, hi: 3, signed: true });
+    expect(heatSigned({ h: 1, w: 5, data }, 1)).toMatchObject({ lo: -3, hi: 3, signed: true });
     expect(maxAbs([])).toBe(0);
+  });
+
+  it("clips the scale at the 99th percentile of |value| by default", () => {
+    const data = new Float32Array(200).map((_, i) => (i % 2 === 0 ? 1 : -1));
+    data[7] = 500; // one extreme pixel must not wash out the other 199
+    expect(quantileAbs(data, 0.99)).toBe(1);
+    expect(heatSigned({ h: 10, w: 20, data })).toMatchObject({ lo: -1, hi: 1 });
+    const sparse = new Float32Array(1000);
+    sparse[3] = -2; // 99th percentile is 0: fall back to the max
+    expect(heatSigned({ h: 10, w: 100, data: sparse })).toMatchObject({ lo: -2, hi: 2 });
   });
 });

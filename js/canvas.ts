@@ -81,11 +81,29 @@ export function maxAbs(data: ArrayLike<number>): number {
 }
 
 /**
- * A signed float map normalized symmetrically by max |value| (range [-m, m]); null when the
- * map is all zero (nothing is drawn on top).
+ * The `q` quantile (0..1) of |value| over the finite values (nearest rank); 0 for an empty map.
  */
-export function heatSigned(map: Map2D): Heat | null {
-  const m = maxAbs(map.data);
+export function quantileAbs(data: ArrayLike<number>, q: number): number {
+  const values: number[] = [];
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i] as number);
+    if (Number.isFinite(a)) values.push(a);
+  }
+  if (values.length === 0) return 0;
+  values.sort((a, b) => a - b);
+  const index = Math.min(values.length - 1, Math.max(0, Math.ceil(q * values.length) - 1));
+  return values[index] as number;
+}
+
+/**
+ * A signed float map normalized symmetrically (range [-m, m]) with m the `clip` quantile of
+ * |value| (default 0.99: gradient maps are shown clipped at their 99th percentile, so a few
+ * extreme pixels do not wash out the rest; values beyond m saturate). Falls back to the max
+ * when the quantile is 0 (sparse maps); null when the map is all zero.
+ */
+export function heatSigned(map: Map2D, clip = 0.99): Heat | null {
+  let m = clip >= 1 ? maxAbs(map.data) : quantileAbs(map.data, clip);
+  if (!(m > 0)) m = maxAbs(map.data);
   if (!(m > 0) || !Number.isFinite(m)) return null;
   return { map, lo: -m, hi: m, signed: true };
 }
