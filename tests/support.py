@@ -91,3 +91,16 @@ class BackwardSpy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn.apply(x)
+
+
+def reused_relu_layers(
+    r: nn.Module, x: torch.Tensor, targets: list[int]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """relu@1 (block output) and relu (= relu@2, after conv2) of T3 by hand, with gradients."""
+    h = torch.relu(r.bn1(r.conv1(x)))
+    block = torch.relu(r.block_conv(h) + h).detach().requires_grad_(True)
+    last = torch.relu(r.conv2(block))
+    logits = r.fc(r.gap(last).flatten(1))
+    score = logits.gather(1, torch.tensor(targets).view(-1, 1)).sum()
+    g_block, g_last = torch.autograd.grad(score, [block, last])
+    return {"relu@1": (block.detach(), g_block), "relu": (last.detach(), g_last)}

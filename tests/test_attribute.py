@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from captum.attr import LayerGradCam, Saliency
-from support import BackwardSpy, hook_count
+from support import BackwardSpy, hook_count, reused_relu_layers
 from torch import nn
 
 import cnnvis_widget as cv
@@ -183,17 +183,10 @@ def test_upsample_to_image_size(tiny, tiny_input) -> None:
 def test_gradcam_on_each_call_of_a_reused_inplace_relu(residual, tiny_input) -> None:
     # relu@1 is the block output relu(block_conv(h) + h); relu (= relu@2) follows conv2.
     targets = [4, 0, 9]
-    r, x = residual, tiny_input
-    h = torch.relu(r.bn1(r.conv1(x)))
-    block = torch.relu(r.block_conv(h) + h).detach().requires_grad_(True)
-    last = torch.relu(r.conv2(block))
-    logits = r.fc(r.gap(last).flatten(1))
-    score = logits.gather(1, torch.tensor(targets).view(-1, 1)).sum()
-    g_block, g_last = torch.autograd.grad(score, [block, last])
-    for name, a, g in [("relu@1", block, g_block), ("relu", last, g_last)]:
+    for name, (a, g) in reused_relu_layers(residual, tiny_input, targets).items():
         expected = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
-        ours = cv.attribute(r, x, "gradcam", target=targets, layer=name)
-        assert torch.allclose(ours, expected.detach(), rtol=1e-10, atol=1e-12), name
+        ours = cv.attribute(residual, tiny_input, "gradcam", target=targets, layer=name)
+        assert torch.allclose(ours, expected, rtol=1e-10, atol=1e-12), name
 
 
 def test_float32_input_to_a_float64_model(tiny, tiny_input) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from support import BackwardSpy, TinyCNN, hook_count, seeded
+from support import BackwardSpy, TinyCNN, hook_count, reused_relu_layers, seeded
 from torch import nn
 
 import cnnvis_widget as cv
@@ -503,17 +503,6 @@ def test_no_backward_below_the_layer(tiny, tiny_input, method: str) -> None:
         cv.attribute(model, tiny_input, method, layer="1.relu2")
         assert not torch.is_grad_enabled()  # the caller's grad mode is given back
     assert spy.backward_calls == 0
-
-
-def reused_relu_layers(r: nn.Module, x: torch.Tensor, targets: list[int]):
-    """relu@1 (block output) and relu (= relu@2, after conv2) of T3 by hand, with gradients."""
-    h = torch.relu(r.bn1(r.conv1(x)))
-    block = torch.relu(r.block_conv(h) + h).detach().requires_grad_(True)
-    last = torch.relu(r.conv2(block))
-    logits = r.fc(r.gap(last).flatten(1))
-    score = logits.gather(1, torch.tensor(targets).view(-1, 1)).sum()
-    g_block, g_last = torch.autograd.grad(score, [block, last])
-    return {"relu@1": (block.detach(), g_block), "relu": (last.detach(), g_last)}
 
 
 def test_each_call_of_a_reused_inplace_relu(residual, tiny_input) -> None:
