@@ -94,6 +94,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     image_name: [controls],
     image: [overlay, message],
     predictions: [predictions, overlay],
+    labels: [predictions],
     selected_class: [predictions, overlay],
     layers: [layerTree],
     selected_layer: [layerTree],

@@ -66,6 +66,7 @@ export interface ExplorerState {
   image_name: string;
   image: NdArrayPayload | null;
   predictions: Prediction[];
+  labels: string[];
   selected_class: number;
   layers: LayerInfo[];
   selected_layer: string;

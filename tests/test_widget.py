@@ -37,6 +37,7 @@ def test_initial_state(explorer, lite0) -> None:
     assert names == [name for name, _ in lite0.module.named_modules() if name]
     assert explorer.message is None and not explorer.busy
     assert explorer.image_name == "coffee"
+    assert len(explorer.labels) == 1000 and explorer.labels[967] == "espresso"
 
 
 def test_arrays_travel_as_binary_buffers(explorer) -> None:

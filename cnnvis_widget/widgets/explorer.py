@@ -83,6 +83,7 @@ class Explorer(anywidget.AnyWidget):
     image_name = traitlets.Unicode("").tag(sync=True)
     image = _optional_dict()
     predictions = traitlets.List(traitlets.Dict()).tag(sync=True)
+    labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     selected_class = traitlets.Int(-1).tag(sync=True)
     layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected_layer = traitlets.Unicode("").tag(sync=True)
@@ -127,6 +128,7 @@ class Explorer(anywidget.AnyWidget):
             self.model_name = self._session.bundle.name
             self.image_names = sample_images()
             self.methods = ExplorerSession.method_rows()
+            self.labels = list(self._session.bundle.labels)
             self.layers = ExplorerSession.layer_rows(self._session.layer_table())
             self.selected_layer = start_layer
             self._assign(self._image_view(_name(image)))

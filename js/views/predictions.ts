@@ -8,15 +8,59 @@ function isPrediction(p: unknown): p is Prediction {
   return typeof index === "number" && typeof label === "string" && typeof prob === "number";
 }
 
+/**
+ * The class index a search text names: "281", "281: tabby", or a label (case-insensitive,
+ * exact first, then the only label that contains the text); null when none or ambiguous.
+ */
+export function findClass(text: string, labels: readonly string[]): number | null {
+  const query = text.trim();
+  if (query === "") return null;
+  const numbered = /^(\d+)\s*(?::.*)?$/.exec(query);
+  if (numbered) {
+    const index = Number(numbered[1]);
+    return index < labels.length ? index : null;
+  }
+  const lower = query.toLowerCase();
+  const exact = labels.findIndex((label) => label.toLowerCase() === lower);
+  if (exact >= 0) return exact;
+  const partial = labels.flatMap((label, i) => (label.toLowerCase().includes(lower) ? [i] : []));
+  return partial.length === 1 ? (partial[0] as number) : null;
+}
+
+let datalistCount = 0;
+
 export function createPredictions(model: ExplorerModel): View {
   const list = h("div", { class: "cv-predictions-list", role: "group" });
+  datalistCount += 1;
+  const options = h("datalist", { id: `cv-class-names-${datalistCount}` });
+  const search = h("input", {
+    type: "search",
+    class: "cv-class-search",
+    "data-testid": "class-search",
+    list: options.id,
+    placeholder: "any class: type a name or index",
+    "aria-label": "explain any class",
+  });
   const el = h(
     "div",
     { class: "cv-predictions", "data-testid": "predictions" },
     h("div", { class: "cv-section-title" }, "Predictions"),
     list,
+    search,
+    options,
   );
   let shown: unknown;
+  let shownLabels: unknown;
+  let labels: string[] = [];
+
+  search.addEventListener("change", () => {
+    const index = findClass(search.value, labels);
+    search.setAttribute("aria-invalid", index === null ? "true" : "false");
+    search.title = index === null ? `no single class matches “${search.value}”` : "";
+    if (index === null) return;
+    model.set("selected_class", index);
+    model.save_changes();
+  });
   let buttons: HTMLButtonElement[] = [];
 
   list.addEventListener("click", (event) => {
@@ -56,6 +100,18 @@ export function createPredictions(model: ExplorerModel): View {
   return {
     el,
     update() {
+      const rawLabels = model.get("labels");
+      if (rawLabels !== shownLabels) {
+        shownLabels = rawLabels;
+        labels = Array.isArray(rawLabels) ? rawLabels.map(String) : [];
+        options.replaceChildren(
+          ...labels.map((label, i) => {
+            const option = h("option");
+            option.value = `${i}: ${label}`;
+            return option;
+          }),
+        );
+      }
       const raw = model.get("predictions");
       if (raw !== shown) {
         shown = raw;

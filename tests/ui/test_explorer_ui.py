@@ -165,6 +165,22 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     explorer.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab.png"))
     shutil.copy(ARTIFACTS / "explorer-jupyterlab.png", ROOT / "docs" / "explorer.png")
 
+    # Any class by name: the search box takes a label.
+    search = explorer.locator('[data-testid="class-search"]')
+    search.fill("goldfish")
+    search.dispatch_event("change")
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-class') === '1'", arg=overlay.element_handle(), timeout=60_000
+    )
+    wait_idle(page, explorer)
+    target.click()  # back to the top-5 class
+    page.wait_for_function(
+        "([c, i]) => c.getAttribute('data-class') === i",
+        arg=[overlay.element_handle(), target_index],
+    )
+    wait_idle(page, explorer)
+    after = overlay.evaluate(PIXELS)
+
     # Colormap and sort order are browser-side too.
     explorer.locator('[data-testid="colormap"]').select_option("magma")
     page.wait_for_function(
