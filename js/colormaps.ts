@@ -135,6 +135,13 @@ export function getLut(name: string): Lut {
  * [lo, hi] clamped. A degenerate range (hi <= lo, or not finite) maps everything to the first
  * entry; NaN values become fully transparent.
  */
+/** `out` (checked to hold n RGBA pixels) or a new buffer of n pixels. */
+function rgbaBuffer(n: number, out?: Uint8ClampedArray): Uint8ClampedArray {
+  const rgba = out ?? new Uint8ClampedArray(n * 4);
+  if (rgba.length < n * 4) throw new Error(`output holds ${rgba.length / 4} pixels, need ${n}`);
+  return rgba;
+}
+
 export function applyColormap(
   values: ArrayLike<number>,
   lo: number,
@@ -143,8 +150,7 @@ export function applyColormap(
   out?: Uint8ClampedArray,
 ): Uint8ClampedArray {
   const n = values.length;
-  const rgba = out ?? new Uint8ClampedArray(n * 4);
-  if (rgba.length < n * 4) throw new Error(`output holds ${rgba.length / 4} pixels, need ${n}`);
+  const rgba = rgbaBuffer(n, out);
   const last = lut.length / 3 - 1;
   const range = hi - lo;
   const scale = Number.isFinite(range) && range > 0 ? last / range : 0;
@@ -197,8 +203,7 @@ export function applyDiverging(
   out?: Uint8ClampedArray,
 ): Uint8ClampedArray {
   const n = values.length;
-  const rgba = out ?? new Uint8ClampedArray(n * 4);
-  if (rgba.length < n * 4) throw new Error(`output holds ${rgba.length / 4} pixels, need ${n}`);
+  const rgba = rgbaBuffer(n, out);
   const size = lut.length / 3;
   for (let i = 0; i < n; i++) {
     const v = values[i] as number;

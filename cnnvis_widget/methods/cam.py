@@ -18,7 +18,7 @@ from ..capture import capture
 from ..models import logits_of
 from .context import AttributionRequest
 from .gradients import guided_backprop
-from .registry import Param, register
+from .registry import Param, batch_size_param, register
 
 _GAP_LINEAR_FIX = (
     "CAM needs conv -> global average pool -> linear; use gradcam for this model/layer."
@@ -194,7 +194,7 @@ SCORECAM_WEIGHTS = ("class_softmax", "channel_softmax")
     uses_layer=True,
     cost="1F + K forwards (K channels, batched)",
     params=(
-        Param("batch_size", 32, "int", "masked images per forward pass", 1, 1024),
+        batch_size_param(32, "masked images"),
         Param(
             "weights",
             "class_softmax",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .context import AttributionRequest
-from .registry import Param, register
+from .registry import Param, batch_size_param, register
 from .relu_rules import Rule, relu_rule, stride_correction
 
 
@@ -124,14 +124,7 @@ def gradient_x_input(request: AttributionRequest) -> torch.Tensor:
             0.0,
             1.0,
         ),
-        Param(
-            "batch_size",
-            8,
-            "int",
-            "noisy copies per forward pass (8 is fastest on CPU here)",
-            1,
-            1024,
-        ),
+        batch_size_param(8, "noisy copies (8 is fastest on CPU here)"),
         Param("seed", 0, "int", "seed of the noise", 0, 2**31 - 1),
     ),
 )
@@ -180,14 +173,7 @@ def smoothgrad(
             -10.0,
             10.0,
         ),
-        Param(
-            "batch_size",
-            8,
-            "int",
-            "path points per forward pass (8 is fastest on CPU here)",
-            1,
-            1024,
-        ),
+        batch_size_param(8, "path points (8 is fastest on CPU here)"),
     ),
 )
 def integrated_gradients(
@@ -209,11 +195,19 @@ def integrated_gradients(
         path = (reference.unsqueeze(0) + a * (x - reference).unsqueeze(0)).flatten(0, 1)
         gradients = input_gradient(request.sub(path, targets.repeat(a.shape[0])))
         total += (w * gradients.view(a.shape[0], *x.shape)).sum(0)
-        # Partial maps rescale the quadrature done so far to the whole path.
-        weight_done = float(step_weights[: start + a.shape[0]].sum())
-        scale = (x - reference) / weight_done
-        request.report(functools.partial(torch.mul, scale, total), (start + a.shape[0]) / steps)
+        done = start + a.shape[0]
+        request.report(
+            functools.partial(_partial_ig, x - reference, total, step_weights[:done]), done / steps
+        )
     return (x - reference) * total
+
+
+def _partial_ig(
+    difference: torch.Tensor, total: torch.Tensor, weights_done: torch.Tensor
+) -> torch.Tensor:
+    """IG preview: the quadrature done so far, rescaled to the whole path (computed only when
+    an ``on_step`` listener asks for it)."""
+    return difference * total / weights_done.sum()
 
 
 def _targets_for(request: AttributionRequest) -> torch.Tensor:

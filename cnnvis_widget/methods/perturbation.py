@@ -7,7 +7,7 @@ import math
 import torch
 
 from .context import AttributionRequest
-from .registry import Param, register
+from .registry import Param, batch_size_param, register
 
 
 @register(
@@ -29,7 +29,7 @@ from .registry import Param, register
             -10.0,
             10.0,
         ),
-        Param("batch_size", 16, "int", "occluded images per forward pass", 1, 1024),
+        batch_size_param(16, "occluded images"),
     ),
 )
 def occlusion(

@@ -56,6 +56,11 @@ class Method:
         return {param.name: param.default for param in self.params}
 
 
+def batch_size_param(default: int, what: str) -> Param:
+    """The ``batch_size`` parameter of a batched method: ``what`` per forward pass."""
+    return Param("batch_size", default, "int", f"{what} per forward pass", 1, 1024)
+
+
 METHODS: dict[str, Method] = {}
 
 
