@@ -435,7 +435,8 @@ class Recorder(nn.Module):
 
 def test_scorecam_batches_are_bounded_and_gradient_free(tiny, tiny_input) -> None:
     model = Recorder(tiny)
-    cv.attribute(model, tiny_input, "scorecam", layer="inner.relu2", batch_size=7)
+    # fast=False: the masked passes must reach this Recorder, not the cached stand-in.
+    cv.attribute(model, tiny_input, "scorecam", layer="inner.relu2", batch_size=7, fast=False)
     first, *masked = model.calls
     assert first == (3, False)
     assert all(size <= 7 and not grad for size, grad in masked)

@@ -44,9 +44,9 @@ def test_equals_captum_per_sample(arch: str, method: str) -> None:
     size = 96 if arch != "alexnet" else 112
     x = torch.randn(2, 3, size, size)
     targets = [3, 901]
-    ours = cv.attribute(model, x, method, target=targets, **OURS.get(method, {}))
+    exact = cv.attribute(model, x, method, target=targets, fast=False, **OURS.get(method, {}))
     ref = CAPTUM[method](model, x.clone(), targets).detach()
-    assert ours.shape == x.shape
+    assert exact.shape == x.shape
     scale = float(ref.abs().max())
     assert scale > 0
     if method == "occlusion":
@@ -54,15 +54,28 @@ def test_equals_captum_per_sample(arch: str, method: str) -> None:
         # batches; their rounding error scales with the logits, not with the map.
         with torch.no_grad():
             scale = max(scale, 10 * float(model(x).abs().max()))
-    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * scale), (arch, method)
+    assert torch.allclose(exact, ref, rtol=1e-4, atol=1e-5 * scale), (arch, method)
+    # The fast path (folded batch norm, channels-last) rounds differently. Held to the truth
+    # in float64: the mean error stays at float32 rounding level; single pixels may differ by
+    # up to 1% of the map where a near-tie in a max-pool (or ReLU) is broken the other way,
+    # which Captum's float32 result also does (resnet18 x gradient_x_input: 1.0% here).
+    fast = cv.attribute(model, x, method, target=targets, **OURS.get(method, {}))
+    truth = CAPTUM[method](copy.deepcopy(model).double(), x.double(), targets).detach().float()
+    assert float((fast - truth).abs().mean()) <= 2e-5 * scale, (arch, method)
+    assert float((fast - truth).abs().max()) <= 1e-2 * scale, (arch, method)
     assert hook_count(model) == 0
 
 
 def test_equals_captum_on_lite0(lite0) -> None:
     x = torch.cat([lite0.preprocess(cv.sample_image(n)) for n in ["cat", "coffee"]])
-    ours = cv.attribute(lite0.module, x, "gradient_x_input", target=[281, 967])
+    ours = cv.attribute(lite0.module, x, "gradient_x_input", target=[281, 967], fast=False)
     ref = CAPTUM["gradient_x_input"](lite0.module, x.clone(), [281, 967]).detach()
-    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    scale = float(ref.abs().max())
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * scale)
+    # The default fast path (batch norm folded): against the float64 truth.
+    fast = cv.attribute(lite0.module, x, "gradient_x_input", target=[281, 967])
+    truth = CAPTUM["gradient_x_input"](copy.deepcopy(lite0.module).double(), x.double(), [281, 967])
+    assert float((fast - truth.detach().float()).abs().mean()) <= 2e-5 * scale
     # Lite0's activations are ReLU6 modules, which Captum's rules skip (its guided backprop
     # is the plain gradient there); ours applies the rule to them.
     guided = cv.attribute(lite0.module, x, "guided_backprop", target=[281, 967])

@@ -233,7 +233,7 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
             request.report(lambda: combine(scores), done)
 
         return combine(
-            _masked_scores(module, x, activation, targets, batch_size, weights, progress)
+            _masked_scores(request.network, x, activation, targets, batch_size, weights, progress)
         )
 
 

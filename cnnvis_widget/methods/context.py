@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..models import logits_of
+from .fast_model import fast_model
 
 StepCallback = Callable[[torch.Tensor, float], "bool | None"]
 
@@ -28,6 +29,14 @@ class AttributionRequest:
     targets: torch.Tensor | None
     layer: str | None
     on_step: StepCallback | None = None
+    fast: bool = False
+
+    @property
+    def network(self) -> nn.Module:
+        """The module for whole-network passes (input -> logits): with ``fast`` the cached
+        stand-in of :mod:`.fast_model` (same function, less work), else ``module`` itself.
+        Anything that needs the model's own layers (hooks by name) uses ``module``."""
+        return fast_model(self.module, self.x[:1]) if self.fast else self.module
 
     def report(self, partial: Callable[[], torch.Tensor], done: float) -> None:
         """Hand a partial map (computed only if someone listens) and the fraction of the work
@@ -38,7 +47,7 @@ class AttributionRequest:
 
     def sub(self, x: torch.Tensor, targets: torch.Tensor) -> AttributionRequest:
         """The same model on another batch (e.g. noisy or path copies), without streaming."""
-        return AttributionRequest(self.module, x, targets, None)
+        return AttributionRequest(self.module, x, targets, None, fast=self.fast)
 
     def scores(self, output: object) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum over the batch of each sample's target logit, targets used) from the model

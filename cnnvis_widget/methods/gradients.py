@@ -17,9 +17,9 @@ def input_gradient(request: AttributionRequest, x: torch.Tensor | None = None) -
     """d(target logit)/d(input) for ``x`` (default: the request's input), shaped like it."""
     leaf = (request.x if x is None else x).detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        score, _ = request.scores(request.module(leaf))
+        score, _ = request.scores(request.network(leaf))
         (gradient,) = torch.autograd.grad(score, leaf)
-    return gradient
+    return gradient.contiguous()
 
 
 @register(
@@ -41,10 +41,10 @@ def saliency(request: AttributionRequest) -> torch.Tensor:
 def _modified_gradient(
     request: AttributionRequest, rule: Rule, correct_strides: bool = False
 ) -> torch.Tensor:
-    with relu_rule(request.module, rule):
+    with relu_rule(request.network, rule):
         if not correct_strides:
             return input_gradient(request)
-        with stride_correction(request.module):
+        with stride_correction(request.network):
             return input_gradient(request)
 
 
@@ -215,5 +215,5 @@ def _targets_for(request: AttributionRequest) -> torch.Tensor:
     if request.targets is not None:
         return request.targets
     with torch.no_grad():
-        _, targets = request.scores(request.module(request.x))
+        _, targets = request.scores(request.network(request.x))
     return targets

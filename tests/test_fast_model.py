@@ -1,0 +1,128 @@
+"""The fast stand-in used for whole-network passes: same function, original untouched, cache
+follows weight changes."""
+
+from __future__ import annotations
+
+import torch
+import torchvision.models as tvm
+from support import hook_count
+from torch import nn
+
+import cnnvis_widget as cv
+from cnnvis_widget.methods.fast_model import fast_model
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    model = tvm.resnet18().eval()
+    # Non-trivial batch-norm statistics, so folding them is actually tested.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def test_stand_in_folds_batch_norm_and_computes_the_same_function() -> None:
+    model = _resnet()
+    stand_in = fast_model(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in stand_in.modules())
+    assert all(not p.requires_grad for p in stand_in.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = model(x), stand_in(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+def test_original_model_is_untouched_and_unfolded_weights_are_shared() -> None:
+    model = _resnet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads_required = [p.requires_grad for p in model.parameters()]
+    stand_in = fast_model(model)
+    cv.attribute(model, torch.randn(1, 3, 64, 64), "smoothgrad", target=1, n_samples=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [p.requires_grad for p in model.parameters()] == grads_required
+    assert all(p.grad is None for p in model.parameters())
+    assert hook_count(model) == 0 and hook_count(stand_in) == 0
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    fc = dict(stand_in.named_modules())["inner.fc"]
+    assert fc.weight.data_ptr() == model.fc.weight.data_ptr()  # not folded: shared, not copied
+
+
+def test_cache_is_reused_and_rebuilt_after_a_weight_change() -> None:
+    model = _resnet()
+    x = torch.randn(1, 3, 64, 64)
+    first = fast_model(model)
+    assert fast_model(model) is first
+    with torch.no_grad():
+        model.conv1.weight.mul_(-1.0)  # in place: same tensor, new version
+    second = fast_model(model)
+    assert second is not first
+    with torch.no_grad():
+        assert torch.allclose(second(x), model(x), rtol=1e-4, atol=1e-4)
+    model.fc = nn.Linear(512, 10)  # replaced module
+    assert fast_model(model) is not second
+    assert cv.attribute(model, x, "saliency", target=9).shape == x.shape
+
+
+def test_untraceable_model_falls_back_to_the_unfolded_copy() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.bn(self.conv(x))
+            if h.mean() > 0:  # data-dependent control flow: torch.fx cannot trace this
+                h = h * 2
+            return self.head(h.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    x = torch.randn(2, 3, 8, 8)
+    fast = cv.attribute(model, x, "gradient_x_input", target=[0, 2])
+    exact = cv.attribute(model, x, "gradient_x_input", target=[0, 2], fast=False)
+    assert torch.allclose(fast, exact, rtol=1e-5, atol=1e-7)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in fast_model(model).modules())
+
+
+def test_lite0_fast_path_matches_the_exact_one(lite0) -> None:
+    x = lite0.preprocess(cv.sample_image("cat"))
+    for method in ["saliency", "guided_backprop"]:
+        exact = cv.attribute(lite0.module, x, method, target=281, fast=False)
+        fast = cv.attribute(lite0.module, x, method, target=281)
+        scale = float(exact.abs().max())
+        assert float((fast - exact).abs().mean()) <= 1e-4 * scale, method
+        assert torch.corrcoef(torch.stack([fast.flatten(), exact.flatten()]))[0, 1] > 0.999
+
+
+def test_folding_is_checked_and_undone_when_a_conv_transforms_its_weight() -> None:
+    class StandardizedConv(nn.Conv2d):
+        """Weight standardization: folding a batch norm into ``weight`` would be undone."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.weight
+            w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+            return self._conv_forward(x, w, self.bias)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        StandardizedConv(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(3)
+    )
+    model(torch.randn(1, 3, 8, 8))
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].running_var.uniform_(0.5, 3)
+    model.eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in fast_model(model, x).modules())
+    fast = cv.attribute(model, x, "saliency", target=1)
+    assert torch.allclose(fast, cv.attribute(model, x, "saliency", target=1, fast=False), atol=1e-6)
+
+
+def test_lite0_batch_norms_are_folded(lite0) -> None:
+    stand_in = fast_model(lite0.module, lite0.preprocess(cv.sample_image("cat")))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in stand_in.modules())
