@@ -7,25 +7,62 @@ no hooks left behind (also on exceptions), parameters, ``requires_grad`` and ``.
 from __future__ import annotations
 
 import difflib
+import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+_GUARDS_LOCK = threading.Lock()
+# id(module) -> (number of guards open on it, each submodule's training flag as first found)
+_OPEN_GUARDS: dict[int, tuple[int, list[tuple[nn.Module, bool]]]] = {}
+
 
 @contextmanager
 def model_guard(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode for the block and restore every submodule's own flag after."""
-    modes = [(sub, sub.training) for sub in module.modules()]
-    module.eval()
+    """Put ``module`` in eval mode for the block and restore every submodule's own flag after.
+
+    Guards may overlap (a widget computes in a background thread while a notebook cell runs):
+    the first one records the flags, the last one to close restores them.
+    """
+    key = id(module)
+    with _GUARDS_LOCK:
+        count, modes = _OPEN_GUARDS.get(key, (0, []))
+        if count == 0:
+            modes = [(sub, sub.training) for sub in module.modules()]
+            module.eval()
+        _OPEN_GUARDS[key] = (count + 1, modes)
     try:
         yield module
     finally:
-        for sub, training in modes:
-            sub.training = training
+        with _GUARDS_LOCK:
+            count, modes = _OPEN_GUARDS.pop(key)
+            if count > 1:
+                _OPEN_GUARDS[key] = (count - 1, modes)
+            else:
+                for sub, training in modes:
+                    sub.training = training
+
+
+Hook = TypeVar("Hook", bound=Callable[..., Any])
+
+
+def this_thread_only(hook: Hook) -> Hook:
+    """Wrap a module hook so it acts only on forward passes run by the thread that created
+    it; passes run meanwhile by other threads (a notebook cell, another widget job) on the
+    same module go through untouched."""
+    owner = threading.get_ident()
+
+    @functools.wraps(hook)
+    def guarded(*args: Any) -> Any:
+        return hook(*args) if threading.get_ident() == owner else None
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -134,7 +171,11 @@ def capture(
             ref = LayerRef.parse(text)
             tap = _Tap(ref, enable_grad=differentiable, clock=clock)
             result.taps[text] = tap
-            handles.append(resolve_module(module, ref.name).register_forward_hook(_hook_for(tap)))
+            handles.append(
+                resolve_module(module, ref.name).register_forward_hook(
+                    this_thread_only(_hook_for(tap))
+                )
+            )
         yield result
     finally:
         for handle in handles:

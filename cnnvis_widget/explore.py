@@ -7,6 +7,7 @@ predictions, the layer table, a layer's filter grid, a Grad-CAM map.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +16,14 @@ import torch
 
 from .capture import LayerRef, resolve_module
 from .encode import Payload, grid_payloads, ndarray_payload
+from .evaluate import deletion_insertion
 from .images import ImageSource
 from .layers import LayerInfo, activations, default_cam_layer, layers
 from .methods import METHODS, attribute
 from .models import ModelBundle, to_model_input
 
 TOP_K = 5
+MAX_COMPARED = 6
 _SERIALS = itertools.count()
 
 
@@ -39,6 +42,11 @@ class LoadedImage:
     x: torch.Tensor
     rgb: np.ndarray
     serial: int = field(default_factory=lambda: next(_SERIALS))  # tells loaded images apart
+
+
+def map_payload(attribution: torch.Tensor) -> Payload:
+    """The first sample's map, colour channels summed, as a float32 ``(h, w)`` payload."""
+    return ndarray_payload(attribution[0].sum(dim=0), "float32")
 
 
 class ExplorerSession:
@@ -95,15 +103,65 @@ class ExplorerSession:
         return grid_payloads(maps)
 
     def attribution_map(
-        self, method: str, target: int, layer: str | None, params: dict[str, Any]
+        self,
+        method: str,
+        target: int,
+        layer: str | None,
+        params: dict[str, Any],
+        on_step: Callable[[Payload, float], bool] | None = None,
+        x: torch.Tensor | None = None,
     ) -> Payload:
         """The map of ``method`` for class ``target`` as float32 ``(h, w)``: layer maps at the
         layer's resolution, pixel maps at the input's with colour channels summed (signed
-        when the method is)."""
-        result = attribute(
-            self.bundle.module, self.input, method, target=target, layer=layer, **params
+        when the method is). ``on_step(partial_payload, fraction)`` receives the partial maps
+        of long methods; returning False stops the method (``Cancelled``)."""
+        return map_payload(self.attribution(method, target, layer, params, on_step, x))
+
+    def attribution(
+        self,
+        method: str,
+        target: int,
+        layer: str | None,
+        params: dict[str, Any],
+        on_step: Callable[[Payload, float], bool] | None = None,
+        x: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`attribution_map` as the raw ``(1, C, h, w)`` tensor, for the current image
+        or the model input ``x`` (a background job passes the image it was started with)."""
+
+        def step(partial: torch.Tensor, fraction: float) -> bool:
+            assert on_step is not None
+            return on_step(map_payload(partial), fraction)
+
+        return attribute(
+            self.bundle.module,
+            self.input if x is None else x,
+            method,
+            target=target,
+            layer=layer,
+            on_step=step if on_step is not None else None,
+            **params,
         )
-        return ndarray_payload(result[0].sum(dim=0), "float32")
+
+    def comparison_cell(
+        self,
+        method: str,
+        target: int,
+        layer: str | None,
+        params: dict[str, Any],
+        x: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """One cell of a side-by-side comparison: the map (as :meth:`attribution_map`) with
+        its deletion and insertion scores (areas under the curves, :func:`deletion_insertion`;
+        lower deletion and higher insertion are better)."""
+        x = self.input if x is None else x
+        result = self.attribution(method, target, layer, params, x=x)
+        scores = deletion_insertion(self.bundle.module, x, result, target)
+        return {
+            "map": map_payload(result),
+            "deletion": float(scores.deletion[0]),
+            "insertion": float(scores.insertion[0]),
+        }
 
     @staticmethod
     def method_rows() -> list[dict[str, Any]]:
@@ -133,6 +191,32 @@ class ExplorerSession:
             }
             for m in METHODS.values()
         ]
+
+    def comparison_items(
+        self, methods: list[str], layers: list[str], fallback_layer: str
+    ) -> list[tuple[str, str | None]]:
+        """(method, layer) pairs of a comparison: each layer method at each of ``layers`` (or
+        at ``fallback_layer`` when none is given), each pixel method once. 2 to 6 pairs, or a
+        ``ValueError`` that says what to pick."""
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}.")
+        for name in layers:
+            if not self.layer(name).spatial:
+                raise ValueError(f"{name} is not a spatial layer; layer methods need one.")
+        items: list[tuple[str, str | None]] = []
+        for method in dict.fromkeys(methods):
+            if METHODS[method].uses_layer:
+                items += [(method, layer) for layer in (layers or [fallback_layer])]
+            else:
+                items.append((method, None))
+        if not 2 <= len(items) <= MAX_COMPARED:
+            raise ValueError(
+                f"a comparison shows 2 to {MAX_COMPARED} maps; this selection gives "
+                f"{len(items)}. Pick 2-{MAX_COMPARED} methods, or one layer method and "
+                "several layers."
+            )
+        return items
 
     def image_payload(self) -> Payload:
         if self.current is None:

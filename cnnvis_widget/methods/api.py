@@ -52,6 +52,21 @@ def attribute(
     check_input(x)
     x = to_model_input(x, module)
     targets = _targets(target, x.shape[0], x.device)
+    options = check_params(method, params)
+    with model_guard(module):
+        if descriptor.uses_layer:
+            if layer is None:
+                layer = default_cam_layer(layers(module, x[:1]))
+            resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
+        elif layer is not None:
+            raise TypeError(f"{method} works on the input pixels and takes no layer.")
+        return descriptor(AttributionRequest(module, x, targets, layer, on_step, fast), **options)
+
+
+def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against ``method``'s descriptor (names, types, ranges, choices) and
+    completed with its defaults; raises ``ValueError`` / ``TypeError`` naming the fix."""
+    descriptor = _method(method)
     unknown = set(params) - {param.name for param in descriptor.params}
     if unknown:
         raise TypeError(
@@ -61,15 +76,7 @@ def attribute(
     for param in descriptor.params:
         if param.name in params:
             _check_param(method, param, params[param.name])
-    options = {**descriptor.defaults(), **params}
-    with model_guard(module):
-        if descriptor.uses_layer:
-            if layer is None:
-                layer = default_cam_layer(layers(module, x[:1]))
-            resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
-        elif layer is not None:
-            raise TypeError(f"{method} works on the input pixels and takes no layer.")
-        return descriptor(AttributionRequest(module, x, targets, layer, on_step, fast), **options)
+    return {**descriptor.defaults(), **params}
 
 
 def upsample(attribution: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:

@@ -192,6 +192,7 @@ SCORECAM_WEIGHTS = ("class_softmax", "channel_softmax")
     output="layer",
     signed=False,
     uses_layer=True,
+    streams=True,
     cost="1F + K forwards (K channels, batched)",
     params=(
         batch_size_param(32, "masked images"),

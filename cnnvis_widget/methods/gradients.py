@@ -4,6 +4,7 @@ SmoothGrad, Integrated Gradients. All return a signed map shaped like the input.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import torch
@@ -113,6 +114,7 @@ def gradient_x_input(request: AttributionRequest) -> torch.Tensor:
     output="pixel",
     signed=True,
     uses_layer=False,
+    streams=True,
     cost="n_samples x (1F+1B), batched",
     params=(
         Param("n_samples", 50, "int", "noisy copies averaged (paper: about 50)", 1, 1000),
@@ -141,16 +143,18 @@ def smoothgrad(
     generator = torch.Generator(device=x.device).manual_seed(seed)
     total = torch.zeros_like(x)
     targets = _targets_for(request)
-    done = 0
-    while done < n_samples:
-        count = min(batch_size, n_samples - done)
-        noise = torch.randn((count, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-        noisy = (x.unsqueeze(0) + noise * sigma.unsqueeze(0)).flatten(0, 1)
-        total += (
-            input_gradient(request.sub(noisy, targets.repeat(count))).view(count, *x.shape).sum(0)
+    for start, stop in batches(n_samples, batch_size, first_alone=request.on_step is not None):
+        # One draw per noisy copy, so the noise (and the map) does not depend on batching.
+        noise = torch.stack(
+            [
+                torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                for _ in range(stop - start)
+            ]
         )
-        done += count
-        request.report(functools.partial(torch.div, total, done), done / n_samples)
+        noisy = (x.unsqueeze(0) + noise * sigma.unsqueeze(0)).flatten(0, 1)
+        gradients = input_gradient(request.sub(noisy, targets.repeat(stop - start)))
+        total += gradients.view(stop - start, *x.shape).sum(0)
+        request.report(functools.partial(torch.div, total, stop), stop / n_samples)
     return total / n_samples
 
 
@@ -161,6 +165,7 @@ def smoothgrad(
     output="pixel",
     signed=True,
     uses_layer=False,
+    streams=True,
     cost="steps x (1F+1B), batched",
     params=(
         Param("steps", 50, "int", "quadrature points on the path (Gauss-Legendre)", 1, 1000),
@@ -189,17 +194,25 @@ def integrated_gradients(
     step_weights = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)
     targets = _targets_for(request)
     total = torch.zeros_like(x)
-    for start in range(0, steps, batch_size):
-        a = alphas[start : start + batch_size].view(-1, *([1] * x.ndim))
-        w = step_weights[start : start + batch_size].view(-1, *([1] * x.ndim))
+    for start, stop in batches(steps, batch_size, first_alone=request.on_step is not None):
+        a = alphas[start:stop].view(-1, *([1] * x.ndim))
+        w = step_weights[start:stop].view(-1, *([1] * x.ndim))
         path = (reference.unsqueeze(0) + a * (x - reference).unsqueeze(0)).flatten(0, 1)
         gradients = input_gradient(request.sub(path, targets.repeat(a.shape[0])))
         total += (w * gradients.view(a.shape[0], *x.shape)).sum(0)
-        done = start + a.shape[0]
         request.report(
-            functools.partial(_partial_ig, x - reference, total, step_weights[:done]), done / steps
+            functools.partial(_partial_ig, x - reference, total, step_weights[:stop]), stop / steps
         )
     return (x - reference) * total
+
+
+def batches(total: int, batch_size: int, *, first_alone: bool) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering ``total`` items ``batch_size`` at a time. With
+    ``first_alone`` the first range holds one item, so a listener sees a first partial map
+    after a single forward + backward instead of a whole batch."""
+    edges = [0, 1] if first_alone and total > 1 else [0]
+    edges += [*list(range(edges[-1] + batch_size, total, batch_size)), total]
+    return list(itertools.pairwise(edges))
 
 
 def _partial_ig(

@@ -17,6 +17,7 @@ from .registry import Param, batch_size_param, register
     output="pixel",
     signed=True,
     uses_layer=False,
+    streams=True,
     cost="1F + one forward per window position (169 at 224 px, window 32, stride 16), batched",
     params=(
         Param("window", 32, "int", "side of the square patch, in input pixels", 1, 512),

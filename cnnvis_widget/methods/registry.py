@@ -48,6 +48,9 @@ class Method:
     cost: str
     summary: str
     fn: MethodFn
+    streams: bool = False
+    """Reports partial maps through ``on_step`` (long methods); the widget runs these in a
+    background thread."""
 
     def __call__(self, request: AttributionRequest, **params: Any) -> torch.Tensor:
         return self.fn(request, **params)
@@ -74,6 +77,7 @@ def register(
     uses_layer: bool,
     cost: str,
     params: tuple[Param, ...] = (),
+    streams: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator that adds a method function ``fn(request, **params) -> Tensor`` to METHODS;
     the function's docstring becomes the descriptor's summary."""
@@ -82,7 +86,17 @@ def register(
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice.")
         METHODS[name] = Method(
-            name, title, family, output, signed, uses_layer, params, cost, fn.__doc__ or "", fn
+            name,
+            title,
+            family,
+            output,
+            signed,
+            uses_layer,
+            params,
+            cost,
+            fn.__doc__ or "",
+            fn,
+            streams,
         )
         return fn
 

@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn.grad import conv2d_input
 from torch.utils.hooks import RemovableHandle
 
+from ..capture import this_thread_only
+
 Rule = Literal["guided", "deconvnet"]
 
 
@@ -97,8 +99,8 @@ def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
             ) -> torch.Tensor:
                 return function.apply(_p.pop(), _u)
 
-            handles.append(relu.register_forward_pre_hook(keep_input))
-            handles.append(relu.register_forward_hook(replace_output))
+            handles.append(relu.register_forward_pre_hook(this_thread_only(keep_input)))
+            handles.append(relu.register_forward_hook(this_thread_only(replace_output)))
         yield len(relus)
     finally:
         for handle in handles:
@@ -166,7 +168,7 @@ def stride_correction(module: nn.Module) -> Iterator[int]:
 
     try:
         for layer in layers:
-            handles.append(layer.register_forward_pre_hook(normalize))
+            handles.append(layer.register_forward_pre_hook(this_thread_only(normalize)))
         yield len(layers)
     finally:
         for handle in handles:

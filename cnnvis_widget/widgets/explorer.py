@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +25,14 @@ from ..data import SAMPLE_KEY, sample_image, sample_images
 from ..explore import ExplorerSession
 from ..images import ImageSource, to_pil_rgb
 from ..methods import METHODS
+from ..methods.api import check_params
 from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
+from .jobs import Job, JobRunner, Step
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 UPLOAD_PREFIX = "upload:"
 CUSTOM_IMAGE = "custom image"
+START_JOB = "_start_job"  # key of a view update: a callable that starts a background job
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -94,6 +98,11 @@ class Explorer(anywidget.AnyWidget):
     cam_method = traitlets.Unicode("").tag(sync=True)
     cam_signed = traitlets.Bool(False).tag(sync=True)
     cam = _optional_dict()
+    cam_job = _optional_dict()
+    compare_methods = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    compare_layers = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    comparison = traitlets.List(traitlets.Dict()).tag(sync=True)
+    compare_job = _optional_dict()
     grid = _optional_dict()
     grid_lo = _optional_dict()
     grid_hi = _optional_dict()
@@ -119,6 +128,14 @@ class Explorer(anywidget.AnyWidget):
         self._applying = True
         self._cam_key: tuple[int, str, str, str, int] | None = None
         self._cam_payload: Any = None
+        # Trait writes from background jobs and from the main thread never interleave.
+        self._publish_lock = threading.RLock()
+        self._cam_jobs = JobRunner(
+            self._cam_partial, self._cam_done, self._cam_cancelled, self._cam_failed
+        )
+        self._compare_jobs = JobRunner(
+            self._compare_partial, self._compare_done, self._compare_cancelled, self._compare_failed
+        )
         super().__init__(**kwargs)
         self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
         self._session.set_image(image if image is not None else sample_image("cat"))
@@ -137,12 +154,13 @@ class Explorer(anywidget.AnyWidget):
     @contextmanager
     def _apply(self) -> Iterator[None]:
         """Change several traits as one update; observers ignore changes made in here."""
-        self._applying = True
-        try:
-            with self.hold_sync():
-                yield
-        finally:
-            self._applying = False
+        with self._publish_lock:
+            self._applying = True
+            try:
+                with self.hold_sync():
+                    yield
+            finally:
+                self._applying = False
 
     # --- observers: one per user action -------------------------------------------------
 
@@ -187,7 +205,14 @@ class Explorer(anywidget.AnyWidget):
     def _on_custom_message(
         self, _widget: object, content: dict[str, Any], buffers: list[Any]
     ) -> None:
-        if content.get("type") != "upload":
+        kind = content.get("type")
+        if kind == "cancel":
+            (self._compare_jobs if content.get("what") == "compare" else self._cam_jobs).cancel()
+            return
+        if kind == "compare":
+            self.compare()
+            return
+        if kind != "upload":
             return
         name = str(content.get("name") or "uploaded file")
         if not buffers:
@@ -239,28 +264,155 @@ class Explorer(anywidget.AnyWidget):
 
     def _cam_view(self, layer: str, target: int | None = None) -> dict[str, Any]:
         """The overlay map of the current method for ``target`` (default: the selected
-        class); layer methods use ``layer`` when it is spatial, else the layer used last."""
+        class); layer methods use ``layer`` when it is spatial, else the layer used last.
+        Long methods (``streams``) are not computed here: the update clears the map and
+        carries a ``START_JOB`` callable that computes it in the background, streaming
+        partial maps into ``cam`` and progress into ``cam_job``."""
         target = self.selected_class if target is None else target
         descriptor = METHODS[self.method]
         if not self._session.layer(layer).spatial:
             layer = self.cam_layer or self._session.default_cam_layer()
         serial = self._session.current.serial if self._session.current else -1
         key = (serial, self.method, json.dumps(self.method_params, sort_keys=True), layer, target)
-        if key != self._cam_key:
-            self._cam_payload = self._session.attribution_map(
-                self.method, target, layer if descriptor.uses_layer else None, self.method_params
+        view = {"cam_layer": layer, "cam_method": self.method, "cam_signed": descriptor.signed}
+        if key == self._cam_key:
+            self._cam_jobs.forget()
+            return {**view, "cam": self._cam_payload, "cam_job": None}
+        method_layer = layer if descriptor.uses_layer else None
+        params = dict(self.method_params)
+        check_params(self.method, params)  # a bad value is refused now, not in the job
+        if not descriptor.streams:
+            payload = self._session.attribution_map(self.method, target, method_layer, params)
+            self._cam_jobs.forget()
+            self._cam_key, self._cam_payload = key, payload
+            return {**view, "cam": payload, "cam_job": None}
+        x, method = self._session.input, self.method
+
+        def work(step: Step) -> tuple[Any, Any]:
+            payload = self._session.attribution_map(method, target, method_layer, params, step, x)
+            return key, payload
+
+        def start() -> None:
+            self._cam_jobs.start(method, work)
+
+        return {**view, "cam": None, "cam_job": _job_state(None, method, 0.0), START_JOB: start}
+
+    # --- background jobs: called in the worker thread, only for the current job -----------
+
+    def _publish(self, update: dict[str, Any]) -> None:
+        with self._publish_lock, self.hold_sync():
+            self._assign(update)
+
+    def _cam_partial(self, job: Job, payload: Any, fraction: float) -> None:
+        self._publish({"cam": payload, "cam_job": _job_state(job, "running", fraction)})
+
+    def _cam_done(self, job: Job, result: tuple[Any, Any]) -> None:
+        self._cam_key, self._cam_payload = result
+        self._publish({"cam": self._cam_payload, "cam_job": _job_state(job, "done", 1.0)})
+
+    def _cam_cancelled(self, job: Job) -> None:
+        fraction = (self.cam_job or {}).get("fraction", 0.0)
+        self._publish({"cam_job": _job_state(job, "cancelled", fraction)})
+
+    def _cam_failed(self, job: Job, error: BaseException) -> None:
+        self._publish(
+            {
+                "cam_job": _job_state(job, "error", 0.0),
+                "message": {"level": "error", "text": f"{job.label}: {error}"},
+            }
+        )
+
+    # --- side-by-side comparison ----------------------------------------------------------
+
+    def compare(self, methods: list[str] | None = None, layers: list[str] | None = None) -> None:
+        """Compute 2-6 maps side by side for the current image and class, each with its
+        deletion / insertion score, in the background (``comparison``, ``compare_job``).
+        ``methods`` / ``layers`` default to the ``compare_methods`` / ``compare_layers``
+        traits (what the panel's checkboxes set). A layer method is shown at each of
+        ``layers`` (default: the overlay's layer), so one method at several layers is a
+        comparison too."""
+        try:
+            if methods is not None or layers is not None:
+                with self._apply():
+                    self.compare_methods = list(methods if methods is not None else [])
+                    self.compare_layers = list(layers if layers is not None else [])
+            fallback = self.cam_layer or self._session.default_cam_layer()
+            items = self._session.comparison_items(
+                list(self.compare_methods), list(self.compare_layers), fallback
             )
-            self._cam_key = key
-        return {
-            "cam": self._cam_payload,
-            "cam_layer": layer,
-            "cam_method": self.method,
-            "cam_signed": descriptor.signed,
-        }
+        except ValueError as error:
+            self.message = {"level": "error", "text": str(error)}
+            raise
+        target, x = self.selected_class, self._session.input
+        rows = [_comparison_row(method, layer, self.selected_class) for method, layer in items]
+
+        def work(step: Step) -> list[dict[str, Any]]:
+            for index, (method, layer) in enumerate(items):
+                params = dict(self.method_params) if method == self.method else {}
+                cell = self._session.comparison_cell(method, target, layer, params, x=x)
+                rows[index] = {**rows[index], **cell, "state": "done"}
+                if not step(list(rows), (index + 1) / len(items)):
+                    break
+            return list(rows)
+
+        with self._apply():
+            self.comparison = [{**row, "state": "queued"} for row in rows]
+            self.compare_job = _job_state(None, "comparison", 0.0)
+            if self.message and self.message.get("level") == "error":
+                self.message = None
+        self._compare_jobs.start("comparison", work)
+
+    def _compare_partial(self, job: Job, rows: list[dict[str, Any]], fraction: float) -> None:
+        self._publish({"comparison": rows, "compare_job": _job_state(job, "running", fraction)})
+
+    def _compare_done(self, job: Job, rows: list[dict[str, Any]]) -> None:
+        self._publish({"comparison": rows, "compare_job": _job_state(job, "done", 1.0)})
+
+    def _compare_cancelled(self, job: Job) -> None:
+        fraction = (self.compare_job or {}).get("fraction", 0.0)
+        self._publish({"compare_job": _job_state(job, "cancelled", fraction)})
+
+    def _compare_failed(self, job: Job, error: BaseException) -> None:
+        self._publish(
+            {
+                "compare_job": _job_state(job, "error", 0.0),
+                "message": {"level": "error", "text": f"comparison: {error}"},
+            }
+        )
+
+    def wait(self, timeout: float | None = 60.0) -> bool:
+        """Block until background jobs (overlay, comparison) end; for scripts and tests."""
+        return self._cam_jobs.wait(timeout) and self._compare_jobs.wait(timeout)
 
     def _assign(self, update: dict[str, Any]) -> None:
+        start = update.pop(START_JOB, None)
         for name, value in update.items():
             setattr(self, name, value)
+        if start is not None:
+            start()
+
+
+def _job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
+    """The ``cam_job`` / ``compare_job`` trait: ``state`` is "running", "done", "cancelled" or
+    "error"; ``fraction`` of the work done in [0, 1]; ``id`` 0 until the job has started."""
+    if job is None:
+        return {"id": 0, "label": label_or_state, "state": "running", "fraction": fraction}
+    return {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
+
+
+def _comparison_row(method: str, layer: str | None, target: int) -> dict[str, Any]:
+    descriptor = METHODS[method]
+    return {
+        "method": method,
+        "title": descriptor.title,
+        "layer": layer or "",
+        "signed": descriptor.signed,
+        "target": target,
+        "map": None,
+        "deletion": None,
+        "insertion": None,
+        "state": "queued",
+    }
 
 
 def _name(image: ImageSource | None) -> str:

@@ -1,0 +1,124 @@
+"""Background jobs for the widget: one long computation at a time per runner, streamed,
+cancellable, superseded by the next request.
+
+The kernel's main thread stays free while a job runs, so the notebook can run other cells and
+the widget keeps answering (a click, a cancel). A job's callbacks are delivered only while it
+is still the runner's current job: a result of a superseded or cancelled job is never
+published, even when it finishes in the same instant as the new request arrives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..methods import Cancelled
+
+Step = Callable[[Any, float], bool]
+"""``step(partial, fraction_done) -> keep_going``: a job reports progress through it."""
+
+
+@dataclass
+class Job:
+    """One submitted computation. ``cancelled`` is set by :meth:`JobRunner.cancel` or when a
+    newer job supersedes this one; the work sees it at its next step."""
+
+    id: int
+    label: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class JobRunner:
+    """Runs ``work(step)`` in a daemon thread; starting a job cancels the previous one.
+
+    ``on_partial(job, partial, fraction)``, ``on_done(job, result)``, ``on_cancel(job)`` and
+    ``on_error(job, error)`` run in the worker thread, under the runner's lock, and only while
+    ``job`` is current: the owner publishes from them without seeing stale jobs.
+    """
+
+    def __init__(
+        self,
+        on_partial: Callable[[Job, Any, float], None],
+        on_done: Callable[[Job, Any], None],
+        on_cancel: Callable[[Job], None],
+        on_error: Callable[[Job, BaseException], None],
+    ) -> None:
+        self._on_partial, self._on_done = on_partial, on_done
+        self._on_cancel, self._on_error = on_cancel, on_error
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._current: Job | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def current(self) -> Job | None:
+        return self._current
+
+    def start(self, label: str, work: Callable[[Step], Any]) -> Job:
+        """Cancel the running job (if any) and start ``work`` in a new thread."""
+        with self._lock:
+            if self._current is not None:
+                self._current.cancelled.set()
+            job = Job(next(self._ids), label)
+            self._current = job
+        thread = threading.Thread(
+            target=self._run, args=(job, work), name=f"cnnvis-{label}", daemon=True
+        )
+        self._thread = thread
+        thread.start()
+        return job
+
+    def cancel(self) -> bool:
+        """Ask the current job to stop at its next step; False when none is running."""
+        with self._lock:
+            job = self._current
+            if job is None:
+                return False
+            job.cancelled.set()
+            return True
+
+    def forget(self) -> None:
+        """Cancel the current job and drop it, so nothing it produces is published."""
+        with self._lock:
+            if self._current is not None:
+                self._current.cancelled.set()
+            self._current = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the last started thread ends (tests, scripts); True if it ended."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _run(self, job: Job, work: Callable[[Step], Any]) -> None:
+        def step(partial: Any, fraction: float) -> bool:
+            if job.cancelled.is_set():
+                return False
+            with self._lock:
+                if self._current is job:
+                    self._on_partial(job, partial, fraction)
+            return not job.cancelled.is_set()
+
+        try:
+            result = work(step)
+        except Cancelled:
+            self._finish(job, self._on_cancel)
+            return
+        except BaseException as error:  # reported to the owner, never lost
+            self._finish(job, self._on_error, error)
+            return
+        if job.cancelled.is_set():
+            self._finish(job, self._on_cancel)
+        else:
+            self._finish(job, self._on_done, result)
+
+    def _finish(self, job: Job, publish: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._current is job:
+                self._current = None
+                publish(job, *args)

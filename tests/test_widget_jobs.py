@@ -1,0 +1,197 @@
+"""Background jobs of the Explorer: streamed partial maps, cancel, supersede, a responsive
+kernel, and the side-by-side comparison with deletion / insertion scores."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import cnnvis_widget as cv
+from cnnvis_widget.encode import decode_payload
+from cnnvis_widget.widgets.jobs import JobRunner
+
+
+@pytest.fixture
+def explorer(lite0):
+    return cv.Explorer(lite0, cv.sample_image("coffee"))
+
+
+def record(widget: cv.Explorer, *names: str) -> list[tuple[str, object, str]]:
+    """(trait, new value, thread name) of every change of ``names``, in order."""
+    seen: list[tuple[str, object, str]] = []
+    widget.observe(
+        lambda change: seen.append(
+            (change["name"], change["new"], threading.current_thread().name)
+        ),
+        names=list(names),
+    )
+    return seen
+
+
+def test_long_method_streams_partial_maps_from_a_background_thread(explorer, lite0) -> None:
+    seen = record(explorer, "cam", "cam_job")
+    explorer.method_params = {}
+    explorer.method = "smoothgrad"
+    # The observer returned at once: the map is cleared and computed in the background.
+    assert explorer.cam is None and explorer.cam_job["state"] == "running"
+    assert explorer.wait(120)
+    assert explorer.cam_job["state"] == "done" and explorer.cam_job["fraction"] == 1.0
+    partial_maps = [value for name, value, _ in seen if name == "cam" and value is not None]
+    fractions = [value["fraction"] for name, value, _ in seen if name == "cam_job" and value]
+    # batches of 1 (first), then 8: 1, 9, 17, ... 49, 50 of 50 samples
+    assert len(partial_maps) >= 7 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert any(thread.startswith("cnnvis-") for name, _, thread in seen if name == "cam")
+    x = lite0.preprocess(cv.sample_image("coffee"))
+    # Same batching as the widget's (a listener gets a first batch of one sample).
+    expected = cv.attribute(lite0.module, x, "smoothgrad", target=967, on_step=lambda m, f: None)
+    expected = expected[0].sum(0).numpy()
+    final = decode_payload(explorer.cam)
+    assert np.allclose(final, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    first = decode_payload(partial_maps[0])
+    assert first.shape == final.shape and not np.allclose(first, final)
+
+
+def test_cancel_stops_the_job_and_keeps_the_last_partial_map(explorer) -> None:
+    steps: list[float] = []
+    explorer.observe(
+        lambda change: steps.append(change["new"]["fraction"]) if change["new"] else None,
+        names="cam_job",
+    )
+    explorer.method = "occlusion"
+    explorer.method_params = {"stride": 8, "batch_size": 4}  # 625 positions: long enough
+    deadline = time.monotonic() + 60
+    while not any(0 < f < 1 for f in steps) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+    assert explorer.wait(60)
+    assert explorer.cam_job["state"] == "cancelled" and explorer.cam_job["fraction"] < 1
+    assert explorer.cam is not None  # the partial map stays visible
+    assert explorer.message is None
+
+
+def test_a_new_request_supersedes_the_running_job(explorer) -> None:
+    seen = record(explorer, "cam_method", "cam_job")
+    explorer.method = "occlusion"
+    explorer.method_params = {"stride": 8, "batch_size": 4}
+    time.sleep(0.3)
+    explorer.method = "gradcam"  # synchronous: computed before the assignment returns
+    gradcam = decode_payload(explorer.cam)
+    assert explorer.cam_method == "gradcam" and explorer.cam_job is None
+    assert explorer.wait(60)
+    # Nothing from the superseded occlusion job arrived after the switch.
+    assert explorer.cam_method == "gradcam" and explorer.cam_job is None
+    assert np.array_equal(decode_payload(explorer.cam), gradcam)
+    switch = max(i for i, (name, value, _) in enumerate(seen) if value == "gradcam")
+    assert all(value is None for name, value, _ in seen[switch:] if name == "cam_job")
+
+
+def test_kernel_thread_is_free_while_a_job_runs(explorer, lite0) -> None:
+    explorer.method = "occlusion"
+    explorer.method_params = {"stride": 8, "batch_size": 4}
+    assert explorer.cam_job["state"] == "running"
+    # Other work (another cell, another widget action) runs meanwhile on this thread.
+    with torch.no_grad():
+        logits = lite0.module(lite0.preprocess(cv.sample_image("cat")))
+    assert int(logits.argmax()) in (281, 282, 285)
+    explorer.selected_layer = "_blocks.4"  # a grid while the job runs
+    assert decode_payload(explorer.grid).shape == (40, 28, 28)
+    assert explorer.cam_job["state"] == "running"
+    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+    assert explorer.wait(60)
+    assert not lite0.module.training
+
+
+def test_bad_parameter_for_a_long_method_is_refused_before_any_job(explorer) -> None:
+    explorer.method = "gradcam"
+    explorer.method = "smoothgrad"
+    explorer.wait(120)
+    explorer.method_params = {"n_samples": 0}
+    assert explorer.message["level"] == "error" and "n_samples" in explorer.message["text"]
+    assert explorer.method_params == {} and explorer.cam_job["state"] == "done"
+
+
+def test_comparison_of_methods_with_scores(explorer, lite0) -> None:
+    seen = record(explorer, "comparison")
+    explorer.compare(["gradcam", "saliency", "layercam"])
+    assert explorer.compare_job["state"] == "running"
+    assert [row["state"] for row in explorer.comparison] == ["queued"] * 3
+    assert explorer.wait(120)
+    assert explorer.compare_job["state"] == "done"
+    rows = explorer.comparison
+    assert [row["method"] for row in rows] == ["gradcam", "saliency", "layercam"]
+    assert [row["layer"] for row in rows] == ["_swish", "", "_swish"]
+    assert len(seen) >= 4  # queued, then one update per finished cell
+    x = lite0.preprocess(cv.sample_image("coffee"))
+    for row in rows:
+        assert row["state"] == "done" and 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
+        layer = row["layer"] or None
+        maps = cv.attribute(lite0.module, x, row["method"], target=967, layer=layer)
+        scores = cv.deletion_insertion(lite0.module, x, maps, 967)
+        assert row["deletion"] == pytest.approx(float(scores.deletion[0]), abs=1e-4)
+        assert row["insertion"] == pytest.approx(float(scores.insertion[0]), abs=1e-4)
+        assert decode_payload(row["map"]).shape == tuple(maps.shape[-2:])
+
+
+def test_comparison_of_one_method_at_several_layers(explorer) -> None:
+    explorer.compare(["gradcam"], layers=["_blocks.4", "_blocks.10", "_swish"])
+    assert explorer.wait(120)
+    rows = explorer.comparison
+    assert [row["layer"] for row in rows] == ["_blocks.4", "_blocks.10", "_swish"]
+    shapes = [decode_payload(row["map"]).shape for row in rows]
+    assert shapes == [(28, 28), (14, 14), (7, 7)]
+
+
+@pytest.mark.parametrize(
+    ("methods", "layers", "fix"),
+    [
+        (["gradcam"], [], "2 to 6"),
+        (
+            ["saliency", "gradcam", "layercam", "gradcam_plus_plus"],
+            ["_blocks.4", "_swish"],
+            "2 to 6",
+        ),
+        (["saliency", "nope"], [], "unknown method"),
+        (["gradcam", "layercam"], ["_fc"], "not a spatial layer"),
+    ],
+)
+def test_comparison_refuses_bad_selections_with_a_message(explorer, methods, layers, fix) -> None:
+    before = explorer.comparison
+    with pytest.raises(ValueError, match=fix):
+        explorer.compare(methods, layers)
+    assert fix in explorer.message["text"] and explorer.comparison == before
+    explorer.compare(["gradcam", "saliency"], [])  # still usable
+    assert explorer.wait(120) and explorer.message is None
+
+
+def test_job_runner_never_publishes_a_superseded_result() -> None:
+    published: list[tuple[int, str]] = []
+    runner = JobRunner(
+        lambda job, partial, fraction: published.append((job.id, "partial")),
+        lambda job, result: published.append((job.id, "done")),
+        lambda job: published.append((job.id, "cancelled")),
+        lambda job, error: published.append((job.id, f"error {error}")),
+    )
+    release = threading.Event()
+
+    def slow(step):  # finishes only after it has been superseded, without calling step again
+        step(None, 0.5)
+        release.wait(5)
+        return "stale"
+
+    first = runner.start("slow", slow)
+    time.sleep(0.05)
+    second = runner.start("quick", lambda step: "fresh")
+    release.set()
+    assert runner.wait(5)
+    first_thread_done = threading.Event()
+    threading.Thread(target=lambda: (time.sleep(0.1), first_thread_done.set())).start()
+    first_thread_done.wait(1)
+    assert (first.id, "done") not in published and (first.id, "cancelled") not in published
+    assert (second.id, "done") in published
+    failing = runner.start("bad", lambda step: 1 / 0)
+    assert runner.wait(5)
+    assert (failing.id, "error division by zero") in published
