@@ -15,9 +15,11 @@ import type {
   View,
 } from "./types";
 import { createBusy } from "./views/busy";
+import { createCompare } from "./views/compare";
 import { createControls } from "./views/controls";
 import { createFilterGrid } from "./views/filterGrid";
 import { createHeader } from "./views/header";
+import { createJobProgress } from "./views/jobProgress";
 import { createLayerTree } from "./views/layerTree";
 import { createMessage } from "./views/message";
 import { createMethodControls } from "./views/methods";
@@ -51,6 +53,8 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const layerTree = createLayerTree(model);
   const overlay = createOverlay(model, arrays);
   const methods = createMethodControls(model);
+  const camProgress = createJobProgress(model, "cam_job", "cam");
+  const compare = createCompare(model, arrays);
   const filterGrid = createFilterGrid(model, arrays);
 
   const root = h(
@@ -67,12 +71,14 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
         { class: "cv-col cv-col-main" },
         controls.source,
         overlay.el,
+        camProgress.el,
         methods.el,
         controls.display,
         predictions.el,
       ),
       h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
     ),
+    compare.el,
   );
 
   const views: View[] = [
@@ -84,7 +90,9 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     predictions,
     layerTree,
     overlay,
+    camProgress,
     filterGrid,
+    compare,
   ];
 
   // Which views redraw when a trait changes. Array traits also refresh the banner (decode errors).
@@ -92,17 +100,22 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     model_name: [header],
     image_names: [controls],
     image_name: [controls],
-    image: [overlay, message],
+    image: [overlay, message, compare],
     predictions: [predictions, overlay],
     labels: [predictions],
     selected_class: [predictions, overlay],
-    layers: [layerTree],
+    layers: [layerTree, compare],
     selected_layer: [layerTree],
     cam_layer: [overlay],
     cam: [overlay, message],
+    cam_job: [camProgress, overlay],
+    compare_methods: [compare],
+    compare_layers: [compare],
+    comparison: [compare],
+    compare_job: [compare],
     cam_signed: [overlay],
     cam_method: [overlay],
-    methods: [methods, overlay],
+    methods: [methods, overlay, compare],
     method: [methods],
     method_params: [methods],
     grid: [filterGrid, overlay, message],
@@ -110,8 +123,8 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     grid_hi: [filterGrid, message],
     grid_means: [filterGrid, message],
     grid_layer: [filterGrid, overlay],
-    colormap: [controls, overlay, filterGrid],
-    opacity: [controls, overlay],
+    colormap: [controls, overlay, filterGrid, compare],
+    opacity: [controls, overlay, compare],
     sort_by: [controls, filterGrid],
     selected_channel: [filterGrid, overlay],
     message: [message],

@@ -59,6 +59,27 @@ export interface MethodInfo {
   params: MethodParam[];
 }
 
+/** A background job of the kernel (`cam_job`, `compare_job`). */
+export interface JobInfo {
+  id: number;
+  label: string;
+  state: "running" | "done" | "cancelled" | "error";
+  fraction: number;
+}
+
+/** One cell of the side-by-side comparison. */
+export interface ComparisonRow {
+  method: string;
+  title: string;
+  layer: string;
+  signed: boolean;
+  target: number;
+  map: NdArrayPayload | null;
+  deletion: number | null;
+  insertion: number | null;
+  state: "queued" | "done";
+}
+
 /** Synced traits of `cnnvis_widget.widgets.explorer.Explorer`. */
 export interface ExplorerState {
   model_name: string;
@@ -72,6 +93,11 @@ export interface ExplorerState {
   selected_layer: string;
   cam_layer: string;
   cam: NdArrayPayload | null;
+  cam_job: JobInfo | null;
+  compare_methods: string[];
+  compare_layers: string[];
+  comparison: ComparisonRow[];
+  compare_job: JobInfo | null;
   cam_signed: boolean;
   cam_method: string;
   methods: MethodInfo[];

@@ -195,3 +195,18 @@ def test_job_runner_never_publishes_a_superseded_result() -> None:
     failing = runner.start("bad", lambda step: 1 / 0)
     assert runner.wait(5)
     assert (failing.id, "error division by zero") in published
+
+
+def test_a_layer_click_does_not_restart_a_pixel_method_job(explorer) -> None:
+    explorer.method = "occlusion"
+    explorer.method_params = {"stride": 8, "batch_size": 4}
+    job = explorer.cam_job
+    time.sleep(0.2)
+    explorer.selected_layer = "_blocks.4"
+    assert explorer.cam_job["state"] == "running"
+    assert explorer._cam_jobs.current is not None and explorer._cam_jobs.current.id >= 1
+    started = explorer._cam_jobs.current.id
+    explorer.selected_layer = "_blocks.5"
+    assert explorer._cam_jobs.current is not None and explorer._cam_jobs.current.id == started
+    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+    assert explorer.wait(60) and job is not None

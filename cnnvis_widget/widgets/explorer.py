@@ -127,6 +127,7 @@ class Explorer(anywidget.AnyWidget):
     ) -> None:
         self._applying = True
         self._cam_key: tuple[int, str, str, str, int] | None = None
+        self._cam_job_key: tuple[int, str, str, str, int] | None = None
         self._cam_payload: Any = None
         # Trait writes from background jobs and from the main thread never interleave.
         self._publish_lock = threading.RLock()
@@ -273,12 +274,15 @@ class Explorer(anywidget.AnyWidget):
         if not self._session.layer(layer).spatial:
             layer = self.cam_layer or self._session.default_cam_layer()
         serial = self._session.current.serial if self._session.current else -1
-        key = (serial, self.method, json.dumps(self.method_params, sort_keys=True), layer, target)
+        method_layer = layer if descriptor.uses_layer else None
+        params_key = json.dumps(self.method_params, sort_keys=True)
+        key = (serial, self.method, params_key, method_layer or "", target)
         view = {"cam_layer": layer, "cam_method": self.method, "cam_signed": descriptor.signed}
         if key == self._cam_key:
             self._cam_jobs.forget()
             return {**view, "cam": self._cam_payload, "cam_job": None}
-        method_layer = layer if descriptor.uses_layer else None
+        if self._cam_jobs.current is not None and key == self._cam_job_key:
+            return view  # this very map is being computed: let the job go on
         params = dict(self.method_params)
         check_params(self.method, params)  # a bad value is refused now, not in the job
         if not descriptor.streams:
@@ -293,6 +297,7 @@ class Explorer(anywidget.AnyWidget):
             return key, payload
 
         def start() -> None:
+            self._cam_job_key = key
             self._cam_jobs.start(method, work)
 
         return {**view, "cam": None, "cam_job": _job_state(None, method, 0.0), START_JOB: start}

@@ -9,13 +9,17 @@ published, even when it finishes in the same instant as the new request arrives.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..methods import Cancelled
+
+_RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
 
 Step = Callable[[Any, float], bool]
 """``step(partial, fraction_done) -> keep_going``: a job reports progress through it."""
@@ -51,7 +55,8 @@ class JobRunner:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._current: Job | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        _RUNNERS.add(self)
 
     @property
     def current(self) -> Job | None:
@@ -67,7 +72,7 @@ class JobRunner:
         thread = threading.Thread(
             target=self._run, args=(job, work), name=f"cnnvis-{label}", daemon=True
         )
-        self._thread = thread
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return job
 
@@ -88,12 +93,11 @@ class JobRunner:
             self._current = None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the last started thread ends (tests, scripts); True if it ended."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        """Block until every thread this runner started has ended (superseded jobs stop at
+        their next step); True if all ended within ``timeout`` seconds each."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _run(self, job: Job, work: Callable[[Step], Any]) -> None:
         def step(partial: Any, fraction: float) -> bool:
@@ -122,3 +126,14 @@ class JobRunner:
             if self._current is job:
                 self._current = None
                 publish(job, *args)
+
+
+@atexit.register
+def _stop_all_jobs() -> None:
+    """At interpreter exit, stop every job and let its thread leave torch's C++ code: a
+    daemon thread killed inside an operator aborts the process."""
+    runners = list(_RUNNERS)
+    for runner in runners:
+        runner.forget()
+    for runner in runners:
+        runner.wait(30)

@@ -6,6 +6,7 @@
 import { composite, type Heat, heatByMax, heatSigned, mapFrom } from "../canvas";
 import { getLut, type Lut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
+import { jobView } from "../jobs";
 import { methodCaption, validMethods } from "../methods";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
@@ -120,6 +121,11 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       canvas.dataset.class = String(cls);
       canvas.dataset.channel = mode === "channel" ? String(channel) : "-1";
       canvas.dataset.camEmpty = mode === "cam" && heat === null ? "true" : "false";
+      // A streamed map still being computed (or stopped before the end) is marked partial.
+      const job = jobView(model.get("cam_job"));
+      const partial = mode === "cam" && (job.running || job.state === "cancelled");
+      canvas.dataset.partial = partial ? "true" : "false";
+      if (partial) text += job.running ? ` (partial, ${job.text})` : " (stopped early)";
       canvas.setAttribute("aria-label", text);
       setText(caption, text);
     },

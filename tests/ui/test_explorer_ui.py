@@ -219,10 +219,21 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
         arg=overlay.element_handle(),
         timeout=60_000,
     )
-    wait_idle(page, explorer)
+    explorer.locator('[data-testid="cam-progress"][data-state="done"]').wait_for(
+        state="attached", timeout=60_000
+    )
+    assert overlay.get_attribute("data-partial") == "false"
     assert overlay.evaluate(PIXELS) != before_method
     assert overlay.get_attribute("data-signed") == "true"
     explorer.screenshot(path=str(ARTIFACTS / "explorer-integrated-gradients.png"))
+    picker.select_option("gradcam")
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-method') === 'gradcam'", arg=overlay.element_handle()
+    )
+
+    streamed_smoothgrad(page, explorer, overlay, picker)
+    cancelled_occlusion_while_kernel_answers(page, explorer, overlay, picker)
+    comparison_panel(page, explorer)
     picker.select_option("gradcam")
     page.wait_for_function(
         "(c) => c.getAttribute('data-method') === 'gradcam'", arg=overlay.element_handle()
@@ -251,6 +262,141 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     explorer.locator('[data-testid="prediction"][data-index="967"]').wait_for(timeout=60_000)
     message.wait_for(state="hidden", timeout=10_000)
     assert "espresso" in predictions.first.inner_text()
+
+
+def kernel_print(page, code: str) -> str:
+    """Run ``code`` in the notebook's kernel (as another cell would) and return what it
+    printed."""
+    return page.evaluate(
+        """async (code) => {
+          const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+          const future = kernel.requestExecute({ code, store_history: false });
+          let text = '';
+          future.onIOPub = (msg) => {
+            if (msg.header.msg_type === 'stream') text += msg.content.text;
+            if (msg.header.msg_type === 'error') text += msg.content.evalue;
+          };
+          await future.done;
+          return text;
+        }""",
+        code,
+    )
+
+
+# One forward + input-gradient backward of the explorer's model on its image, in the kernel.
+FORWARD_BACKWARD_MS = """
+import statistics as _s, time as _t, cnnvis_widget as _cv
+_b = _cv.load_model(); _x = _b.preprocess(_cv.sample_image("cat"))
+_cv.attribute(_b.module, _x, "saliency", target=281)
+_ms = []
+for _ in range(5):
+    _t0 = _t.perf_counter(); _cv.attribute(_b.module, _x, "saliency", target=281)
+    _ms.append(1000 * (_t.perf_counter() - _t0))
+print(_s.median(_ms))
+"""
+
+
+def streamed_smoothgrad(page, explorer, overlay, picker) -> None:
+    """SmoothGrad streams: partial maps are drawn (marked partial) with progress, then the
+    final map; the time from the pick to the first drawn partial map is recorded."""
+    overlay.evaluate(
+        """(c) => {
+          window.__firstPartial = {};
+          const select = c.closest('[data-testid="explorer"]')
+            .querySelector('select[data-testid="method-select"]');
+          select.addEventListener('change', () => { window.__firstPartial.pick = performance.now(); },
+                                  { once: true, capture: true });
+          const observer = new MutationObserver(() => {
+            if (c.getAttribute('data-method') === 'smoothgrad' &&
+                c.getAttribute('data-partial') === 'true') {
+              window.__firstPartial.drawn = performance.now();
+              window.__firstPartial.fraction = c.closest('[data-testid="explorer"]')
+                .querySelector('[data-testid="cam-progress"]').getAttribute('data-fraction');
+              observer.disconnect();
+            }
+          });
+          observer.observe(c, { attributes: true });
+        }"""
+    )
+    picker.select_option("smoothgrad")
+    page.wait_for_function("() => window.__firstPartial.drawn !== undefined", timeout=60_000)
+    first = page.evaluate("() => window.__firstPartial")
+    first_ms = float(first["drawn"] - first["pick"])
+    assert float(first["fraction"]) < 1.0  # a partial map, drawn before the end
+    explorer.locator('[data-testid="cam-progress"][data-state="done"]').wait_for(
+        state="attached", timeout=120_000
+    )
+    assert overlay.get_attribute("data-partial") == "false"
+    assert overlay.get_attribute("data-method") == "smoothgrad"
+    fb_ms = float(kernel_print(page, FORWARD_BACKWARD_MS))
+    (ARTIFACTS / "first_partial_ms.txt").write_text(
+        f"pick SmoothGrad -> first partial map drawn: {first_ms:.0f} ms "
+        f"(first partial at fraction {float(first['fraction']):.2f})\n"
+        f"one forward+backward of Lite0 in the kernel (median of 5): {fb_ms:.0f} ms\n"
+        f"ratio: {first_ms / fb_ms:.1f}\n"
+    )
+    print(f"first partial SmoothGrad map drawn after {first_ms:.0f} ms; one F+B {fb_ms:.0f} ms")
+
+
+def cancelled_occlusion_while_kernel_answers(page, explorer, overlay, picker) -> None:
+    """A long occlusion runs in the background: the kernel still answers a layer click (the
+    grid is drawn while the job is still running), then Stop cancels it and the partial map
+    stays, marked as stopped."""
+    picker.select_option("occlusion")
+    stride = explorer.locator('[data-testid="method-params"] input[data-param="stride"]')
+    stride.wait_for(timeout=10_000)
+    stride.fill("4")  # 2916 occluded images: a long job
+    stride.dispatch_event("change")
+    progress = explorer.locator('[data-testid="cam-progress"]')
+    page.wait_for_function(
+        """(p) => p.getAttribute('data-state') === 'running' &&
+                  Number(p.getAttribute('data-fraction')) > 0""",
+        arg=progress.element_handle(),
+        timeout=60_000,
+    )
+    select_layer(page, explorer, "_blocks.3")
+    assert progress.get_attribute("data-state") == "running", "the job ended before the grid came"
+    explorer.locator('[data-testid="cam-cancel"]').click()
+    page.wait_for_function(
+        "(p) => p.getAttribute('data-state') === 'cancelled'",
+        arg=progress.element_handle(),
+        timeout=60_000,
+    )
+    assert float(progress.get_attribute("data-fraction")) < 1.0
+    assert overlay.get_attribute("data-partial") == "true"
+    assert overlay.get_attribute("data-method") == "occlusion"
+    explorer.screenshot(path=str(ARTIFACTS / "explorer-cancelled.png"))
+
+
+def comparison_panel(page, explorer) -> None:
+    """Three methods side by side, each drawn over the image with its deletion / insertion
+    scores."""
+    panel = explorer.locator('[data-testid="compare"]')
+    panel.locator("summary").click()
+    for name in ("gradcam", "saliency", "layercam"):
+        panel.locator(f'[data-testid="compare-pick-{name}"]').check()
+    page.wait_for_function(
+        "(h) => h.textContent === '3 maps'",
+        arg=panel.locator('[data-testid="compare-hint"]').element_handle(),
+    )
+    panel.locator('[data-testid="compare-run"]').click()
+    done = panel.locator('[data-testid="compare-cell"][data-state="done"]')
+    page.wait_for_function(
+        '(p) => p.querySelectorAll(\'[data-testid="compare-cell"][data-state="done"]\').length === 3',
+        arg=panel.element_handle(),
+        timeout=180_000,
+    )
+    shown = {done.nth(i).get_attribute("data-method") for i in range(3)}
+    assert shown == {"gradcam", "saliency", "layercam"}
+    for i in range(3):
+        cell = done.nth(i)
+        assert 0 <= float(cell.get_attribute("data-deletion")) <= 1
+        assert 0 <= float(cell.get_attribute("data-insertion")) <= 1
+        assert "deletion" in cell.inner_text() and "insertion" in cell.inner_text()
+        pixels = cell.locator("canvas").evaluate(PIXELS)
+        assert len(set(pixels[0::4])) > 10, "the cell's canvas looks blank"
+    panel.screenshot(path=str(ARTIFACTS / "explorer-comparison.png"))
+    shutil.copy(ARTIFACTS / "explorer-comparison.png", ROOT / "docs" / "comparison.png")
 
 
 def test_explorer_in_notebook7(page, jupyter_server) -> None:

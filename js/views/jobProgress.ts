@@ -1,0 +1,47 @@
+/**
+ * Progress of a background job (`cam_job` or `compare_job`): a bar, a line of text and a Stop
+ * button that asks the kernel to cancel (custom message `{type: "cancel", what}`).
+ */
+import { h, setText } from "../dom";
+import { jobView } from "../jobs";
+import type { ExplorerModel, View } from "../types";
+
+export function createJobProgress(
+  model: ExplorerModel,
+  trait: "cam_job" | "compare_job",
+  what: "cam" | "compare",
+): View {
+  const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
+  const text = h("span", { class: "cv-job-text" });
+  const stop = h(
+    "button",
+    { class: "cv-button cv-job-stop", type: "button", "data-testid": `${what}-cancel` },
+    "Stop",
+  );
+  const el = h(
+    "div",
+    { class: "cv-job", "data-testid": `${what}-progress`, "data-state": "idle", hidden: true },
+    bar,
+    text,
+    stop,
+  );
+  let stopAsked = -1; // id of the job a Stop was sent for: the button stays off for it
+  stop.addEventListener("click", () => {
+    stopAsked = jobView(model.get(trait)).id;
+    stop.disabled = true;
+    model.send({ type: "cancel", what });
+  });
+  return {
+    el,
+    update() {
+      const job = jobView(model.get(trait));
+      el.hidden = job.state === "idle" || job.state === "done";
+      el.dataset.state = job.state;
+      el.dataset.fraction = job.fraction.toFixed(3);
+      bar.value = job.fraction;
+      setText(text, job.text);
+      stop.hidden = !job.running;
+      stop.disabled = job.running && job.id === stopAsked;
+    },
+  };
+}
