@@ -306,6 +306,18 @@ def streamed_smoothgrad(page, explorer, overlay, picker) -> None:
             .querySelector('select[data-testid="method-select"]');
           select.addEventListener('change', () => { window.__firstPartial.pick = performance.now(); },
                                   { once: true, capture: true });
+          const progress = c.closest('[data-testid="explorer"]')
+            .querySelector('[data-testid="cam-progress"]');
+          const replies = new MutationObserver(() => {
+            const t = performance.now();
+            if (progress.getAttribute('data-state') === 'running' && !window.__firstPartial.reply)
+              window.__firstPartial.reply = t;  // the kernel's answer to the pick
+            if (Number(progress.getAttribute('data-fraction')) > 0 && !window.__firstPartial.data) {
+              window.__firstPartial.data = t;  // the first partial map has arrived
+              replies.disconnect();
+            }
+          });
+          replies.observe(progress, { attributes: true });
           const observer = new MutationObserver(() => {
             if (c.getAttribute('data-method') === 'smoothgrad' &&
                 c.getAttribute('data-partial') === 'true') {
@@ -329,9 +341,13 @@ def streamed_smoothgrad(page, explorer, overlay, picker) -> None:
     assert overlay.get_attribute("data-partial") == "false"
     assert overlay.get_attribute("data-method") == "smoothgrad"
     fb_ms = float(kernel_print(page, FORWARD_BACKWARD_MS))
+    reply_ms = float(first.get("reply", first["drawn"]) - first["pick"])
+    data_ms = float(first.get("data", first["drawn"]) - first["pick"])
     (ARTIFACTS / "first_partial_ms.txt").write_text(
         f"pick SmoothGrad -> first partial map drawn: {first_ms:.0f} ms "
         f"(first partial at fraction {float(first['fraction']):.2f})\n"
+        f"  kernel's reply to the pick shown: {reply_ms:.0f} ms; "
+        f"first partial map received: {data_ms:.0f} ms\n"
         f"one forward+backward of Lite0 in the kernel (median of 5): {fb_ms:.0f} ms\n"
         f"ratio: {first_ms / fb_ms:.1f}\n"
     )
