@@ -210,3 +210,26 @@ def test_a_layer_click_does_not_restart_a_pixel_method_job(explorer) -> None:
     assert explorer._cam_jobs.current is not None and explorer._cam_jobs.current.id == started
     explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
     assert explorer.wait(60) and job is not None
+
+
+def test_worker_thread_is_reused_and_ends_when_idle(monkeypatch) -> None:
+    import cnnvis_widget.widgets.jobs as jobs
+
+    monkeypatch.setattr(jobs, "IDLE_SECONDS", 0.2)
+    threads: list[str] = []
+    runner = JobRunner(
+        lambda job, partial, fraction: None,
+        lambda job, result: threads.append(result),
+        lambda job: None,
+        lambda job, error: None,
+    )
+    for _ in range(3):
+        runner.start("t", lambda step: threading.current_thread().ident)
+        assert runner.wait(5)
+    assert len(threads) == 3 and len(set(threads)) == 1  # one worker served all three
+    deadline = time.monotonic() + 5
+    while runner._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner._worker is None
+    runner.start("again", lambda step: "after idle")  # a new worker starts on demand
+    assert runner.wait(5) and threads[-1] == "after idle"

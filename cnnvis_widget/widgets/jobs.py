@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any
 from ..methods import Cancelled
 
 _RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+IDLE_SECONDS = 120.0
+"""A worker thread with nothing to do for this long ends (and lets its widget be freed)."""
 
 Step = Callable[[Any, float], bool]
 """``step(partial, fraction_done) -> keep_going``: a job reports progress through it."""
@@ -36,7 +39,10 @@ class Job:
 
 
 class JobRunner:
-    """Runs ``work(step)`` in a daemon thread; starting a job cancels the previous one.
+    """Runs ``work(step)`` in the runner's one worker thread (a daemon, started on first use
+    and kept while jobs come: ipykernel sets up a message pipe per sending thread, so a
+    long-lived thread streams its first partial map sooner than a new one would). Starting a job cancels the
+    previous one, which stops at its next step; the new job runs right after.
 
     ``on_partial(job, partial, fraction)``, ``on_done(job, result)``, ``on_cancel(job)`` and
     ``on_error(job, error)`` run in the worker thread, under the runner's lock, and only while
@@ -55,7 +61,11 @@ class JobRunner:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._current: Job | None = None
-        self._threads: list[threading.Thread] = []
+        self._queue: queue.SimpleQueue[tuple[Job, Callable[[Step], Any]]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._pending = 0
+        self._idle = threading.Event()
+        self._idle.set()
         _RUNNERS.add(self)
 
     @property
@@ -63,17 +73,18 @@ class JobRunner:
         return self._current
 
     def start(self, label: str, work: Callable[[Step], Any]) -> Job:
-        """Cancel the running job (if any) and start ``work`` in a new thread."""
+        """Cancel the running job (if any) and queue ``work`` for the worker thread."""
         with self._lock:
             if self._current is not None:
                 self._current.cancelled.set()
             job = Job(next(self._ids), label)
             self._current = job
-        thread = threading.Thread(
-            target=self._run, args=(job, work), name=f"cnnvis-{label}", daemon=True
-        )
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            self._pending += 1
+            self._idle.clear()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve, name="cnnvis-jobs", daemon=True)
+                self._worker.start()
+        self._queue.put((job, work))
         return job
 
     def cancel(self) -> bool:
@@ -93,11 +104,30 @@ class JobRunner:
             self._current = None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every thread this runner started has ended (superseded jobs stop at
-        their next step); True if all ended within ``timeout`` seconds each."""
-        for thread in list(self._threads):
-            thread.join(timeout)
-        return not any(thread.is_alive() for thread in self._threads)
+        """Block until every started job has ended (superseded ones stop at their next
+        step); True if that happened within ``timeout`` seconds."""
+        return self._idle.wait(timeout)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                job, work = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:  # start() enqueues under this lock: no job is missed
+                    if self._queue.empty():
+                        self._worker = None
+                        return
+                continue
+            try:
+                if job.cancelled.is_set():  # superseded or stopped before it began
+                    self._finish(job, self._on_cancel)
+                else:
+                    self._run(job, work)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.set()
 
     def _run(self, job: Job, work: Callable[[Step], Any]) -> None:
         def step(partial: Any, fraction: float) -> bool:
