@@ -24,8 +24,9 @@ CAM_LAYERS = {"resnet50": "layer4", "vgg16": "features.29"}
 Runner = Callable[[], object]
 
 
-def timed(fn: Runner, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
+def timed(fn: Runner, repeats: int, device: torch.device, warmup: bool = True) -> float:
+    if warmup:
+        fn()
     samples = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -172,6 +173,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(CAM_LAYERS))
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the untimed first call (for minute-long methods such as Score-CAM on CPU)",
+    )
+    parser.add_argument(
+        "--peer-settings",
+        type=int,
+        default=None,
+        help="time only the first N batch settings of each peer",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -186,8 +198,10 @@ def main() -> None:
         for method, (ours, peers) in cases(model, arch, x, target=281).items():
             if args.methods and method not in args.methods:
                 continue
-            mine = timed(ours, args.repeats, device)
-            peer_times = {name: timed(fn, args.repeats, device) for name, fn in peers.items()}
+            warm = not args.no_warmup
+            mine = timed(ours, args.repeats, device, warm)
+            settings = list(peers.items())[: args.peer_settings]
+            peer_times = {name: timed(fn, args.repeats, device, warm) for name, fn in settings}
             best = min(peer_times, key=peer_times.__getitem__)
             print(
                 f"{arch:9} {method:22} {1000 * mine:10.1f} {1000 * peer_times[best]:12.1f} "

@@ -449,8 +449,8 @@ def test_scorecam_arguments_are_checked(tiny, tiny_input) -> None:
     with pytest.raises(ValueError, match=r"class_softmax.*channel_softmax"):
         cv.attribute(tiny, tiny_input, "scorecam", weights="softmax")
     with pytest.raises(ValueError, match="batch_size"):
-        cv.attribute(tiny, tiny_input, "scorecam", batch_size=0)
-    assert cv.METHODS["scorecam"].defaults() == {"batch_size": 32, "weights": "class_softmax"}
+        cv.attribute(tiny, tiny_input, "scorecam", batch_size=-1)
+    assert cv.METHODS["scorecam"].defaults() == {"batch_size": 0, "weights": "class_softmax"}
 
 
 # --- rules every method obeys ------------------------------------------------------------
@@ -581,8 +581,8 @@ def test_guided_gradcam_is_zero_where_gradcam_is(tiny, tiny_input) -> None:
 def test_parameters_are_checked_centrally(tiny, tiny_input) -> None:
     with pytest.raises(ValueError, match=r"scorecam: weights must be one of"):
         cv.attribute(tiny, tiny_input, "scorecam", weights="softmax")
-    with pytest.raises(ValueError, match=r"batch_size must lie in \[1, 1024\]"):
-        cv.attribute(tiny, tiny_input, "scorecam", batch_size=0)
+    with pytest.raises(ValueError, match=r"batch_size must lie in \[0, 1024\]"):
+        cv.attribute(tiny, tiny_input, "scorecam", batch_size=-1)
     with pytest.raises(TypeError, match="must be an int"):
         cv.attribute(tiny, tiny_input, "smoothgrad", n_samples=2.5)
     with pytest.raises(TypeError, match="True or False"):

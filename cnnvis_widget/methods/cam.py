@@ -18,7 +18,7 @@ from ..capture import capture
 from ..models import logits_of
 from .context import AttributionRequest
 from .gradients import guided_backprop
-from .registry import Param, batch_size_param, register
+from .registry import Param, batch_size_param, register, resolve_batch_size
 
 _GAP_LINEAR_FIX = (
     "CAM needs conv -> global average pool -> linear; use gradcam for this model/layer."
@@ -195,7 +195,7 @@ SCORECAM_WEIGHTS = ("class_softmax", "channel_softmax")
     streams=True,
     cost="1F + K forwards (K channels, batched)",
     params=(
-        batch_size_param(32, "masked images"),
+        batch_size_param("masked images"),
         Param(
             "weights",
             "class_softmax",
@@ -216,8 +216,8 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
     class. ``weights="channel_softmax"`` (pytorch-grad-cam's ScoreCAM): s = softmax over the
     channels k of the raw target logits y_c(x * H_k). Channels that are constant (max == min
     after upsampling) are skipped: s_k = 0, no forward, and no part in the channel softmax.
-    Returns (N, 1, h, w), non-negative, at the layer's resolution. Defaults: batch_size 32,
-    weights "class_softmax"."""
+    Returns (N, 1, h, w), non-negative, at the layer's resolution. Defaults: batch_size
+    automatic (8 on CPU, 64 on a GPU), weights "class_softmax"."""
     assert request.layer is not None
     module, x = request.module, request.x
     with torch.no_grad():
@@ -234,7 +234,15 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
             request.report(lambda: combine(scores), done)
 
         return combine(
-            _masked_scores(request.network, x, activation, targets, batch_size, weights, progress)
+            _masked_scores(
+                request.network,
+                x,
+                activation,
+                targets,
+                resolve_batch_size(batch_size, x.device),
+                weights,
+                progress,
+            )
         )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .context import AttributionRequest
-from .registry import Param, batch_size_param, register
+from .registry import Param, batch_size_param, register, resolve_batch_size
 from .relu_rules import Rule, relu_rule, stride_correction
 
 
@@ -126,7 +126,7 @@ def gradient_x_input(request: AttributionRequest) -> torch.Tensor:
             0.0,
             1.0,
         ),
-        batch_size_param(8, "noisy copies (8 is fastest on CPU here)"),
+        batch_size_param("noisy copies"),
         Param("seed", 0, "int", "seed of the noise", 0, 2**31 - 1),
     ),
 )
@@ -143,6 +143,7 @@ def smoothgrad(
     generator = torch.Generator(device=x.device).manual_seed(seed)
     total = torch.zeros_like(x)
     targets = _targets_for(request)
+    batch_size = resolve_batch_size(batch_size, x.device)
     for start, stop in batches(n_samples, batch_size, first_alone=request.on_step is not None):
         # One draw per noisy copy, so the noise (and the map) does not depend on batching.
         noise = torch.stack(
@@ -178,7 +179,7 @@ def smoothgrad(
             -10.0,
             10.0,
         ),
-        batch_size_param(8, "path points (8 is fastest on CPU here)"),
+        batch_size_param("path points"),
     ),
 )
 def integrated_gradients(
@@ -194,6 +195,7 @@ def integrated_gradients(
     step_weights = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)
     targets = _targets_for(request)
     total = torch.zeros_like(x)
+    batch_size = resolve_batch_size(batch_size, x.device)
     for start, stop in batches(steps, batch_size, first_alone=request.on_step is not None):
         a = alphas[start:stop].view(-1, *([1] * x.ndim))
         w = step_weights[start:stop].view(-1, *([1] * x.ndim))

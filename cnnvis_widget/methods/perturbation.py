@@ -7,7 +7,7 @@ import math
 import torch
 
 from .context import AttributionRequest
-from .registry import Param, batch_size_param, register
+from .registry import Param, batch_size_param, register, resolve_batch_size
 
 
 @register(
@@ -30,7 +30,7 @@ from .registry import Param, batch_size_param, register
             -10.0,
             10.0,
         ),
-        batch_size_param(16, "occluded images"),
+        batch_size_param("occluded images"),
     ),
 )
 def occlusion(
@@ -56,7 +56,7 @@ def occlusion(
         positions = [(top, left) for top in rows for left in columns]
         total = torch.zeros((n, 1, height, width), dtype=x.dtype, device=x.device)
         covered = torch.zeros((1, 1, height, width), dtype=x.dtype, device=x.device)
-        per_pass = max(1, batch_size // n)
+        per_pass = max(1, resolve_batch_size(batch_size, x.device) // n)
         for start in range(0, len(positions), per_pass):
             chunk = positions[start : start + per_pass]
             occluded = x.unsqueeze(0).repeat(len(chunk), 1, 1, 1, 1)

@@ -59,9 +59,31 @@ class Method:
         return {param.name: param.default for param in self.params}
 
 
-def batch_size_param(default: int, what: str) -> Param:
-    """The ``batch_size`` parameter of a batched method: ``what`` per forward pass."""
-    return Param("batch_size", default, "int", f"{what} per forward pass", 1, 1024)
+AUTO_BATCH = {"cpu": 8, "cuda": 64}
+"""Batch sizes used when ``batch_size=0``: the fastest per image measured here
+(benchmarks/batch_sweep.py: ResNet-50 on 2 CPU cores is fastest at 4-8 images per pass; a GPU
+needs larger batches to fill)."""
+
+
+def batch_size_param(what: str) -> Param:
+    """The ``batch_size`` parameter of a batched method: ``what`` per forward pass, 0 = chosen
+    for the device (:data:`AUTO_BATCH`)."""
+    return Param(
+        "batch_size",
+        0,
+        "int",
+        f"{what} per forward pass; 0 = automatic ({AUTO_BATCH['cpu']} on CPU, "
+        f"{AUTO_BATCH['cuda']} on a GPU)",
+        0,
+        1024,
+    )
+
+
+def resolve_batch_size(batch_size: int, device: torch.device) -> int:
+    """``batch_size``, or the automatic choice for ``device`` when it is 0."""
+    if batch_size > 0:
+        return batch_size
+    return AUTO_BATCH["cuda"] if device.type == "cuda" else AUTO_BATCH["cpu"]
 
 
 METHODS: dict[str, Method] = {}
