@@ -150,12 +150,14 @@ class ExplorerSession:
         layer: str | None,
         params: dict[str, Any],
         x: torch.Tensor | None = None,
+        on_step: Callable[[Payload, float], bool] | None = None,
     ) -> dict[str, Any]:
         """One cell of a side-by-side comparison: the map (as :meth:`attribution_map`) with
         its deletion and insertion scores (areas under the curves, :func:`deletion_insertion`;
-        lower deletion and higher insertion are better)."""
+        lower deletion and higher insertion are better). ``on_step`` as in
+        :meth:`attribution_map` (long methods only)."""
         x = self.input if x is None else x
-        result = self.attribution(method, target, layer, params, x=x)
+        result = self.attribution(method, target, layer, params, on_step, x=x)
         scores = deletion_insertion(self.bundle.module, x, result, target)
         return {
             "map": map_payload(result),

@@ -233,3 +233,46 @@ def test_worker_thread_is_reused_and_ends_when_idle(monkeypatch) -> None:
     assert runner._worker is None
     runner.start("again", lambda step: "after idle")  # a new worker starts on demand
     assert runner.wait(5) and threads[-1] == "after idle"
+
+
+def test_comparison_can_be_stopped_inside_a_long_cell(explorer) -> None:
+    fractions: list[float] = []
+    explorer.observe(
+        lambda change: fractions.append(change["new"]["fraction"]) if change["new"] else None,
+        names="compare_job",
+    )
+    explorer.compare(["occlusion", "gradcam"])
+    deadline = time.monotonic() + 60
+    while not any(0 < f < 0.5 for f in fractions) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    explorer._on_custom_message(explorer, {"type": "cancel", "what": "compare"}, [])
+    assert explorer.wait(60)
+    assert explorer.compare_job["state"] == "cancelled" and explorer.compare_job["fraction"] < 0.5
+    assert [row["state"] for row in explorer.comparison] == ["queued", "queued"]
+
+
+def test_superseding_while_partial_maps_flow_does_not_deadlock(explorer) -> None:
+    # The main thread starts jobs while holding the publish lock; the worker publishes
+    # partial maps while holding the runner: one shared lock, else these two deadlock.
+    explorer.method = "smoothgrad"
+    publish_partial = explorer._cam_jobs._on_partial
+
+    def slow_partial(job, payload, fraction) -> None:  # a slow comm widens the window
+        time.sleep(0.01)
+        publish_partial(job, payload, fraction)
+
+    explorer._cam_jobs._on_partial = slow_partial
+
+    def churn() -> None:
+        for seed in range(15):
+            explorer.method_params = {"n_samples": 200, "batch_size": 1, "seed": seed}
+            time.sleep(0.15)
+        explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the main thread is stuck: lock-order deadlock"
+    assert explorer.wait(60)
+    assert explorer.cam_job["state"] == "cancelled"
+    assert explorer.method_params["seed"] == 14

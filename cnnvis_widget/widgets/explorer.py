@@ -132,10 +132,18 @@ class Explorer(anywidget.AnyWidget):
         # Trait writes from background jobs and from the main thread never interleave.
         self._publish_lock = threading.RLock()
         self._cam_jobs = JobRunner(
-            self._cam_partial, self._cam_done, self._cam_cancelled, self._cam_failed
+            self._cam_partial,
+            self._cam_done,
+            self._cam_cancelled,
+            self._cam_failed,
+            lock=self._publish_lock,
         )
         self._compare_jobs = JobRunner(
-            self._compare_partial, self._compare_done, self._compare_cancelled, self._compare_failed
+            self._compare_partial,
+            self._compare_done,
+            self._compare_cancelled,
+            self._compare_failed,
+            lock=self._publish_lock,
         )
         super().__init__(**kwargs)
         self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
@@ -354,7 +362,15 @@ class Explorer(anywidget.AnyWidget):
         def work(step: Step) -> list[dict[str, Any]]:
             for index, (method, layer) in enumerate(items):
                 params = dict(self.method_params) if method == self.method else {}
-                cell = self._session.comparison_cell(method, target, layer, params, x=x)
+
+                def within_cell(_partial: Any, fraction: float, index: int = index) -> bool:
+                    # Progress (and a chance to stop) inside a long cell; rows are unchanged,
+                    # so only compare_job travels.
+                    return step(list(rows), (index + fraction) / len(items))
+
+                cell = self._session.comparison_cell(
+                    method, target, layer, params, x=x, on_step=within_cell
+                )
                 rows[index] = {**rows[index], **cell, "state": "done"}
                 if not step(list(rows), (index + 1) / len(items)):
                     break

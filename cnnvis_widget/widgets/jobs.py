@@ -45,8 +45,9 @@ class JobRunner:
     previous one, which stops at its next step; the new job runs right after.
 
     ``on_partial(job, partial, fraction)``, ``on_done(job, result)``, ``on_cancel(job)`` and
-    ``on_error(job, error)`` run in the worker thread, under the runner's lock, and only while
-    ``job`` is current: the owner publishes from them without seeing stale jobs.
+    ``on_error(job, error)`` run in the worker thread, under the runner's lock (``lock``, if
+    given), and only while ``job`` is current: the owner publishes from them without seeing
+    stale jobs.
     """
 
     def __init__(
@@ -55,10 +56,14 @@ class JobRunner:
         on_done: Callable[[Job, Any], None],
         on_cancel: Callable[[Job], None],
         on_error: Callable[[Job, BaseException], None],
+        lock: threading.RLock | None = None,
     ) -> None:
         self._on_partial, self._on_done = on_partial, on_done
         self._on_cancel, self._on_error = on_cancel, on_error
-        self._lock = threading.RLock()
+        # The owner passes the lock it publishes under, so that starting a job while
+        # publishing (main thread) and publishing while holding the runner (worker) take one
+        # and the same lock: two locks taken in opposite orders would deadlock.
+        self._lock = lock if lock is not None else threading.RLock()
         self._ids = itertools.count(1)
         self._current: Job | None = None
         self._queue: queue.SimpleQueue[tuple[Job, Callable[[Step], Any]]] = queue.SimpleQueue()
@@ -164,6 +169,8 @@ def _stop_all_jobs() -> None:
     daemon thread killed inside an operator aborts the process."""
     runners = list(_RUNNERS)
     for runner in runners:
-        runner.forget()
+        job = runner.current  # no lock taken: exit must not wait on a stuck publisher
+        if job is not None:
+            job.cancelled.set()
     for runner in runners:
         runner.wait(30)

@@ -88,14 +88,14 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser) -> Iterator[object]:
+def page(browser, request) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     page = context.new_page()
     messages: list[str] = []
     page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
     page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
     yield page
-    page.screenshot(path=str(ARTIFACTS / "last-page.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"last-page-{request.node.name}.png"), full_page=True)
     (ARTIFACTS / "console.log").open("a").write("\n".join(messages) + "\n")
     context.close()
 
