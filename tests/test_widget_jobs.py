@@ -42,8 +42,9 @@ def test_long_method_streams_partial_maps_from_a_background_thread(explorer, lit
     assert explorer.cam_job["state"] == "done" and explorer.cam_job["fraction"] == 1.0
     partial_maps = [value for name, value, _ in seen if name == "cam" and value is not None]
     fractions = [value["fraction"] for name, value, _ in seen if name == "cam_job" and value]
-    # batches of 1 (first), then 8: 1, 9, 17, ... 49, 50 of 50 samples
-    assert len(partial_maps) >= 7 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    # batches of 1 (first), then 8; partial maps at most 4 per second (the first at once)
+    assert len(partial_maps) >= 2 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert 0.02 in fractions  # the first sample's map was shown
     assert any(thread.startswith("cnnvis-") for name, _, thread in seen if name == "cam")
     x = lite0.preprocess(cv.sample_image("coffee"))
     # Same batching as the widget's (a listener gets a first batch of one sample).

@@ -6,9 +6,11 @@ them in the ``message`` trait, so a bad request leaves the widget as it was and 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from .jobs import Job, JobRunner, Step
 STATIC = Path(__file__).resolve().parent.parent / "static"
 UPLOAD_PREFIX = "upload:"
 CUSTOM_IMAGE = "custom image"
+PARTIAL_INTERVAL_S = 0.25  # shortest time between two partial maps sent to the browser
 START_JOB = "_start_job"  # key of a view update: a callable that starts a background job
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +134,12 @@ class Explorer(anywidget.AnyWidget):
         self._cam_payload: Any = None
         # Trait writes from background jobs and from the main thread never interleave.
         self._publish_lock = threading.RLock()
+        # traitlets and ipywidgets keep per-instance state while they apply a change from the
+        # browser (held notifications, held sync): a trait set from another thread meanwhile
+        # can be lost. In a kernel, job results are therefore applied on the main thread's
+        # event loop; without one (plain Python, tests) they are applied in the worker.
+        self._main_loop = _running_loop()
+        self._last_partial: dict[int, float] = {}  # job id -> when its last partial was shown
         self._cam_jobs = JobRunner(
             self._cam_partial,
             self._cam_done,
@@ -312,27 +321,55 @@ class Explorer(anywidget.AnyWidget):
 
     # --- background jobs: called in the worker thread, only for the current job -----------
 
-    def _publish(self, update: dict[str, Any]) -> None:
-        with self._publish_lock, self.hold_sync():
-            self._assign(update)
+    def _publish(
+        self, job: Job, update: dict[str, Any], then: Callable[[], None] | None = None
+    ) -> None:
+        """Show ``update`` (and run ``then`` first) if ``job`` is still the latest job of its
+        runner when it is applied; on the kernel's main thread when there is one."""
+
+        def apply() -> None:
+            if job is not self._cam_jobs.latest and job is not self._compare_jobs.latest:
+                return  # superseded or forgotten meanwhile: never shown
+            if then is not None:
+                then()
+            with self._publish_lock, self.hold_sync():
+                self._assign(update)
+
+        loop = self._main_loop
+        if loop is None or loop.is_closed():
+            apply()
+        else:
+            loop.call_soon_threadsafe(apply)
 
     def _cam_partial(self, job: Job, payload: Any, fraction: float) -> None:
-        self._publish({"cam": payload, "cam_job": _job_state(job, "running", fraction)})
+        # At most PARTIAL_INTERVAL_S apart (the first at once): a fast method would
+        # otherwise send maps faster than a browser on a busy machine draws them, and the
+        # backlog would delay everything after it (progress, Stop, the final map).
+        now = time.monotonic()
+        last = self._last_partial.get(job.id)
+        if last is not None and now - last < PARTIAL_INTERVAL_S:
+            return
+        self._last_partial = {job.id: now}
+        self._publish(job, {"cam": payload, "cam_job": _job_state(job, "running", fraction)})
 
     def _cam_done(self, job: Job, result: tuple[Any, Any]) -> None:
-        self._cam_key, self._cam_payload = result
-        self._publish({"cam": self._cam_payload, "cam_job": _job_state(job, "done", 1.0)})
+        def remember() -> None:
+            self._cam_key, self._cam_payload = result
+
+        update = {"cam": result[1], "cam_job": _job_state(job, "done", 1.0)}
+        self._publish(job, update, then=remember)
 
     def _cam_cancelled(self, job: Job) -> None:
         fraction = (self.cam_job or {}).get("fraction", 0.0)
-        self._publish({"cam_job": _job_state(job, "cancelled", fraction)})
+        self._publish(job, {"cam_job": _job_state(job, "cancelled", fraction)})
 
     def _cam_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
+            job,
             {
                 "cam_job": _job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
-            }
+            },
         )
 
     # --- side-by-side comparison ----------------------------------------------------------
@@ -384,25 +421,29 @@ class Explorer(anywidget.AnyWidget):
         self._compare_jobs.start("comparison", work)
 
     def _compare_partial(self, job: Job, rows: list[dict[str, Any]], fraction: float) -> None:
-        self._publish({"comparison": rows, "compare_job": _job_state(job, "running", fraction)})
+        update = {"comparison": rows, "compare_job": _job_state(job, "running", fraction)}
+        self._publish(job, update)
 
     def _compare_done(self, job: Job, rows: list[dict[str, Any]]) -> None:
-        self._publish({"comparison": rows, "compare_job": _job_state(job, "done", 1.0)})
+        self._publish(job, {"comparison": rows, "compare_job": _job_state(job, "done", 1.0)})
 
     def _compare_cancelled(self, job: Job) -> None:
         fraction = (self.compare_job or {}).get("fraction", 0.0)
-        self._publish({"compare_job": _job_state(job, "cancelled", fraction)})
+        self._publish(job, {"compare_job": _job_state(job, "cancelled", fraction)})
 
     def _compare_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
+            job,
             {
                 "compare_job": _job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"comparison: {error}"},
-            }
+            },
         )
 
     def wait(self, timeout: float | None = 60.0) -> bool:
-        """Block until background jobs (overlay, comparison) end; for scripts and tests."""
+        """Block until background jobs (overlay, comparison) end; for scripts and tests. In a
+        notebook the results reach the traits (and the browser) once the running cell
+        returns, since they are applied on the kernel's main thread."""
         return self._cam_jobs.wait(timeout) and self._compare_jobs.wait(timeout)
 
     def _assign(self, update: dict[str, Any]) -> None:
@@ -411,6 +452,15 @@ class Explorer(anywidget.AnyWidget):
             setattr(self, name, value)
         if start is not None:
             start()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread (the kernel's, when a notebook cell creates the
+    widget), or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:

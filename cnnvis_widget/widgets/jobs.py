@@ -66,6 +66,7 @@ class JobRunner:
         self._lock = lock if lock is not None else threading.RLock()
         self._ids = itertools.count(1)
         self._current: Job | None = None
+        self._latest: Job | None = None
         self._queue: queue.SimpleQueue[tuple[Job, Callable[[Step], Any]]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._pending = 0
@@ -75,7 +76,14 @@ class JobRunner:
 
     @property
     def current(self) -> Job | None:
+        """The job running or queued now, if any."""
         return self._current
+
+    @property
+    def latest(self) -> Job | None:
+        """The last job started and not forgotten: the only one whose results may still be
+        shown (also after it ended)."""
+        return self._latest
 
     def start(self, label: str, work: Callable[[Step], Any]) -> Job:
         """Cancel the running job (if any) and queue ``work`` for the worker thread."""
@@ -84,6 +92,7 @@ class JobRunner:
                 self._current.cancelled.set()
             job = Job(next(self._ids), label)
             self._current = job
+            self._latest = job
             self._pending += 1
             self._idle.clear()
             if self._worker is None:
@@ -107,6 +116,7 @@ class JobRunner:
             if self._current is not None:
                 self._current.cancelled.set()
             self._current = None
+            self._latest = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every started job has ended (superseded ones stop at their next

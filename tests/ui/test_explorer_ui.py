@@ -264,11 +264,11 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     assert "espresso" in predictions.first.inner_text()
 
 
-def kernel_print(page, code: str) -> str:
+def kernel_print(page, code: str, timeout_ms: int = 120_000) -> str:
     """Run ``code`` in the notebook's kernel (as another cell would) and return what it
-    printed."""
+    printed ("(no reply ...)" when the kernel does not answer within ``timeout_ms``)."""
     return page.evaluate(
-        """async (code) => {
+        """async ([code, timeoutMs]) => {
           const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
           const future = kernel.requestExecute({ code, store_history: false });
           let text = '';
@@ -276,11 +276,24 @@ def kernel_print(page, code: str) -> str:
             if (msg.header.msg_type === 'stream') text += msg.content.text;
             if (msg.header.msg_type === 'error') text += msg.content.evalue;
           };
-          await future.done;
-          return text;
+          const late = new Promise((resolve) => setTimeout(() => resolve('late'), timeoutMs));
+          const how = await Promise.race([future.done.then(() => 'done'), late]);
+          return how === 'done' ? text : `(no reply within ${timeoutMs} ms) ${text}`;
         }""",
-        code,
+        [code, timeout_ms],
     )
+
+
+# For a failing test: the explorer's job state and every thread's stack, from the kernel.
+THREAD_DUMP = """
+import sys as _sys, threading as _th, traceback as _tb
+print("cam_job:", explorer.cam_job)
+for _t in _th.enumerate():
+    print("---", _t.name)
+    _f = _sys._current_frames().get(_t.ident)
+    if _f is not None:
+        print("".join(_tb.format_stack(_f)[-8:]))
+"""
 
 
 # One forward + input-gradient backward of the explorer's model on its image, in the kernel.
@@ -361,7 +374,7 @@ def cancelled_occlusion_while_kernel_answers(page, explorer, overlay, picker) ->
     picker.select_option("occlusion")
     stride = explorer.locator('[data-testid="method-params"] input[data-param="stride"]')
     stride.wait_for(timeout=10_000)
-    stride.fill("4")  # 2916 occluded images: a long job
+    stride.fill("2")  # 9409 occluded images: about a minute here, long enough to stop
     stride.dispatch_event("change")
     progress = explorer.locator('[data-testid="cam-progress"]')
     page.wait_for_function(
@@ -373,10 +386,17 @@ def cancelled_occlusion_while_kernel_answers(page, explorer, overlay, picker) ->
     select_layer(page, explorer, "_blocks.3")
     assert progress.get_attribute("data-state") == "running", "the job ended before the grid came"
     explorer.locator('[data-testid="cam-cancel"]').click()
-    page.wait_for_function(
-        "(p) => p.getAttribute('data-state') === 'cancelled'",
-        arg=progress.element_handle(),
-        timeout=60_000,
+    try:
+        page.wait_for_function(
+            "(p) => p.getAttribute('data-state') !== 'running'",
+            arg=progress.element_handle(),
+            timeout=60_000,
+        )
+    except Exception:
+        (ARTIFACTS / "kernel_threads.txt").write_text(kernel_print(page, THREAD_DUMP, 20_000))
+        raise
+    assert progress.get_attribute("data-state") == "cancelled", (
+        f"the job ended as {progress.get_attribute('data-state')!r} after Stop"
     )
     assert float(progress.get_attribute("data-fraction")) < 1.0
     assert overlay.get_attribute("data-partial") == "true"
