@@ -32,6 +32,26 @@ def record(widget: cv.Explorer, *names: str) -> list[tuple[str, object, str]]:
     return seen
 
 
+def job_fractions(widget: cv.Explorer, trait: str) -> list[float]:
+    """The ``fraction`` of every change of the job trait ``trait``, in order."""
+    fractions: list[float] = []
+    widget.observe(
+        lambda change: fractions.append(change["new"]["fraction"]) if change["new"] else None,
+        names=trait,
+    )
+    return fractions
+
+
+def stop_midway(widget: cv.Explorer, what: str, fractions: list[float], below: float) -> None:
+    """Once a fraction in (0, below) was reported, press Stop for ``what`` ("cam" or
+    "compare") and wait for the worker."""
+    deadline = time.monotonic() + 60
+    while not any(0 < f < below for f in fractions) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    widget._on_custom_message(widget, {"type": "cancel", "what": what}, [])
+    assert widget.wait(60)
+
+
 def test_long_method_streams_partial_maps_from_a_background_thread(explorer, lite0) -> None:
     seen = record(explorer, "cam", "cam_job")
     explorer.method_params = {}
@@ -57,18 +77,10 @@ def test_long_method_streams_partial_maps_from_a_background_thread(explorer, lit
 
 
 def test_cancel_stops_the_job_and_keeps_the_last_partial_map(explorer) -> None:
-    steps: list[float] = []
-    explorer.observe(
-        lambda change: steps.append(change["new"]["fraction"]) if change["new"] else None,
-        names="cam_job",
-    )
+    fractions = job_fractions(explorer, "cam_job")
     explorer.method = "occlusion"
     explorer.method_params = {"stride": 8, "batch_size": 4}  # 625 positions: long enough
-    deadline = time.monotonic() + 60
-    while not any(0 < f < 1 for f in steps) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
-    assert explorer.wait(60)
+    stop_midway(explorer, "cam", fractions, below=1.0)
     assert explorer.cam_job["state"] == "cancelled" and explorer.cam_job["fraction"] < 1
     assert explorer.cam is not None  # the partial map stays visible
     assert explorer.message is None
@@ -237,17 +249,9 @@ def test_worker_thread_is_reused_and_ends_when_idle(monkeypatch) -> None:
 
 
 def test_comparison_can_be_stopped_inside_a_long_cell(explorer) -> None:
-    fractions: list[float] = []
-    explorer.observe(
-        lambda change: fractions.append(change["new"]["fraction"]) if change["new"] else None,
-        names="compare_job",
-    )
+    fractions = job_fractions(explorer, "compare_job")
     explorer.compare(["occlusion", "gradcam"])
-    deadline = time.monotonic() + 60
-    while not any(0 < f < 0.5 for f in fractions) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    explorer._on_custom_message(explorer, {"type": "cancel", "what": "compare"}, [])
-    assert explorer.wait(60)
+    stop_midway(explorer, "compare", fractions, below=0.5)
     assert explorer.compare_job["state"] == "cancelled" and explorer.compare_job["fraction"] < 0.5
     assert [row["state"] for row in explorer.comparison] == ["queued", "queued"]
 

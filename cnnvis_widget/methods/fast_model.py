@@ -64,11 +64,6 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> nn.Mod
     return stand_in
 
 
-def clear_fast_models() -> None:
-    """Drop every cached stand-in (frees the folded weights)."""
-    _CACHE.clear()
-
-
 def _folded_copy(module: nn.Module, example: torch.Tensor | None) -> nn.Module:
     frozen = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in module.parameters()}
     shared_buffers = {id(b): b for b in module.buffers()}

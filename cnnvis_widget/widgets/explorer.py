@@ -139,7 +139,7 @@ class Explorer(anywidget.AnyWidget):
         # can be lost. In a kernel, job results are therefore applied on the main thread's
         # event loop; without one (plain Python, tests) they are applied in the worker.
         self._main_loop = _running_loop()
-        self._last_partial: dict[int, float] = {}  # job id -> when its last partial was shown
+        self._last_partial: tuple[int, float] | None = None  # (job id, when it was shown)
         self._cam_jobs = JobRunner(
             self._cam_partial,
             self._cam_done,
@@ -346,10 +346,10 @@ class Explorer(anywidget.AnyWidget):
         # otherwise send maps faster than a browser on a busy machine draws them, and the
         # backlog would delay everything after it (progress, Stop, the final map).
         now = time.monotonic()
-        last = self._last_partial.get(job.id)
-        if last is not None and now - last < PARTIAL_INTERVAL_S:
+        last = self._last_partial
+        if last is not None and last[0] == job.id and now - last[1] < PARTIAL_INTERVAL_S:
             return
-        self._last_partial = {job.id: now}
+        self._last_partial = (job.id, now)
         self._publish(job, {"cam": payload, "cam_job": _job_state(job, "running", fraction)})
 
     def _cam_done(self, job: Job, result: tuple[Any, Any]) -> None:
