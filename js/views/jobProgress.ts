@@ -37,6 +37,7 @@ export function createJobProgress(
       const job = jobView(model.get(trait));
       el.hidden = job.state === "idle" || job.state === "done";
       el.dataset.state = job.state;
+      el.dataset.job = String(job.id);
       el.dataset.fraction = job.fraction.toFixed(3);
       bar.value = job.fraction;
       setText(text, job.text);

@@ -212,16 +212,19 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     steps = explorer.locator('[data-testid="method-params"] input[data-param="steps"]')
     steps.wait_for(timeout=10_000)
     assert steps.input_value() == "50"
+    progress = explorer.locator('[data-testid="cam-progress"]')
+    explorer.locator('[data-testid="cam-progress"][data-state="done"]').wait_for(
+        state="attached", timeout=60_000
+    )  # the 50-step map, so that the next "done" can only be the 8-step one
+    first_job = progress.get_attribute("data-job")
     steps.fill("8")
     steps.dispatch_event("change")
     page.wait_for_function(
-        "(c) => c.getAttribute('data-method') === 'integrated_gradients'",
-        arg=overlay.element_handle(),
+        "([p, old]) => p.getAttribute('data-state') === 'done' && p.getAttribute('data-job') !== old",
+        arg=[progress.element_handle(), first_job],
         timeout=60_000,
     )
-    explorer.locator('[data-testid="cam-progress"][data-state="done"]').wait_for(
-        state="attached", timeout=60_000
-    )
+    assert overlay.get_attribute("data-method") == "integrated_gradients"
     assert overlay.get_attribute("data-partial") == "false"
     assert overlay.evaluate(PIXELS) != before_method
     assert overlay.get_attribute("data-signed") == "true"
