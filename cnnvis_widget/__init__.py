@@ -1,13 +1,28 @@
 """cnnvis-widget: open any PyTorch CNN in a notebook and see how it sees.
 
 Public API (see DESIGN.md): load_model, sample_image(s), layers, activations, attribute,
-upsample, METHODS, Explorer.
+upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
+deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives.
 """
 
 from .data import sample_image, sample_images
 from .evaluate import deletion_insertion, randomization_check
 from .layers import LayerInfo, activations, layers
 from .methods import METHODS, attribute, upsample
+from .methods.synthesis import (
+    SynthesisFrame,
+    SynthesisResult,
+    adversarial,
+    caricature,
+    deep_dream,
+    fooling_image,
+    invert,
+    objectives,
+    render,
+    style_transfer,
+    visualize_class,
+    visualize_feature,
+)
 from .models import ModelBundle, Preprocess, load_model
 
 __version__ = "0.1.0"
@@ -18,16 +33,28 @@ __all__ = [
     "LayerInfo",
     "ModelBundle",
     "Preprocess",
+    "SynthesisFrame",
+    "SynthesisResult",
     "__version__",
     "activations",
+    "adversarial",
     "attribute",
+    "caricature",
+    "deep_dream",
     "deletion_insertion",
+    "fooling_image",
+    "invert",
     "layers",
     "load_model",
+    "objectives",
     "randomization_check",
+    "render",
     "sample_image",
     "sample_images",
+    "style_transfer",
     "upsample",
+    "visualize_class",
+    "visualize_feature",
 ]
 
 

@@ -49,6 +49,34 @@ def model_guard(module: nn.Module) -> Iterator[nn.Module]:
                     sub.training = training
 
 
+_FROZEN: dict[int, tuple[int, list[tuple[nn.Parameter, bool]]]] = {}
+
+
+@contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[nn.Module]:
+    """Turn off ``requires_grad`` on every parameter for the block and restore each flag after,
+    so backward passes compute input gradients only (no weight-gradient work). Overlapping
+    blocks on one module restore once, when the last one closes."""
+    key = id(module)
+    with _GUARDS_LOCK:
+        count, flags = _FROZEN.get(key, (0, []))
+        if count == 0:
+            flags = [(p, p.requires_grad) for p in module.parameters()]
+            for parameter, _ in flags:
+                parameter.requires_grad_(False)
+        _FROZEN[key] = (count + 1, flags)
+    try:
+        yield module
+    finally:
+        with _GUARDS_LOCK:
+            count, flags = _FROZEN.pop(key)
+            if count > 1:
+                _FROZEN[key] = (count - 1, flags)
+            else:
+                for parameter, flag in flags:
+                    parameter.requires_grad_(flag)
+
+
 Hook = TypeVar("Hook", bound=Callable[..., Any])
 
 

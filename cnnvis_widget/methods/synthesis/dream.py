@@ -1,0 +1,95 @@
+"""Deep dream (Mordvintsev, Olah, Tyka 2015; METHODS.md section 10c)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import objectives as obj
+from .network import ModelLike, SynthesisNet
+from .preimage import _as_input, _offset
+from .render import check_steps, seeded_generator
+from .result import OnStep, SynthesisResult, run_steps, stack_trace
+
+
+def deep_dream(
+    model: ModelLike,
+    x: torch.Tensor,
+    layer: str,
+    *,
+    octaves: int = 4,
+    octave_scale: float = 1.4,
+    steps: int = 10,
+    step_size: float = 1.5 / 255,
+    jitter: int = 32,
+    seed: int = 0,
+    on_step: OnStep | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> SynthesisResult:
+    """Amplify whatever ``layer`` responds to in ``x`` (model input (N, 3, H, W)).
+
+    Maximizes 1/2 |A(x)|^2 by normalized gradient steps x += step_size * g / mean|g| (the
+    Caffe notebook's 1.5 in [0, 255] units = 1.5/255 here), each under a random roll of up to
+    ``jitter`` px that is undone after, clipped to [0, 1]; from the coarsest of ``octaves``
+    scales (factor ``octave_scale``) to the full size, carrying the detail added at each
+    octave to the next. ``steps`` per octave. ``trace`` is the objective per step.
+    """
+    net = SynthesisNet.of(model, mean, std)
+    net.check_layers([layer])
+    check_steps(steps)
+    check_steps(octaves, "octaves")
+    base = net.denormalize(_as_input(net, x)).clamp(0, 1)
+    height, width = base.shape[-2:]
+    sizes = [
+        (max(1, round(height / octave_scale**k)), max(1, round(width / octave_scale**k)))
+        for k in reversed(range(octaves))
+    ]
+    generator = seeded_generator(seed, net.device)
+    goal = obj.layer_energy(layer)
+    detail = torch.zeros_like(base[:, :, : sizes[0][0], : sizes[0][1]])
+    rows: list[torch.Tensor] = []
+    total = octaves * steps
+    stopped = False
+    image = base
+    with net.session():
+        for octave, size in enumerate(sizes):
+            octave_base = F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+            image = (octave_base + detail).clamp(0, 1)
+
+            def step(_index: int, image: torch.Tensor = image) -> torch.Tensor:
+                oy, ox = (
+                    int(v)
+                    for v in torch.randint(
+                        -jitter, jitter + 1, (2,), generator=generator, device=generator.device
+                    )
+                )
+                rolled = image.roll((oy, ox), dims=(2, 3)).requires_grad_(True)
+                values = goal(net.features(rolled, [layer]))
+                (gradient,) = torch.autograd.grad(values.sum(), rolled)
+                with torch.no_grad():
+                    scale = gradient.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                    stepped = rolled + step_size * gradient / scale
+                    image.copy_(stepped.roll((-oy, -ox), dims=(2, 3)).clamp_(0, 1))
+                return values.detach()
+
+            listener = _offset(on_step, octave * steps, total)
+            octave_rows, stopped = run_steps(steps, step, _constant(image), listener, goal.name)
+            rows += octave_rows
+            detail = image - octave_base
+            if stopped:
+                break
+    return SynthesisResult(
+        image.detach(),
+        stack_trace(rows, x.shape[0], net.device),
+        goal.name,
+        stopped,
+        {"octaves": sizes},
+    )
+
+
+def _constant(image: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: image

@@ -1,0 +1,318 @@
+"""Activation maximization: ``visualize_feature`` (a neuron, a channel, a direction, a whole
+layer in batches) and ``visualize_class`` (Lucid, Simonyan et al. 2014, Yosinski et al. 2015,
+and the class-specific generation of METHODS.md section 10d)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import torch
+
+from . import objectives as obj
+from .network import ModelLike, SynthesisNet
+from .regularizers import YOSINSKI_PRESETS, YosinskiPreset, yosinski_step
+from .render import (
+    NO_PENALTIES,
+    STANDARD_TRANSFORM,
+    Penalties,
+    Precision,
+    check_steps,
+    render,
+    seeded_generator,
+)
+from .result import OnStep, SynthesisFrame, SynthesisResult, run_steps, stack_trace
+from .transforms import Robustness
+
+AUTO_BATCH = {"cpu": 16, "cuda": 128}
+"""Channels optimized together when ``batch_size=0`` (a whole layer runs in chunks)."""
+
+FeatureKind = Literal["channel", "neuron", "direction"]
+
+
+def visualize_feature(
+    model: ModelLike,
+    layer: str,
+    unit: int | Sequence[int] | tuple[int, int, int] | torch.Tensor | None = None,
+    *,
+    kind: FeatureKind = "channel",
+    diversity: float = 0.0,
+    batch_size: int = 0,
+    size: int = 128,
+    steps: int = 512,
+    lr: float = 0.05,
+    param: Literal["fourier", "pixel"] = "fourier",
+    decorrelate: bool = True,
+    transform: Robustness | None = STANDARD_TRANSFORM,
+    penalties: Penalties = NO_PENALTIES,
+    seed: int = 0,
+    precision: Precision = "float32",
+    on_step: OnStep | None = None,
+    resume: SynthesisResult | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> SynthesisResult:
+    """Images that excite ``layer`` (Lucid defaults: Fourier + decorrelated colour, robustness
+    transforms, Adam lr 0.05, 512 steps, 128 px).
+
+    ``unit``: a channel index, a list of them (image i maximizes ``unit[i]``; the whole list
+    is optimized in batches of ``batch_size``, 0 = 16 on CPU / 128 on a GPU), or ``None`` for
+    every channel of the layer. ``kind="neuron"`` takes ``(channel, row, col)`` or a channel
+    (then the centre position); ``kind="direction"`` a vector (C,) over the channels.
+    ``diversity`` > 0 adds Lucid's Gram-matrix diversity term across the batch (use with one
+    unit repeated: ``unit=[5] * 4``). Returns images (K, 3, size, size) and the objective per
+    step (steps, K). ``precision="bfloat16"``: see :func:`render`.
+    """
+    net = SynthesisNet.of(model, mean, std)
+    net.check_layers([layer])
+    options = RenderOptions(
+        size, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
+    )
+    if kind == "direction":
+        if not isinstance(unit, torch.Tensor):
+            raise TypeError("kind='direction' takes unit=<tensor (C,)>, a vector over channels.")
+        goal = obj.direction(layer, unit)
+        return _render(model, goal, 1, options, seed, on_step, resume, diversity, layer)
+    position: tuple[int, int] | None = None
+    if kind == "neuron" and isinstance(unit, tuple) and len(unit) == 3:
+        channel, row, col = unit
+        unit, position = channel, (row, col)
+    elif kind not in ("channel", "neuron"):
+        raise ValueError(f"kind must be 'channel', 'neuron' or 'direction'; got {kind!r}.")
+    units = _units(net, layer, unit, size)
+    chunk = _batch_size(batch_size, net.device)
+    if len(units) > chunk and resume is not None:
+        raise ValueError("resume= works on one batch; pass at most batch_size units.")
+    results = []
+    for first in range(0, len(units), chunk):
+        part = units[first : first + chunk]
+        goal = obj.neuron(layer, part, position) if kind == "neuron" else obj.channel(layer, part)
+        listener = _shifted(on_step, first, len(units), chunk, steps)
+        result = _render(
+            model, goal, len(part), options, seed + first, listener, resume, diversity, layer
+        )
+        results.append(result)
+        if result.stopped:
+            break
+    return _concatenated(results, units)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """The :func:`render` settings shared by every batch of one ``visualize_feature`` call."""
+
+    size: int
+    steps: int
+    lr: float
+    param: Literal["fourier", "pixel"]
+    decorrelate: bool
+    transform: Robustness | None
+    penalties: Penalties
+    precision: Precision
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+
+
+def _render(
+    model: ModelLike,
+    goal: obj.Objective,
+    count: int,
+    options: RenderOptions,
+    seed: int,
+    on_step: OnStep | None,
+    resume: SynthesisResult | None,
+    diversity: float,
+    layer: str,
+) -> SynthesisResult:
+    if diversity:
+        goal = goal + diversity * obj.diversity(layer)
+    return render(
+        model,
+        goal,
+        count=count,
+        seed=seed,
+        on_step=on_step,
+        resume=resume,
+        **{f.name: getattr(options, f.name) for f in fields(options)},
+    )
+
+
+def _units(net: SynthesisNet, layer: str, unit: object, size: int) -> list[int]:
+    if unit is None:
+        with net.session(), torch.no_grad():
+            probe = torch.full((1, 3, size, size), 0.5, device=net.device)
+            return list(range(net.features(probe, [layer])[layer].shape[1]))
+    if isinstance(unit, bool) or not isinstance(unit, (int, Sequence, torch.Tensor)):
+        raise TypeError(f"unit must be a channel index or a list of them; got {unit!r}.")
+    units = [int(u) for u in torch.as_tensor(unit).flatten().tolist()]
+    if not units:
+        raise ValueError("unit is an empty list; give at least one channel index.")
+    return units
+
+
+def _batch_size(batch_size: int, device: torch.device) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"batch_size must be an int >= 0 (0 = automatic); got {batch_size!r}.")
+    return batch_size or AUTO_BATCH.get(device.type, AUTO_BATCH["cpu"])
+
+
+def _shifted(
+    on_step: OnStep | None, first: int, units: int, chunk: int, steps: int
+) -> OnStep | None:
+    """Report a chunk's frames as part of the whole layer's run (step counts, image offset)."""
+    if on_step is None:
+        return None
+    chunks = math.ceil(units / chunk)
+    done_before = (first // chunk) * steps
+
+    def report(frame: SynthesisFrame) -> bool | None:
+        frame.step, frame.total, frame.first = done_before + frame.step, chunks * steps, first
+        return on_step(frame)
+
+    return report
+
+
+def _concatenated(results: list[SynthesisResult], units: list[int]) -> SynthesisResult:
+    if len(results) == 1:
+        results[0].info["units"] = units[: results[0].images.shape[0]]
+        return results[0]
+    steps = min(r.trace.shape[0] for r in results)
+    images = torch.cat([r.images for r in results])
+    trace = torch.cat([r.trace[:steps] for r in results], dim=1)
+    info = {**results[0].info, "units": units[: images.shape[0]]}
+    return SynthesisResult(images, trace, results[0].trace_name, results[-1].stopped, info)
+
+
+ClassMethod = Literal["generation", "yosinski", "simonyan", "lucid"]
+
+
+def visualize_class(
+    model: ModelLike,
+    target: int | Sequence[int],
+    *,
+    method: ClassMethod = "generation",
+    steps: int | None = None,
+    lr: float | None = None,
+    preset: int = 3,
+    l2: float = 1e-4,
+    size: int = 224,
+    seed: int = 0,
+    on_step: OnStep | None = None,
+    resume: SynthesisResult | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> SynthesisResult:
+    """An image per class index in ``target`` that maximizes its pre-softmax logit.
+
+    ``method``:
+
+    - ``"generation"`` (default; METHODS.md 10d): Yosinski's regularized ascent with 150 steps,
+      lr 6 in model-input (normalized) units, blur sigma 1 every 4 steps, decay 1e-4, clipped
+      to the valid range, kept in float (no per-step quantization).
+    - ``"yosinski"``: a row of Yosinski et al. 2015 Table 1 (``preset`` 1-4, 3 by default),
+      learning rates in the paper's [0, 255] units, start N(0, 10^2) around the mean.
+    - ``"simonyan"``: Simonyan et al. 2014, argmax y_c(I) - l2 * ||I||^2 over the
+      zero-centred input, from the zero (mean) image, plain gradient ascent (lr 1, 200 steps),
+      clipped to the valid range. ``l2`` is not given in the paper; 1e-4 keeps the image in range.
+    - ``"lucid"``: Fourier parameterization + robustness transforms + Adam (512 steps, 128 px).
+
+    ``trace`` is the target logit per step (steps, K).
+    """
+    net = SynthesisNet.of(model, mean, std)
+    targets = [int(t) for t in torch.as_tensor(target).flatten().tolist()]
+    if method == "lucid":
+        return render(
+            model,
+            obj.class_logit(targets),
+            count=len(targets),
+            size=128 if size == 224 else size,
+            steps=steps or 512,
+            lr=lr or 0.05,
+            seed=seed,
+            on_step=on_step,
+            resume=resume,
+            mean=mean,
+            std=std,
+        )
+    if method == "simonyan":
+        rule = _PixelAscent(steps or 200, lr or 1.0, None, l2, "normalized")
+    elif method == "generation":
+        rule = _PixelAscent(
+            steps or 150, lr or 6.0, YosinskiPreset(1e-4, 4, 1.0, 0, 0, 150, 6.0), 0.0, "normalized"
+        )
+    elif method == "yosinski":
+        if preset not in YOSINSKI_PRESETS:
+            raise ValueError(f"preset must be one of {sorted(YOSINSKI_PRESETS)}; got {preset!r}.")
+        row = YOSINSKI_PRESETS[preset]
+        rule = _PixelAscent(steps or row.steps, lr or row.lr, row, 0.0, "caffe")
+    else:
+        raise ValueError(
+            f"method must be 'generation', 'yosinski', 'simonyan' or 'lucid'; got {method!r}."
+        )
+    if resume is not None:
+        raise ValueError("resume= is supported for method='lucid' only.")
+    return rule.run(net, targets, size, seed, on_step)
+
+
+class _PixelAscent:
+    """Gradient ascent on the zero-centred model input of the target logits, with Yosinski's
+    per-step operations (``preset``) or Simonyan's L2 penalty, clipped to the valid range.
+
+    ``units``: "normalized" applies ``lr`` to the model-input gradient; "caffe" reads it in
+    the [0, 255] mean-subtracted units of the papers (the gradient there is the model-input
+    gradient / (255 std), the step back in input units another / (255 std))."""
+
+    def __init__(
+        self,
+        steps: int,
+        lr: float,
+        preset: YosinskiPreset | None,
+        l2: float,
+        units: Literal["normalized", "caffe"],
+    ) -> None:
+        check_steps(steps)
+        self.steps, self.lr, self.preset, self.l2, self.units = steps, lr, preset, l2, units
+
+    def run(
+        self, net: SynthesisNet, targets: list[int], size: int, seed: int, on_step: OnStep | None
+    ) -> SynthesisResult:
+        count = len(targets)
+        device = net.device
+        generator = seeded_generator(seed, device)
+        std = torch.tensor(net.std, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(net.mean, device=device).view(1, 3, 1, 1)
+        low, high = (0 - mean) / std, (1 - mean) / std
+        if self.preset is not None and self.units == "caffe":
+            noise = torch.randn((count, 3, size, size), generator=generator, device=device)
+            centred = (10.0 / 255.0) * noise / std  # N(0, 10^2) in [0, 255] units
+        else:
+            centred = torch.zeros(count, 3, size, size, device=device)
+        scale = 1.0 / (255.0 * std) ** 2 if self.units == "caffe" else torch.ones_like(std)
+        goal = obj.class_logit(targets)
+
+        def step(index: int) -> torch.Tensor:
+            point = centred.clamp(low, high).requires_grad_(True)
+            values = goal(net.features(net.denormalize(point), sorted(goal.layers)))
+            objective = values.sum() - self.l2 * point.pow(2).sum()
+            (gradient,) = torch.autograd.grad(objective, point)
+            with torch.no_grad():
+                lr = self.lr
+                if self.preset is not None and self.preset.progress:
+                    norm2 = (gradient * scale.sqrt()).pow(2).sum()
+                    lr = min(self.lr, self.preset.desired / max(float(norm2), 1e-20))
+                centred.copy_(point.detach() + lr * scale * gradient)
+                if self.preset is not None:
+                    yosinski_step(centred, gradient, self.preset, index + 1)
+                centred.clamp_(low, high)
+            return values
+
+        with net.session():
+            rows, stopped = run_steps(
+                self.steps, step, lambda: net.denormalize(centred), on_step, goal.name
+            )
+        images = net.denormalize(centred).clamp(0, 1)
+        return SynthesisResult(
+            images, stack_trace(rows, count, device), goal.name, stopped, {"targets": targets}
+        )

@@ -1,0 +1,190 @@
+"""The model as synthesis sees it: [0, 1] images in, named layer outputs and logits out.
+
+Every synthesis method optimizes an image in [0, 1] pixel units; :class:`SynthesisNet`
+normalizes it the way the model expects (the bundle's ``mean``/``std``, ImageNet's by default
+for a bare module) and runs the forward pass only as far as the objective needs: once every
+requested layer has produced its output, the rest of the network is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ...capture import LayerRef, frozen_parameters, model_guard, resolve_module, this_thread_only
+from ...models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle, logits_of, module_device
+
+LOGITS = "<logits>"
+"""Feature key of the model's output logits (N, classes)."""
+
+ModelLike = nn.Module | ModelBundle
+Features = dict[str, torch.Tensor]
+
+
+class _ForwardDone(Exception):
+    """Raised from a hook once every wanted layer ran: the rest of the forward is skipped."""
+
+
+@dataclass
+class SynthesisNet:
+    """A classifier plus the normalization of its input.
+
+    ``mean`` / ``std`` (per RGB channel, [0, 1] units) map a [0, 1] image to model input.
+    """
+
+    module: nn.Module
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    labels: list[str] = field(default_factory=list)
+    _calls: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        model: ModelLike,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> SynthesisNet:
+        """From a :class:`ModelBundle` (its preprocessing's mean/std unless given) or a module."""
+        if isinstance(model, ModelBundle):
+            pre = model.preprocess
+            return cls(
+                model.module,
+                _triple(mean, "mean") if mean is not None else pre.mean,
+                _triple(std, "std") if std is not None else pre.std,
+                list(model.labels),
+            )
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"expected a torch.nn.Module or a ModelBundle (cv.load_model()); got "
+                f"{type(model).__name__}."
+            )
+        return cls(
+            model,
+            _triple(mean, "mean") if mean is not None else IMAGENET_MEAN,
+            _triple(std, "std") if std is not None else IMAGENET_STD,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.module)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(
+            (p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32
+        )
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images (N, 3, H, W) -> model input."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input (N, 3, H, W) -> [0, 1] images (not clipped)."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return x * std + mean
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        """Raise ``ValueError`` listing the valid names for any unknown layer."""
+        for name in names:
+            if name != LOGITS:
+                resolve_module(self.module, LayerRef.parse(name).name)
+
+    def features(self, images: torch.Tensor, names: Sequence[str]) -> Features:
+        """Outputs of the layers ``names`` (and the logits under :data:`LOGITS`) for [0, 1]
+        ``images`` (N, 3, H, W), differentiable with respect to ``images``.
+
+        A layer named plainly records its last call in the forward pass, ``"name@k"`` its
+        call ``k``. Without :data:`LOGITS` the pass stops after the last wanted output.
+        Call inside :meth:`session` (eval mode, restored after).
+        """
+        # Channels-last activations: oneDNN's faster convolution layout on CPU, tensor-core
+        # friendly on GPUs; the model's own weights are left as they are.
+        x = self.normalize(images.to(dtype=self.dtype)).contiguous(
+            memory_format=torch.channels_last
+        )
+        wanted = [name for name in names if name != LOGITS]
+        recorded: Features = {}
+        stop_early = LOGITS not in names and all(name in self._calls for name in wanted)
+        counts = dict.fromkeys(wanted, 0)
+        handles = []
+        try:
+            for name in wanted:
+                ref = LayerRef.parse(name)
+                hook = self._recorder(name, ref, counts, recorded, wanted, stop_early)
+                handles.append(
+                    resolve_module(self.module, ref.name).register_forward_hook(
+                        this_thread_only(hook)
+                    )
+                )
+            try:
+                output = self.module(x)
+            except _ForwardDone:
+                pass
+            else:
+                recorded[LOGITS] = logits_of(output)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name in wanted:
+            self._calls.setdefault(name, counts[name])
+            if name not in recorded:
+                raise RuntimeError(
+                    f"layer {name!r} produced no tensor output in the forward pass; pick a "
+                    "layer listed with calls > 0 by cv.layers(module, x)."
+                )
+        return recorded
+
+    def _recorder(
+        self,
+        name: str,
+        ref: LayerRef,
+        counts: dict[str, int],
+        recorded: Features,
+        wanted: list[str],
+        stop_early: bool,
+    ) -> Callable[[nn.Module, object, object], object]:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+            index = counts[name]
+            counts[name] += 1
+            last = self._calls.get(name)
+            take = (
+                index == ref.call if ref.call is not None else (last is None or index == last - 1)
+            )
+            if take and isinstance(output, torch.Tensor):
+                recorded[name] = output
+                if stop_early and all(w in recorded for w in wanted):
+                    raise _ForwardDone
+                # Later in-place ops (ReLU(inplace=True)) must not alter what was recorded.
+                return output.clone()
+            return None
+
+        return hook
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) for [0, 1] images, differentiable."""
+        return self.features(images, [LOGITS])[LOGITS]
+
+    @contextmanager
+    def session(self) -> Iterator[SynthesisNet]:
+        """Eval mode and frozen parameters for the block (input gradients only); every
+        submodule's mode and every ``requires_grad`` flag restored after, also on errors."""
+        with model_guard(self.module), frozen_parameters(self.module):
+            yield self
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
+
+
+def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    items = tuple(float(v) for v in values)
+    if len(items) != 3:
+        raise ValueError(f"{what} must give 3 values (R, G, B) in [0, 1] units; got {values!r}.")
+    return items
