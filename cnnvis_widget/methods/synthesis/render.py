@@ -108,6 +108,7 @@ def render(
     optimizer: torch.optim.Optimizer = torch.optim.Adam(image.params, lr=lr)
     if resume is not None:
         image, optimizer, done, trace_rows = _resumed(resume, image, lr)
+        generator.set_state(resume.resume_state.generator_state)
     layers = sorted(objective.layers)
 
     def step(_index: int) -> torch.Tensor:
@@ -135,7 +136,9 @@ def render(
         objective.name,
         stopped,
         {"objective": objective.name},
-        resume_state=_RenderState(image, optimizer, done + len(rows), trace_rows),
+        resume_state=_RenderState(
+            image, optimizer, done + len(rows), trace_rows, generator.get_state()
+        ),
     )
 
 
@@ -145,6 +148,7 @@ class _RenderState:
     optimizer: torch.optim.Optimizer
     steps_done: int
     trace_rows: list[torch.Tensor]
+    generator_state: torch.Tensor
 
 
 def _resumed(

@@ -1,0 +1,355 @@
+"""Feature visualization and synthesis: closed forms on tiny models, invariants, and the
+properties METHODS.md sections 1, 2 and 10 ask for on EfficientNet-Lite0's real weights."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from support import TinyCNN, TinyResidual, hook_count, seeded
+from torch import nn
+
+import cnnvis_widget as cv
+from cnnvis_widget.methods.synthesis import Robustness, objectives, render
+from cnnvis_widget.methods.synthesis.image_params import (
+    COLOR_DECORRELATION,
+    decorrelate_colors,
+    make_param,
+)
+from cnnvis_widget.methods.synthesis.network import SynthesisNet
+from cnnvis_widget.methods.synthesis.preimage import PreimagePrior
+from cnnvis_widget.methods.synthesis.regularizers import alpha_norm, total_variation
+from cnnvis_widget.methods.synthesis.style import default_style_layers
+
+UNIT = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # [0, 1] image = model input
+
+
+def linear_model(weight: torch.Tensor) -> nn.Module:
+    """T0: f(x) = W x on the flattened input."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(weight.shape[1], weight.shape[0], bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(weight)
+    return model.eval()
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm()))
+
+
+# --- closed forms and parameterizations ------------------------------------------------------
+
+
+def test_simonyan_class_model_reaches_the_closed_form_optimum_of_a_linear_model() -> None:
+    # argmax w.x - l2 |x|^2 = w / (2 l2); with l2 = 0.5 the optimum is w itself, inside [0, 1].
+    torch.manual_seed(0)
+    weight = torch.rand(3, 3 * 4 * 4) * 0.8 + 0.1
+    model = linear_model(weight)
+    result = cv.visualize_class(
+        model, 1, method="simonyan", l2=0.5, lr=0.5, steps=60, size=4, **UNIT
+    )
+    found, optimum = result.images.flatten(), weight[1]
+    cosine = torch.nn.functional.cosine_similarity(found, optimum, dim=0)
+    assert cosine > 0.999
+    assert (found.norm() - optimum.norm()).abs() / optimum.norm() < 0.01
+    assert result.trace.shape == (60, 1) and result.trace[-1, 0] > result.trace[0, 0]
+
+
+def test_fourier_parameterization_has_the_exact_shape_and_a_one_over_f_spectrum() -> None:
+    generator = torch.Generator().manual_seed(0)
+    for size in ((32, 32), (31, 33), (20, 17)):
+        image = make_param("fourier", 2, size, generator=generator, device=torch.device("cpu"))
+        rendered = image()
+        assert rendered.shape == (2, 3, *size) and not rendered.is_complex()
+        assert float(rendered.detach().min()) >= 0 and float(rendered.detach().max()) <= 1
+    # Radially averaged power of the linear image at init falls as f^-2 (amplitude 1/f).
+    image = make_param(
+        "fourier", 64, (64, 64), generator=generator, device=torch.device("cpu"), decorrelate=False
+    )
+    with torch.no_grad():
+        linear = torch.logit(image().clamp(1e-6, 1 - 1e-6).double())
+    power = torch.fft.fft2(linear).abs().pow(2).mean(dim=(0, 1))
+    fy, fx = torch.meshgrid(torch.fft.fftfreq(64), torch.fft.fftfreq(64), indexing="ij")
+    radius = torch.sqrt(fx**2 + fy**2)
+    bands = torch.logspace(-1.3, -0.4, 8)
+    log_f, log_p = [], []
+    for low, high in zip(bands[:-1], bands[1:], strict=True):
+        ring = (radius >= low) & (radius < high)
+        log_f.append(torch.log(radius[ring].mean()))
+        log_p.append(torch.log(power[ring].mean()))
+    f, p = torch.stack(log_f), torch.stack(log_p)
+    slope = ((f - f.mean()) * (p - p.mean())).sum() / (f - f.mean()).pow(2).sum()
+    assert -2.3 < float(slope) < -1.7
+
+
+def test_colour_decorrelation_turns_white_noise_into_the_imagenet_covariance() -> None:
+    noise = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)).double()
+    coloured = decorrelate_colors(noise).flatten(2)[0]
+    covariance = torch.cov(coloured)
+    matrix = COLOR_DECORRELATION.double()
+    torch.testing.assert_close(covariance, matrix @ matrix.T, atol=0.01, rtol=0.05)
+
+
+def test_gradients_reach_the_parameters_through_every_transform() -> None:
+    generator = torch.Generator().manual_seed(0)
+    for kind in ("fourier", "pixel"):
+        image = make_param(kind, 3, (32, 32), generator=generator, device=torch.device("cpu"))
+        view = Robustness(out_size=48)(image(), generator)
+        assert view.shape == (3, 3, 48, 48)
+        (gradient,) = torch.autograd.grad(view.square().sum(), image.params)
+        assert float(gradient.norm()) > 0
+
+
+def test_priors_have_the_gradients_of_their_definitions() -> None:
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: alpha_norm(t, 6.0, 2.0), (x,))
+    assert torch.autograd.gradcheck(lambda t: total_variation(t, 2.0, 0.5), (x,))
+    assert torch.autograd.gradcheck(lambda t: total_variation(t, 1.0, 0.5), (x,))
+    # Forward differences, zero at the last row and column (replicated boundary).
+    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 3, 4, 4)
+    expected = 3 * 12 / 16  # 12 of 16 pixels have a difference of 1 in each of 3 channels
+    assert float(total_variation(ramp, 2.0)) == pytest.approx(expected)
+
+
+def test_composed_objectives_add_and_scale() -> None:
+    features = {"a": torch.arange(2 * 3 * 2 * 2.0).view(2, 3, 2, 2)}
+    one, two = objectives.channel("a", 1), objectives.channel("a", 2)
+    torch.testing.assert_close((one - 0.5 * two)(features), one(features) - 0.5 * two(features))
+    per_image = objectives.channel("a", [0, 2])(features)
+    torch.testing.assert_close(per_image, torch.tensor([1.5, 21.5]))
+    assert objectives.neuron("a", 1)(features).tolist() == [7.0, 19.0]  # bottom-right centre
+    same = {"a": torch.ones(3, 4, 2, 2)}
+    assert objectives.diversity("a")(same).tolist() == pytest.approx([-1.0] * 3)
+
+
+# --- feature visualization ---------------------------------------------------------------------
+
+
+def test_whole_layer_runs_in_batches_and_streams_its_place_in_the_layer() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    frames: list[tuple[int, int, int, int]] = []
+    result = cv.visualize_feature(
+        model,
+        "conv2",
+        None,
+        steps=3,
+        size=16,
+        batch_size=6,
+        on_step=lambda f: frames.append((f.step, f.total, f.first, f.images.shape[0])),
+    )
+    assert result.images.shape == (16, 3, 16, 16) and result.trace.shape == (3, 16)
+    assert result.info["units"] == list(range(16))
+    assert frames[0] == (1, 9, 0, 6) and frames[3] == (4, 9, 6, 6) and frames[-1] == (9, 9, 12, 4)
+
+
+def test_stop_from_on_step_returns_the_partial_result_and_resume_continues_exactly() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    settings = {"steps": 6, "size": 16, "seed": 3}
+    whole = cv.visualize_feature(model, "conv2", [1, 2], **settings)
+    stopped = cv.visualize_feature(model, "conv2", [1, 2], on_step=lambda f: f.step < 3, **settings)
+    assert stopped.stopped and stopped.trace.shape == (3, 2)
+    resumed = cv.visualize_feature(model, "conv2", [1, 2], resume=stopped, **settings)
+    assert not resumed.stopped and resumed.trace.shape == (6, 2)
+    torch.testing.assert_close(resumed.trace, whole.trace)
+    torch.testing.assert_close(resumed.images, whole.images)
+
+
+@pytest.mark.slow
+def test_each_image_of_a_channel_batch_excites_its_own_channel_most_on_lite0(
+    lite0: cv.ModelBundle,
+) -> None:
+    layer, units = "_blocks.4", [0, 5, 11, 17]
+    result = cv.visualize_feature(lite0, layer, units, steps=40, seed=0)
+    trace = result.trace
+    assert (trace[-5:].mean(0) > trace[:5].mean(0)).all(), "the objective must rise"
+    acts = cv.activations(lite0.module, lite0.preprocess(result.images), layer)[layer]
+    response = acts[:, units].mean(dim=(2, 3))  # response[i, j]: image i, channel units[j]
+    assert response.argmax(dim=0).tolist() == list(range(len(units)))
+
+
+@pytest.mark.slow
+def test_class_visualizations_raise_the_target_logit_on_lite0(lite0: cv.ModelBundle) -> None:
+    for method, steps in (("generation", 12), ("yosinski", 12), ("lucid", 12)):
+        result = cv.visualize_class(lite0, 281, method=method, steps=steps, size=96)
+        assert result.trace[-3:].mean() > result.trace[:3].mean(), method
+        assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+
+
+# --- pre-images ----------------------------------------------------------------------------------
+
+
+def test_inverting_the_identity_reconstructs_the_image() -> None:
+    # A natural image (the prior fights noise images, as it should), C = 300 as in the paper.
+    identity = nn.Sequential(nn.Identity()).eval()
+    photo = cv.Preprocess.to_unit_tensor(cv.sample_image("cat").resize((32, 32)))
+    x = SynthesisNet.of(identity).normalize(photo)
+    result = cv.invert(identity, x, "0", strength=300, steps=(300, 50))
+    assert (result.images - photo).norm() / photo.norm() < 0.05
+    assert result.trace.shape == (350, 1) and result.trace[-1, 0] < 0.02
+
+
+def test_pre_image_pixels_stay_within_the_hard_bound() -> None:
+    prior = PreimagePrior()
+    x = torch.randn(2, 3, 8, 8) * 300
+    prior.project(x)
+    assert float(x.norm(dim=1).max()) <= prior.hard_bound + 1e-3
+
+
+@pytest.mark.slow
+def test_inverting_lite0_reconstructs_early_layers_and_loses_more_deeper(
+    lite0: cv.ModelBundle,
+) -> None:
+    x = lite0.preprocess(cv.sample_image("cat"))
+    photo = lite0.preprocess.denormalize(x)
+    scores = {}
+    for layer in ("_blocks.1", "_blocks.10"):
+        result = cv.invert(lite0, x, layer, steps=(100, 20))
+        assert result.trace[-1, 0] < 0.5 * result.trace[0, 0], "the feature error must fall"
+        scores[layer] = correlation(result.images, photo)
+    assert scores["_blocks.1"] > 0.8, scores
+    assert scores["_blocks.10"] < scores["_blocks.1"] - 0.1, scores
+
+
+@pytest.mark.slow
+def test_caricature_amplifies_what_the_layer_sees(lite0: cv.ModelBundle) -> None:
+    x = lite0.preprocess(cv.sample_image("cat"))
+    result = cv.caricature(lite0, x, "_blocks.5", steps=20)
+    assert result.trace[-1, 0] > result.info["original_match"][0]
+
+
+# --- deep dream, attacks, fooling, style ----------------------------------------------------------
+
+
+def test_deep_dream_steps_are_normalized_and_the_objective_rises() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    grey = SynthesisNet.of(model, **UNIT).normalize(torch.full((1, 3, 16, 16), 0.5))
+    step = 1e-3
+    one = cv.deep_dream(model, grey, "conv2", octaves=1, steps=1, jitter=0, step_size=step, **UNIT)
+    # No pixel hits the clip from mid-grey, so mean |change| is the step size exactly.
+    assert float((one.images - 0.5).abs().mean()) == pytest.approx(step, rel=1e-4)
+    again = cv.deep_dream(
+        model, grey, "conv2", octaves=1, steps=1, jitter=0, step_size=step, **UNIT
+    )
+    assert torch.equal(one.images, again.images)
+    result = cv.deep_dream(model, grey, "conv2", octaves=2, steps=5, **UNIT)
+    assert result.images.shape == grey.shape and result.trace.shape == (10, 1)
+    for octave in (result.trace[:5, 0], result.trace[5:, 0]):
+        assert octave[-1] > octave[0]
+
+
+def test_fgsm_on_a_two_class_linear_model_is_epsilon_times_the_weight_difference_sign() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(2, 3 * 4 * 4)
+    model = linear_model(weight)
+    x = torch.full((1, 3, 4, 4), 0.5)
+    predicted = int(model(x).argmax())
+    eps = 0.01
+    result = cv.adversarial(model, x, method="fgsm", epsilon=eps, **UNIT)
+    expected = eps * torch.sign(weight[1 - predicted] - weight[predicted]).view(1, 3, 4, 4)
+    torch.testing.assert_close(result.info["perturbation"], expected)
+
+
+def test_pgd_stays_in_the_ball_and_beats_fgsm_on_a_batch() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    eps = 4 / 255
+    fgsm = cv.adversarial(model, x, method="fgsm", epsilon=eps, **UNIT)
+    pgd = cv.adversarial(model, x, method="pgd", epsilon=eps, steps=20, **UNIT)
+    for result in (fgsm, pgd):
+        assert float(result.info["perturbation"].abs().max()) <= eps + 1e-7
+        assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+    labels = torch.tensor([c for c, _ in fgsm.info["before"]])
+
+    def loss(images: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(images), labels, reduction="none")
+
+    with torch.no_grad():
+        assert (loss(pgd.images) >= loss(fgsm.images) - 1e-6).float().mean() >= 0.75
+
+
+@pytest.mark.slow
+def test_attacks_on_the_cat_photo(lite0: cv.ModelBundle) -> None:
+    x = lite0.preprocess(cv.sample_image("cat"))
+    fgsm = cv.adversarial(lite0, x, method="fgsm", epsilon=2 / 255)
+    assert fgsm.info["after"][0][0] != fgsm.info["before"][0][0]
+    pgd = cv.adversarial(lite0, x, method="pgd", epsilon=2 / 255, target=1, steps=10)
+    assert pgd.info["after"][0][0] == 1
+    assert float(pgd.info["perturbation"].abs().max()) <= 2 / 255 + 1e-7
+
+
+@pytest.mark.slow
+def test_fooling_image_reaches_99_percent(lite0: cv.ModelBundle) -> None:
+    result = cv.fooling_image(lite0, 281, confidence=0.99)
+    assert result.info["probability"][0] >= 0.99
+    assert lite0.predict(lite0.preprocess(result.images), 1)[0][0][0] == 281
+
+
+def test_style_transfer_lowers_its_loss_and_picks_gatys_layers_on_vgg() -> None:
+    import torchvision
+
+    vgg = torchvision.models.vgg16(weights=None).eval()
+    style, content = default_style_layers(SynthesisNet.of(vgg), (64, 64))
+    assert style == ["features.0", "features.5", "features.10", "features.17", "features.24"]
+    assert content == "features.19"  # conv4_2
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    result = cv.style_transfer(model, images[:1], images[1:], steps=20, lr=0.05, **UNIT)
+    assert result.trace[-1, 0] < result.trace[0, 0]
+
+
+# --- rules every method obeys ---------------------------------------------------------------------
+
+CALLS = {
+    "visualize_feature": lambda m, x: cv.visualize_feature(m, "conv2", [0, 1], steps=2, size=16),
+    "visualize_class": lambda m, x: cv.visualize_class(m, 3, steps=2, size=16),
+    "render": lambda m, x: render(m, objectives.channel("conv2", 0), steps=2, size=16),
+    "invert": lambda m, x: cv.invert(m, x, "conv2", steps=(2, 1)),
+    "caricature": lambda m, x: cv.caricature(m, x, "conv2", steps=2),
+    "deep_dream": lambda m, x: cv.deep_dream(m, x, "conv2", octaves=2, steps=1),
+    "fooling_image": lambda m, x: cv.fooling_image(m, 3, steps=2, size=16),
+    "fgsm": lambda m, x: cv.adversarial(m, x, epsilon=0.01),
+    "pgd": lambda m, x: cv.adversarial(m, x, method="pgd", epsilon=0.01, steps=2),
+    "style_transfer": lambda m, x: cv.style_transfer(m, x[:1], x[1:], steps=2),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_every_method_leaves_the_model_as_found(name: str) -> None:
+    model = seeded(TinyResidual(), dtype=torch.float32).train()
+    model.conv1.weight.requires_grad_(False)
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    result = CALLS[name](model, x)
+    assert model.training and model.bn1.training
+    assert not model.conv1.weight.requires_grad and model.fc.weight.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+    assert hook_count(model) == 0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+
+
+def test_model_is_restored_when_a_method_raises() -> None:
+    model = seeded(TinyResidual(), dtype=torch.float32).train()
+    with pytest.raises(ValueError, match="out of range"):
+        cv.visualize_feature(model, "conv2", [99], steps=2, size=16)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert hook_count(model) == 0
+
+
+def test_bad_input_names_the_fix() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    with pytest.raises(ValueError, match="Valid layer names"):
+        cv.visualize_feature(model, "conv9", 0, steps=1)
+    with pytest.raises(ValueError, match="kind must be"):
+        cv.visualize_feature(model, "conv2", 0, kind="pixel", steps=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        cv.adversarial(model, torch.rand(1, 3, 8, 8), epsilon=2)
+    with pytest.raises(ValueError, match="bundle.preprocess"):
+        cv.invert(model, torch.rand(3, 8, 8), "conv2")
+    with pytest.raises(ValueError, match="method must be"):
+        cv.visualize_class(model, 1, method="dream")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="seed must be an int"):
+        cv.visualize_feature(model, "conv2", 0, steps=1, seed=1.5)  # type: ignore[arg-type]
