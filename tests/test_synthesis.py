@@ -4,6 +4,7 @@ properties METHODS.md sections 1, 2 and 10 ask for on EfficientNet-Lite0's real 
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def test_fourier_parameterization_has_the_exact_shape_and_a_one_over_f_spectrum(
     radius = torch.sqrt(fx**2 + fy**2)
     bands = torch.logspace(-1.3, -0.4, 8)
     log_f, log_p = [], []
-    for low, high in zip(bands[:-1], bands[1:], strict=True):
+    for low, high in itertools.pairwise(bands):
         ring = (radius >= low) & (radius < high)
         log_f.append(torch.log(radius[ring].mean()))
         log_p.append(torch.log(power[ring].mean()))
@@ -347,7 +348,7 @@ def test_bad_input_names_the_fix() -> None:
         cv.visualize_feature(model, "conv2", 0, kind="pixel", steps=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="epsilon must lie in"):
         cv.adversarial(model, torch.rand(1, 3, 8, 8), epsilon=2)
-    with pytest.raises(ValueError, match="bundle.preprocess"):
+    with pytest.raises(ValueError, match=r"bundle\.preprocess"):
         cv.invert(model, torch.rand(3, 8, 8), "conv2")
     with pytest.raises(ValueError, match="method must be"):
         cv.visualize_class(model, 1, method="dream")  # type: ignore[arg-type]
