@@ -30,6 +30,7 @@ from ..methods import METHODS
 from ..methods.api import check_params
 from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
 from .jobs import Job, JobRunner, Step
+from .synthesis_panel import SynthesisPanel
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 UPLOAD_PREFIX = "upload:"
@@ -73,7 +74,7 @@ def _optional_dict() -> Any:
     return traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
 
 
-class Explorer(anywidget.AnyWidget):
+class Explorer(anywidget.AnyWidget, SynthesisPanel):
     """Browse a CNN on one image in a notebook.
 
     ``Explorer(bundle, image)`` with a bundle from ``cv.load_model()``, or
@@ -154,6 +155,7 @@ class Explorer(anywidget.AnyWidget):
             self._compare_failed,
             lock=self._publish_lock,
         )
+        self._init_synthesis()
         super().__init__(**kwargs)
         self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
         self._session.set_image(image if image is not None else sample_image("cat"))
@@ -229,6 +231,9 @@ class Explorer(anywidget.AnyWidget):
             return
         if kind == "compare":
             self.compare()
+            return
+        if kind == "synth":
+            self._on_synth_message(content)
             return
         if kind != "upload":
             return
@@ -328,7 +333,8 @@ class Explorer(anywidget.AnyWidget):
         runner when it is applied; on the kernel's main thread when there is one."""
 
         def apply() -> None:
-            if job is not self._cam_jobs.latest and job is not self._compare_jobs.latest:
+            runners = [self._cam_jobs, self._compare_jobs, *self._runners_of_panel()]
+            if all(job is not runner.latest for runner in runners):
                 return  # superseded or forgotten meanwhile: never shown
             if then is not None:
                 then()
@@ -441,10 +447,11 @@ class Explorer(anywidget.AnyWidget):
         )
 
     def wait(self, timeout: float | None = 60.0) -> bool:
-        """Block until background jobs (overlay, comparison) end; for scripts and tests. In a
+        """Block until background jobs (overlay, comparison, synthesis) end; for scripts and tests. In a
         notebook the results reach the traits (and the browser) once the running cell
         returns, since they are applied on the kernel's main thread."""
-        return self._cam_jobs.wait(timeout) and self._compare_jobs.wait(timeout)
+        runners = [self._cam_jobs, self._compare_jobs, *self._runners_of_panel()]
+        return all(runner.wait(timeout) for runner in runners)
 
     def _assign(self, update: dict[str, Any]) -> None:
         start = update.pop(START_JOB, None)

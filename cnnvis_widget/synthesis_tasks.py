@@ -1,0 +1,271 @@
+"""What the widget's synthesis panel can run, as plain Python (no traits): the kinds with their
+parameter forms, one call per kind on the current model / image / layer / class, and the
+payloads the frontend draws (frames, the objective curve, the adversarial view)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .encode import Payload, ndarray_payload
+from .methods.api import _check_param
+from .methods.registry import Param
+from .methods.synthesis import (
+    SynthesisFrame,
+    SynthesisResult,
+    adversarial,
+    caricature,
+    deep_dream,
+    fooling_image,
+    invert,
+    visualize_class,
+    visualize_feature,
+)
+from .models import ModelBundle
+
+Needs = Literal["channel", "class", "image"]
+
+
+@dataclass(frozen=True)
+class SynthesisKind:
+    """One entry of the panel's picker: ``needs`` says what its target is (a channel of the
+    selected layer, the selected class, or the current image at the selected layer)."""
+
+    name: str
+    title: str
+    needs: Needs
+    summary: str
+    params: tuple[Param, ...]
+    resumable: bool = False
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "title": self.title, "needs": self.needs,
+            "summary": self.summary, "resumable": self.resumable,
+            "params": [
+                {"name": p.name, "kind": p.kind, "default": p.default, "low": p.low,
+                 "high": p.high, "choices": list(p.choices), "doc": p.doc}
+                for p in self.params
+            ],
+        }  # fmt: skip
+
+
+def _steps(default: int, high: int = 4096) -> Param:
+    return Param("steps", default, "int", "optimization steps", 1, high)
+
+
+SEED = Param("seed", 0, "int", "random seed (Reseed draws a new one)", 0, 2**31 - 1)
+
+KINDS: dict[str, SynthesisKind] = {
+    kind.name: kind
+    for kind in (
+        SynthesisKind(
+            "feature", "Channel visualization", "channel",
+            "Activation maximization of the picked channel (Lucid: Fourier parameterization, "
+            "decorrelated colour, robustness transforms, Adam).",
+            (_steps(256), Param("size", 128, "int", "image side in pixels", 32, 512), SEED,
+             Param("precision", "float32", "choice", "network arithmetic",
+                   choices=("float32", "bfloat16"))),
+            resumable=True,
+        ),
+        SynthesisKind(
+            "class", "Class model", "class",
+            "An image that maximizes the selected class's logit.",
+            (Param("method", "generation", "choice", "generation: Yosinski-regularized ascent; "
+                   "simonyan; yosinski (Table 1 row 3); lucid",
+                   choices=("generation", "simonyan", "yosinski", "lucid")),
+             _steps(150), SEED),
+        ),
+        SynthesisKind(
+            "invert", "Natural pre-image", "image",
+            "Mahendran & Vedaldi: an image whose representation at the selected layer matches "
+            "the current image's, under the alpha-norm + TV prior.",
+            (Param("strength", 1.0, "float", "C: larger = more faithful, less natural", 0.01, 1e4),
+             _steps(300), SEED),
+        ),
+        SynthesisKind(
+            "caricature", "Caricature", "image",
+            "Amplify what the selected layer sees in the current image.",
+            (Param("strength", 1.0, "float", "C", 0.01, 1e4), _steps(100), SEED),
+        ),
+        SynthesisKind(
+            "dream", "Deep dream", "image",
+            "Amplify the selected layer's activations, octave by octave.",
+            (Param("octaves", 4, "int", "scales, coarse to fine", 1, 8),
+             _steps(10, 200), SEED),
+        ),
+        SynthesisKind(
+            "fooling", "Fooling image", "class",
+            "An unrecognizable image the model gives the selected class with high confidence.",
+            (Param("confidence", 0.99, "float", "stop at this probability", 0.5, 0.9999),
+             _steps(500), SEED),
+        ),
+        SynthesisKind(
+            "adversarial", "Adversarial example", "image",
+            "FGSM or PGD within epsilon grey levels of the current image.",
+            (Param("attack", "fgsm", "choice", "fgsm: one step; pgd: projected steps",
+                   choices=("fgsm", "pgd")),
+             Param("epsilon", 2.0, "float", "in grey levels (1/255)", 0.25, 64),
+             Param("target", -1, "int", "class to reach; -1 = just change the prediction", -1, 100000),
+             _steps(10, 1000), SEED),
+        ),
+    )
+}  # fmt: skip
+
+
+def check_synthesis(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against ``kind`` (names, types, ranges) and completed with defaults."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown synthesis {kind!r}; choose one of {list(KINDS)}.")
+    spec = KINDS[kind]
+    known = {p.name for p in spec.params}
+    if set(params) - known:
+        raise ValueError(
+            f"{kind} does not take {sorted(set(params) - known)}; it takes {sorted(known)}."
+        )
+    for param in spec.params:
+        if param.name in params:
+            _check_param(kind, param, params[param.name])
+    return {**{p.name: p.default for p in spec.params}, **params}
+
+
+@dataclass(frozen=True)
+class SynthesisTarget:
+    """Where the panel points: the selected layer and channel, class, and the model input."""
+
+    layer: str
+    channel: int
+    target: int
+    x: torch.Tensor
+
+
+def run_synthesis(
+    bundle: ModelBundle,
+    kind: str,
+    params: dict[str, Any],
+    where: SynthesisTarget,
+    on_step: Callable[[SynthesisFrame], bool | None] | None = None,
+    resume: SynthesisResult | None = None,
+) -> SynthesisResult:
+    """Run ``kind`` with checked ``params`` on ``where``; frames go to ``on_step``."""
+    p = check_synthesis(kind, params)
+    steps, seed = p["steps"], p["seed"]
+    if kind == "feature":
+        if where.channel < 0:
+            raise ValueError("pick a channel first: click a tile of the filter grid.")
+        return visualize_feature(
+            bundle,
+            where.layer,
+            [where.channel],
+            steps=steps,
+            size=p["size"],
+            seed=seed,
+            precision=p["precision"],
+            on_step=on_step,
+            resume=resume,
+        )
+    if kind == "class":
+        return visualize_class(
+            bundle, where.target, method=p["method"], steps=steps, seed=seed, on_step=on_step
+        )
+    if kind == "invert":
+        return invert(
+            bundle,
+            where.x,
+            where.layer,
+            strength=p["strength"],
+            steps=(steps, max(1, steps // 6)),
+            seed=seed,
+            on_step=on_step,
+        )
+    if kind == "caricature":
+        return caricature(
+            bundle,
+            where.x,
+            where.layer,
+            strength=p["strength"],
+            steps=steps,
+            seed=seed,
+            on_step=on_step,
+        )
+    if kind == "dream":
+        return deep_dream(
+            bundle,
+            where.x,
+            where.layer,
+            octaves=p["octaves"],
+            steps=steps,
+            seed=seed,
+            on_step=on_step,
+        )
+    if kind == "fooling":
+        return fooling_image(
+            bundle,
+            where.target,
+            confidence=p["confidence"],
+            steps=steps,
+            seed=seed,
+            on_step=on_step,
+        )
+    target = None if p["target"] < 0 else p["target"]
+    return adversarial(bundle, where.x, method=p["attack"], epsilon=p["epsilon"] / 255,
+                       target=target, steps=steps, seed=seed, on_step=on_step)  # fmt: skip
+
+
+def images_payload(images: torch.Tensor) -> Payload:
+    """[0, 1] images (K, 3, H, W) -> uint8 (K, H, W, 3) payload."""
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return ndarray_payload(pixels.permute(0, 2, 3, 1).cpu(), "uint8")
+
+
+def frame_payload(kind: str, label: str, frame: SynthesisFrame, trace: list[float]) -> Payload:
+    """A streamed frame: the current images, the objective curve so far (mean over images)."""
+    return {
+        "kind": kind, "label": label, "images": images_payload(frame.images),
+        "trace": ndarray_payload(np.asarray(trace, dtype=np.float32), "float32"),
+        "trace_name": frame.trace_name, "step": frame.step, "total": frame.total,
+        "final": False, "adversarial": None,
+    }  # fmt: skip
+
+
+def result_payload(kind: str, label: str, result: SynthesisResult, bundle: ModelBundle) -> Payload:
+    """The final (or stopped) result, with the adversarial view when there is one."""
+    trace = result.trace.float().mean(dim=1).cpu().numpy() if result.steps else np.zeros(0)
+    payload = {
+        "kind": kind, "label": label, "images": images_payload(result.images),
+        "trace": ndarray_payload(trace.astype(np.float32), "float32"),
+        "trace_name": result.trace_name, "step": result.steps, "total": result.steps,
+        "final": True, "stopped": result.stopped, "adversarial": None,
+    }  # fmt: skip
+    if kind == "adversarial":
+        info = result.info
+        perturbation = info["perturbation"]
+        magnified = (0.5 + perturbation / (2 * max(info["epsilon"], 1e-12))).clamp(0, 1)
+        payload["adversarial"] = {
+            "original": images_payload(info["original"]),
+            "perturbation": images_payload(magnified),
+            "before": _prediction(bundle, *info["before"][0]),
+            "after": _prediction(bundle, *info["after"][0]),
+            "epsilon": round(info["epsilon"] * 255, 4),
+        }
+    return payload
+
+
+def _prediction(bundle: ModelBundle, index: int, prob: float) -> dict[str, Any]:
+    return {"index": index, "label": bundle.label(index), "prob": prob}
+
+
+def layer_grid_payload(
+    images: torch.Tensor, first: int, count: int, layer: str, previous: np.ndarray | None
+) -> tuple[Payload, np.ndarray]:
+    """The layer's feature-visualization grid so far: uint8 (C, H, W, 3), tiles ``first`` ..
+    ``first + K`` replaced by ``images`` (K, 3, H, W); tiles not computed yet are grey."""
+    size = images.shape[-1]
+    tiles = previous if previous is not None else np.full((count, size, size, 3), 128, np.uint8)
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    tiles[first : first + images.shape[0]] = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    return {"layer": layer, "images": ndarray_payload(tiles, "uint8")}, tiles

@@ -1,0 +1,279 @@
+"""The Explorer's synthesis panel: live feature visualization and friends, streamed.
+
+A mixin of :class:`~cnnvis_widget.widgets.explorer.Explorer` (it uses the Explorer's session,
+selection traits and publishing); the math lives in :mod:`cnnvis_widget.synthesis_tasks`.
+Frames reach the browser at most ``FRAME_INTERVAL_S`` apart; Stop acts at the optimizer's
+next step; a stopped feature visualization can be resumed where it stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from ..explore import ExplorerSession
+from ..methods.synthesis import SynthesisFrame, SynthesisResult
+from ..synthesis_tasks import (
+    KINDS,
+    SynthesisTarget,
+    check_synthesis,
+    frame_payload,
+    layer_grid_payload,
+    result_payload,
+    run_synthesis,
+)
+from .jobs import Job, Step
+
+FRAME_INTERVAL_S = 0.1  # at most 10 frames per second reach the browser
+MAX_PINS = 12
+
+
+class SynthesisPanel(traitlets.HasTraits):
+    """Traits and handlers of the synthesis panel (see docs/protocol.md)."""
+
+    synth_kinds = traitlets.List(traitlets.Dict()).tag(sync=True)
+    synth_kind = traitlets.Unicode("feature").tag(sync=True)
+    synth_params = traitlets.Dict().tag(sync=True)
+    synthesis = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    synth_job = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    synth_pins = traitlets.List(traitlets.Dict()).tag(sync=True)
+    feature_grid = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    feature_grid_job = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+
+    # Provided by the Explorer this panel is mixed into.
+    _session: ExplorerSession
+    _publish_lock: threading.RLock
+    selected_layer: str
+    selected_channel: int
+    selected_class: int
+
+    def _publish(self, job: Job, update: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _apply(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    # --- Python API -------------------------------------------------------------------------
+
+    def synthesize(self, kind: str | None = None, **params: Any) -> None:
+        """Start a synthesis in the background (``synthesis`` streams its frames,
+        ``synth_job`` its progress). ``kind`` is one of ``synth_kinds`` (default: the panel's
+        pick); ``params`` override the panel's values. The target is the selected channel
+        (a tile of the filter grid), the selected class, or the current image at the selected
+        layer, as the kind needs."""
+        if kind is not None or params:
+            with self._apply():
+                if kind is not None:
+                    self.synth_kind = kind
+                    self.synth_params = {}
+                self.synth_params = {**self.synth_params, **params}
+        self._start_synthesis(resume=None)
+
+    def stop_synthesis(self) -> None:
+        """Stop the running synthesis at its next step (its last image stays)."""
+        self._synth_jobs.cancel()
+
+    def resume_synthesis(self) -> None:
+        """Continue a stopped channel visualization from where it stopped."""
+        last = self._synth_result
+        if last is None or last[2] is None or not last[2].stopped:
+            raise ValueError("nothing to resume: only a stopped channel visualization resumes.")
+        self._start_synthesis(resume=last)
+
+    def reseed(self) -> None:
+        """Start again with a new random seed."""
+        self.synthesize(seed=random.randrange(2**31 - 1))
+
+    def pin(self) -> None:
+        """Keep the current result beside the panel (up to 12; the oldest goes first)."""
+        if not self.synthesis:
+            raise ValueError("nothing to pin yet: run a synthesis first.")
+        pin = {"label": self.synthesis["label"], "images": self.synthesis["images"]}
+        self.synth_pins = [*self.synth_pins, pin][-MAX_PINS:]
+
+    def visualize_layer(self, steps: int = 64, size: int = 64) -> None:
+        """Visualize every channel of the selected layer in batches, in the background; the
+        ``feature_grid`` fills batch by batch, tile for tile with the activation grid."""
+        layer = self.selected_layer
+        bundle = self._session.bundle
+        shape = self._session.layer(layer).output_shape
+        if shape is None or len(shape) != 4:
+            raise ValueError(f"{layer} has no channel maps; pick a convolutional layer.")
+        count = int(shape[1])
+        tiles: list[np.ndarray | None] = [None]
+
+        def work(step: Step) -> dict[str, Any]:
+            from ..methods.synthesis import visualize_feature
+
+            def on_frame(frame: SynthesisFrame) -> bool:
+                if frame.step % steps == 0:  # a batch is done: its tiles are final
+                    payload, tiles[0] = layer_grid_payload(
+                        frame.images, frame.first, count, layer, tiles[0]
+                    )
+                    return step(payload, frame.fraction)
+                return step(None, frame.fraction)
+
+            result = visualize_feature(
+                bundle, layer, None, steps=steps, size=size, on_step=on_frame
+            )
+            return layer_grid_payload(result.images, 0, count, layer, None)[0]
+
+        with self._apply():
+            self.feature_grid_job = _job_state(None, f"layer {layer}", 0.0)
+        self._grid_jobs.start(f"layer {layer}", work)
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def _init_synthesis(self) -> None:
+        from .jobs import JobRunner
+
+        self._synth_result: tuple[int, str, SynthesisResult | None, Any] | None = None
+        self._last_frame: tuple[int, float] | None = None
+        self._synth_jobs = JobRunner(
+            self._synth_frame,
+            self._synth_done,
+            self._synth_stopped,
+            self._synth_failed,
+            lock=self._publish_lock,
+        )
+        self._grid_jobs = JobRunner(
+            self._grid_partial,
+            self._grid_done,
+            self._grid_stopped,
+            self._grid_failed,
+            lock=self._publish_lock,
+        )
+        self.synth_kinds = [kind.row() for kind in KINDS.values()]
+
+    def _runners_of_panel(self) -> list[Any]:
+        return [self._synth_jobs, self._grid_jobs]
+
+    def _start_synthesis(self, resume: tuple[int, str, SynthesisResult | None, Any] | None) -> None:
+        kind = resume[1] if resume is not None else self.synth_kind
+        params = dict(resume[3]) if resume is not None else dict(self.synth_params)
+        check_synthesis(kind, params)  # refused now, before a job starts
+        where = SynthesisTarget(
+            self.selected_layer,
+            self.selected_channel,
+            self.selected_class,
+            self._session.input,
+        )
+        if KINDS[kind].needs == "channel" and where.channel < 0:
+            raise ValueError("pick a channel first: click a tile of the filter grid.")
+        label = _label(kind, where, self._session.bundle)
+        bundle = self._session.bundle
+        previous = resume[2] if resume is not None else None
+        trace: list[float] = list(previous.trace.float().mean(dim=1).tolist()) if previous else []
+        holder: dict[str, Any] = {}
+
+        def work(step: Step) -> tuple[int, str, SynthesisResult, Any]:
+            def on_frame(frame: SynthesisFrame) -> bool:
+                trace.append(float(frame.values.float().mean()))
+                return step(lambda: frame_payload(kind, label, frame, trace), frame.fraction)
+
+            result = run_synthesis(bundle, kind, params, where, on_frame, resume=previous)
+            holder["result"] = (holder["job"], kind, result, params)
+            self._synth_result = holder["result"]
+            return holder["result"]
+
+        with self._apply():
+            self.synth_job = _job_state(None, label, 0.0)
+        holder["job"] = self._synth_jobs.start(label, work).id
+
+    def _synth_frame(self, job: Job, make_payload: Any, fraction: float) -> None:
+        now = time.monotonic()
+        last = self._last_frame
+        if last is not None and last[0] == job.id and now - last[1] < FRAME_INTERVAL_S:
+            return
+        self._last_frame = (job.id, now)
+        update = {"synthesis": make_payload(), "synth_job": _job_state(job, "running", fraction)}
+        self._publish(job, update)
+
+    def _synth_done(self, job: Job, result: tuple[int, str, SynthesisResult, Any]) -> None:
+        payload = result_payload(result[1], job.label, result[2], self._session.bundle)
+        self._publish(job, {"synthesis": payload, "synth_job": _job_state(job, "done", 1.0)})
+
+    def _synth_stopped(self, job: Job) -> None:
+        fraction = (self.synth_job or {}).get("fraction", 0.0)
+        update: dict[str, Any] = {"synth_job": _job_state(job, "stopped", fraction)}
+        last = self._synth_result
+        if last is not None and last[0] == job.id and last[2] is not None:
+            update["synthesis"] = result_payload(last[1], job.label, last[2], self._session.bundle)
+            update["synth_job"]["resumable"] = KINDS[last[1]].resumable and last[2].stopped
+        self._publish(job, update)
+
+    def _synth_failed(self, job: Job, error: BaseException) -> None:
+        self._publish(
+            job,
+            {
+                "synth_job": _job_state(job, "error", 0.0),
+                "message": {"level": "error", "text": f"{job.label}: {error}"},
+            },
+        )
+
+    def _grid_partial(self, job: Job, payload: Any, fraction: float) -> None:
+        update: dict[str, Any] = {"feature_grid_job": _job_state(job, "running", fraction)}
+        if payload is not None:
+            update["feature_grid"] = payload
+        self._publish(job, update)
+
+    def _grid_done(self, job: Job, payload: dict[str, Any]) -> None:
+        self._publish(
+            job,
+            {
+                "feature_grid": payload,
+                "feature_grid_job": _job_state(job, "done", 1.0),
+            },
+        )
+
+    def _grid_stopped(self, job: Job) -> None:
+        fraction = (self.feature_grid_job or {}).get("fraction", 0.0)
+        self._publish(job, {"feature_grid_job": _job_state(job, "stopped", fraction)})
+
+    def _grid_failed(self, job: Job, error: BaseException) -> None:
+        self._publish(
+            job,
+            {
+                "feature_grid_job": _job_state(job, "error", 0.0),
+                "message": {"level": "error", "text": f"{job.label}: {error}"},
+            },
+        )
+
+    def _on_synth_message(self, content: dict[str, Any]) -> None:
+        action = content.get("action")
+        actions = {
+            "start": self.synthesize, "stop": self.stop_synthesis,
+            "resume": self.resume_synthesis, "reseed": self.reseed, "pin": self.pin,
+            "layer": self.visualize_layer, "stop_layer": self._grid_jobs.cancel,
+        }  # fmt: skip
+        if action == "unpin":
+            index = int(content.get("index", -1))
+            self.synth_pins = [p for i, p in enumerate(self.synth_pins) if i != index]
+            return
+        if action not in actions:
+            raise ValueError(f"unknown synthesis action {action!r}.")
+        actions[action]()
+
+
+def _label(kind: str, where: SynthesisTarget, bundle: Any) -> str:
+    title = KINDS[kind].title
+    needs = KINDS[kind].needs
+    if needs == "channel":
+        return f"{title}: {where.layer} channel {where.channel}"
+    if needs == "class":
+        return f"{title}: {bundle.label(where.target)}"
+    if kind == "adversarial":
+        return title
+    return f"{title}: {where.layer}"
+
+
+def _job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
+    from .explorer import _job_state as state
+
+    return state(job, label_or_state, fraction)
