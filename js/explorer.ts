@@ -25,6 +25,7 @@ import { createMessage } from "./views/message";
 import { createMethodControls } from "./views/methods";
 import { createOverlay } from "./views/overlay";
 import { createPredictions } from "./views/predictions";
+import { createSynthesis } from "./views/synthesis";
 
 export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => void {
   const arrays = new ArrayStore(model);
@@ -56,6 +57,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const camProgress = createJobProgress(model, "cam_job", "cam");
   const compare = createCompare(model, arrays);
   const filterGrid = createFilterGrid(model, arrays);
+  const synthesis = createSynthesis(model);
 
   const root = h(
     "div",
@@ -79,6 +81,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
       h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
     ),
     compare.el,
+    synthesis.el,
   );
 
   const views: View[] = [
@@ -93,6 +96,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     camProgress,
     filterGrid,
     compare,
+    synthesis,
   ];
 
   // Which views redraw when a trait changes. Array traits also refresh the banner (decode errors).
@@ -121,14 +125,22 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     grid: [filterGrid, overlay, message],
     grid_lo: [filterGrid, message],
     grid_hi: [filterGrid, message],
-    grid_means: [filterGrid, message],
-    grid_layer: [filterGrid, overlay],
+    grid_means: [filterGrid, message, synthesis],
+    grid_layer: [filterGrid, overlay, synthesis],
     colormap: [controls, overlay, filterGrid, compare],
     opacity: [controls, overlay, compare],
-    sort_by: [controls, filterGrid],
+    sort_by: [controls, filterGrid, synthesis],
     selected_channel: [filterGrid, overlay],
     message: [message],
     busy: [busy],
+    synth_kinds: [synthesis],
+    synth_kind: [synthesis],
+    synth_params: [synthesis],
+    synthesis: [synthesis],
+    synth_job: [synthesis],
+    synth_pins: [synthesis],
+    feature_grid: [synthesis],
+    feature_grid_job: [synthesis],
   };
 
   const dirty = new Set<View>();

@@ -114,6 +114,14 @@ export interface ExplorerState {
   selected_channel: number;
   message: Message | null;
   busy: boolean;
+  synth_kinds: unknown[];
+  synth_kind: string;
+  synth_params: Record<string, ParamValue>;
+  synthesis: Record<string, unknown> | null;
+  synth_job: (JobInfo & { resumable?: boolean }) | null;
+  synth_pins: Record<string, unknown>[];
+  feature_grid: Record<string, unknown> | null;
+  feature_grid_job: JobInfo | null;
 }
 
 export type TraitName = keyof ExplorerState;

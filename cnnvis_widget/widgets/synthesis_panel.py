@@ -201,7 +201,7 @@ class SynthesisPanel(traitlets.HasTraits):
 
     def _synth_stopped(self, job: Job) -> None:
         fraction = (self.synth_job or {}).get("fraction", 0.0)
-        update: dict[str, Any] = {"synth_job": _job_state(job, "stopped", fraction)}
+        update: dict[str, Any] = {"synth_job": _job_state(job, "cancelled", fraction)}
         last = self._synth_result
         if last is not None and last[0] == job.id and last[2] is not None:
             update["synthesis"] = result_payload(last[1], job.label, last[2], self._session.bundle)
@@ -234,7 +234,7 @@ class SynthesisPanel(traitlets.HasTraits):
 
     def _grid_stopped(self, job: Job) -> None:
         fraction = (self.feature_grid_job or {}).get("fraction", 0.0)
-        self._publish(job, {"feature_grid_job": _job_state(job, "stopped", fraction)})
+        self._publish(job, {"feature_grid_job": _job_state(job, "cancelled", fraction)})
 
     def _grid_failed(self, job: Job, error: BaseException) -> None:
         self._publish(

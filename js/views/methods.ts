@@ -18,7 +18,10 @@ import type { ExplorerModel, MethodInfo, View } from "../types";
 
 let instances = 0;
 
-function controlElement(control: ParamControl, id: string): HTMLInputElement | HTMLSelectElement {
+export function controlElement(
+  control: ParamControl,
+  id: string,
+): HTMLInputElement | HTMLSelectElement {
   const common = {
     id,
     class: control.type === "checkbox" ? "cv-param-input" : "cv-select cv-param-input",
@@ -39,7 +42,7 @@ function controlElement(control: ParamControl, id: string): HTMLInputElement | H
 }
 
 /** Show a control's value in its element (only when it differs: no caret jumps). */
-function showValue(el: HTMLInputElement | HTMLSelectElement, control: ParamControl): void {
+export function showValue(el: HTMLInputElement | HTMLSelectElement, control: ParamControl): void {
   if (el instanceof HTMLInputElement && el.type === "checkbox") {
     el.checked = control.value === true;
     return;

@@ -1,0 +1,269 @@
+/**
+ * Synthesis panel: pick a kind (channel visualization, class model, pre-image, caricature,
+ * deep dream, fooling image, adversarial example) with a form generated from `synth_kinds`,
+ * then Start / Stop / Resume / Reseed / Pin. Frames of the running optimization are drawn as
+ * they stream in (`synthesis`), with the objective curve; the adversarial view shows the
+ * original, the magnified perturbation, the adversarial image and both predictions. "Visualize
+ * layer" fills a feature-visualization grid ordered tile for tile like the activation grid.
+ * Actions travel as custom messages `{type: "synth", action}`.
+ */
+import { drawImage } from "../canvas";
+import { decodeOptional } from "../codecs";
+import { h, setText } from "../dom";
+import { jobView } from "../jobs";
+import { mergeParams, type ParamControl, paramControls, parseParamInput } from "../methods";
+import { curvePoints, imageAt, predictionText, validKinds } from "../synthesis";
+import type { ExplorerModel, View } from "../types";
+import { channelOrder } from "./filterGrid";
+import { controlElement, showValue } from "./methods";
+
+const CURVE_W = 220;
+const CURVE_H = 60;
+const SVG = "http://www.w3.org/2000/svg";
+
+type Payload = Record<string, unknown> | null;
+
+function button(testid: string, text: string, title: string): HTMLButtonElement {
+  return h("button", { class: "cv-button", type: "button", "data-testid": testid, title }, text);
+}
+
+export function createSynthesis(model: ExplorerModel): View {
+  const select = h("select", {
+    class: "cv-select",
+    "data-testid": "synth-kind",
+    "aria-label": "synthesis kind",
+  });
+  const form = h("div", { class: "cv-method-params", "data-testid": "synth-params" });
+  const start = button("synth-start", "Start", "start the optimization");
+  const stop = button("synth-stop", "Stop", "stop at the next step");
+  const resume = button("synth-resume", "Resume", "continue a stopped channel visualization");
+  const reseed = button("synth-reseed", "Reseed", "start again from a new random seed");
+  const pin = button("synth-pin", "Pin", "keep this result below");
+  const layerButton = button(
+    "synth-layer",
+    "Visualize layer",
+    "every channel of the selected layer, batched",
+  );
+  const status = h("div", { class: "cv-job-text", "data-testid": "synth-status" });
+  const canvas = h("canvas", { class: "cv-synth-canvas", "data-testid": "synth-canvas" });
+  const polyline = document.createElementNS(SVG, "polyline");
+  polyline.setAttribute("class", "cv-synth-line");
+  const curve = document.createElementNS(SVG, "svg");
+  curve.setAttribute("viewBox", `0 0 ${CURVE_W} ${CURVE_H}`);
+  curve.setAttribute("class", "cv-synth-curve");
+  curve.setAttribute("data-testid", "synth-curve");
+  curve.appendChild(polyline);
+  const curveLabel = h("div", { class: "cv-muted" });
+  const advCanvases = [0, 1, 2].map(() => h("canvas", { class: "cv-synth-canvas" }));
+  const advBefore = h("div", { "data-testid": "synth-before" });
+  const advAfter = h("div", { "data-testid": "synth-after" });
+  const adversarial = h(
+    "div",
+    { class: "cv-synth-adv", "data-testid": "synth-adversarial", hidden: true },
+    ...["original", "perturbation (magnified)", "adversarial"].map((title, i) =>
+      h("figure", {}, advCanvases[i] as HTMLCanvasElement, h("figcaption", {}, title)),
+    ),
+    h("div", { class: "cv-synth-preds" }, advBefore, advAfter),
+  );
+  const pins = h("div", { class: "cv-synth-pins", "data-testid": "synth-pins" });
+  const gridStatus = h("div", { class: "cv-job-text", "data-testid": "feature-grid-status" });
+  const grid = h("div", { class: "cv-synth-grid", "data-testid": "feature-grid" });
+
+  const el = h(
+    "details",
+    { class: "cv-synth", "data-testid": "synthesis", open: true },
+    h("summary", {}, "Feature visualization and synthesis"),
+    h(
+      "div",
+      { class: "cv-controls" },
+      h("label", { class: "cv-field" }, h("span", {}, "Synthesize"), select),
+      start,
+      stop,
+      resume,
+      reseed,
+      pin,
+      layerButton,
+    ),
+    form,
+    status,
+    h("div", { class: "cv-synth-live" }, canvas, h("div", {}, curve, curveLabel), adversarial),
+    pins,
+    gridStatus,
+    grid,
+  );
+
+  let inputs: { control: ParamControl; el: HTMLInputElement | HTMLSelectElement }[] = [];
+  let formKey: unknown[] = [];
+  let shownSynthesis: unknown;
+  let shownPins: unknown;
+  let shownGrid: unknown[] = [];
+
+  const send = (action: string, extra: Record<string, unknown> = {}) =>
+    model.send({ type: "synth", action, ...extra });
+  start.addEventListener("click", () => send("start"));
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    send("stop");
+  });
+  resume.addEventListener("click", () => send("resume"));
+  reseed.addEventListener("click", () => send("reseed"));
+  pin.addEventListener("click", () => send("pin"));
+  layerButton.addEventListener("click", () => send("layer"));
+  select.addEventListener("change", () => {
+    model.set("synth_kind", select.value);
+    model.set("synth_params", {});
+    model.save_changes();
+  });
+  form.addEventListener("change", (event) => {
+    const entry = inputs.find((i) => i.el === event.target);
+    if (entry === undefined) return;
+    const input = entry.el;
+    const raw =
+      input instanceof HTMLInputElement && input.type === "checkbox" ? input.checked : input.value;
+    const next = mergeParams(
+      model.get("synth_params"),
+      entry.control.name,
+      parseParamInput(entry.control, raw),
+    );
+    model.set("synth_params", next);
+    model.save_changes();
+  });
+
+  function drawSynthesis(payload: Payload): void {
+    const images = payload ? decodeOptional(payload.images) : null;
+    const first = images ? imageAt(images, 0) : null;
+    canvas.hidden = first === null;
+    if (first !== null) drawImage(canvas, first);
+    canvas.dataset.step = String(payload?.step ?? 0);
+    canvas.dataset.final = String(payload?.final === true);
+    const trace = payload ? decodeOptional(payload.trace) : null;
+    polyline.setAttribute("points", trace ? curvePoints(trace.data, CURVE_W, CURVE_H) : "");
+    curve.setAttribute("data-points", String(trace?.data.length ?? 0));
+    setText(curveLabel, payload ? String(payload.trace_name ?? "") : "");
+    const adv = (payload?.adversarial ?? null) as Payload;
+    adversarial.hidden = adv === null;
+    if (adv !== null) {
+      const views = [adv.original, adv.perturbation, payload?.images];
+      views.forEach((raw, i) => {
+        const batch = decodeOptional(raw);
+        const image = batch ? imageAt(batch, 0) : null;
+        if (image) drawImage(advCanvases[i] as HTMLCanvasElement, image);
+      });
+      setText(advBefore, `before: ${predictionText(adv.before)}`);
+      setText(advAfter, `after (ε = ${String(adv.epsilon)}/255): ${predictionText(adv.after)}`);
+    }
+  }
+
+  function drawPins(raw: unknown): void {
+    const list = Array.isArray(raw) ? raw : [];
+    pins.replaceChildren(
+      ...list.map((p: Payload, index) => {
+        const batch = p ? decodeOptional(p.images) : null;
+        const image = batch ? imageAt(batch, 0) : null;
+        const c = h("canvas", { class: "cv-synth-pin" });
+        if (image) drawImage(c, image);
+        const remove = h("button", { class: "cv-button", type: "button", title: "unpin" }, "×");
+        remove.addEventListener("click", () => send("unpin", { index }));
+        return h(
+          "figure",
+          { "data-testid": "synth-pin-item" },
+          c,
+          h("figcaption", {}, String(p?.label ?? "")),
+          remove,
+        );
+      }),
+    );
+  }
+
+  function drawGrid(): void {
+    const payload = model.get("feature_grid") as Payload;
+    const key = [payload, model.get("sort_by"), model.get("grid_means"), model.get("grid_layer")];
+    if (key.every((k, i) => k === shownGrid[i])) return;
+    shownGrid = key;
+    const images = payload ? decodeOptional(payload.images) : null;
+    const layer = payload ? String(payload.layer ?? "") : "";
+    grid.dataset.layer = layer;
+    if (images === null) {
+      grid.replaceChildren();
+      return;
+    }
+    const count = images.shape[0] ?? 0;
+    // Same order as the activation grid when it shows the same layer.
+    const means =
+      layer === model.get("grid_layer") ? decodeOptional(model.get("grid_means")) : null;
+    const order = channelOrder(count, model.get("sort_by"), means);
+    grid.replaceChildren(
+      ...order.map((channel) => {
+        const c = h("canvas", {
+          class: "cv-synth-tile",
+          "data-channel": channel,
+          title: `channel ${channel}`,
+        });
+        const image = imageAt(images, channel);
+        if (image) drawImage(c, image);
+        return c;
+      }),
+    );
+  }
+
+  return {
+    el,
+    update() {
+      const kinds = validKinds(model.get("synth_kinds"));
+      const current = String(model.get("synth_kind") || "feature");
+      const kind = kinds.find((k) => k.name === current);
+      const key = [model.get("synth_kinds"), current];
+      if (key.some((k, i) => k !== formKey[i])) {
+        formKey = key;
+        select.replaceChildren(...kinds.map((k) => h("option", { value: k.name }, k.title)));
+        select.value = current;
+        select.title = kind?.summary ?? "";
+        const controls = paramControls(kind?.params, model.get("synth_params"));
+        inputs = controls.map((control, i) => ({
+          control,
+          el: controlElement(control, `cv-s-${i}`),
+        }));
+        form.replaceChildren(
+          ...inputs.map(({ control, el: input }) =>
+            h(
+              "div",
+              { class: "cv-param" },
+              h("label", { title: control.doc || null }, control.name),
+              input,
+            ),
+          ),
+        );
+      }
+      const controls = paramControls(kind?.params, model.get("synth_params"));
+      for (const entry of inputs) {
+        const control = controls.find((c) => c.name === entry.control.name);
+        if (control === undefined) continue;
+        entry.control = control;
+        showValue(entry.el, control);
+      }
+      const job = jobView(model.get("synth_job"));
+      const rawJob = model.get("synth_job");
+      status.dataset.state = job.state;
+      status.dataset.job = String(job.id);
+      setText(status, job.text);
+      stop.disabled = !job.running;
+      start.disabled = false;
+      resume.disabled = !(job.state === "cancelled" && rawJob?.resumable === true);
+      const synthesis = model.get("synthesis");
+      if (synthesis !== shownSynthesis) {
+        shownSynthesis = synthesis;
+        drawSynthesis(synthesis as Payload);
+      }
+      pin.disabled = !synthesis;
+      const pinned = model.get("synth_pins");
+      if (pinned !== shownPins) {
+        shownPins = pinned;
+        drawPins(pinned);
+      }
+      const gridJob = jobView(model.get("feature_grid_job"));
+      gridStatus.dataset.state = gridJob.state;
+      setText(gridStatus, gridJob.text);
+      drawGrid();
+    },
+  };
+}
