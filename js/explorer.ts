@@ -78,7 +78,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
         controls.display,
         predictions.el,
       ),
-      h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
+      h("div", { class: "cv-col cv-col-filters" }, filterGrid.el, synthesis.featureGrid),
     ),
     compare.el,
     synthesis.el,

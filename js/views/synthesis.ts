@@ -4,7 +4,8 @@
  * then Start / Stop / Resume / Reseed / Pin. Frames of the running optimization are drawn as
  * they stream in (`synthesis`), with the objective curve; the adversarial view shows the
  * original, the magnified perturbation, the adversarial image and both predictions. "Visualize
- * layer" fills a feature-visualization grid ordered tile for tile like the activation grid.
+ * layer" fills a feature-visualization grid ordered tile for tile like the activation grid
+ * (its element, `featureGrid`, is placed beside that grid).
  * Actions travel as custom messages `{type: "synth", action}`.
  */
 import { drawImage } from "../canvas";
@@ -27,7 +28,12 @@ function button(testid: string, text: string, title: string): HTMLButtonElement 
   return h("button", { class: "cv-button", type: "button", "data-testid": testid, title }, text);
 }
 
-export function createSynthesis(model: ExplorerModel): View {
+export interface SynthesisView extends View {
+  /** The layer's feature-visualization grid, shown beside the activation grid. */
+  readonly featureGrid: HTMLElement;
+}
+
+export function createSynthesis(model: ExplorerModel): SynthesisView {
   const select = h("select", {
     class: "cv-select",
     "data-testid": "synth-kind",
@@ -44,6 +50,7 @@ export function createSynthesis(model: ExplorerModel): View {
     "Visualize layer",
     "every channel of the selected layer, batched",
   );
+  const layerStop = button("synth-layer-stop", "Stop", "stop the layer's feature visualization");
   const status = h("div", { class: "cv-job-text", "data-testid": "synth-status" });
   const canvas = h("canvas", { class: "cv-synth-canvas", "data-testid": "synth-canvas" });
   const polyline = document.createElementNS(SVG, "polyline");
@@ -54,6 +61,7 @@ export function createSynthesis(model: ExplorerModel): View {
   curve.setAttribute("data-testid", "synth-curve");
   curve.appendChild(polyline);
   const curveLabel = h("div", { class: "cv-muted" });
+  const curveBox = h("div", {}, curve as unknown as HTMLElement, curveLabel);
   const advCanvases = [0, 1, 2].map(() => h("canvas", { class: "cv-synth-canvas" }));
   const advBefore = h("div", { "data-testid": "synth-before" });
   const advAfter = h("div", { "data-testid": "synth-after" });
@@ -82,13 +90,16 @@ export function createSynthesis(model: ExplorerModel): View {
       resume,
       reseed,
       pin,
-      layerButton,
     ),
     form,
     status,
     h("div", { class: "cv-synth-live" }, canvas, h("div", {}, curve, curveLabel), adversarial),
     pins,
-    gridStatus,
+  );
+  const featureGrid = h(
+    "div",
+    { class: "cv-feature-grid" },
+    h("div", { class: "cv-controls" }, layerButton, layerStop, gridStatus),
     grid,
   );
 
@@ -109,6 +120,7 @@ export function createSynthesis(model: ExplorerModel): View {
   reseed.addEventListener("click", () => send("reseed"));
   pin.addEventListener("click", () => send("pin"));
   layerButton.addEventListener("click", () => send("layer"));
+  layerStop.addEventListener("click", () => send("stop_layer"));
   select.addEventListener("change", () => {
     model.set("synth_kind", select.value);
     model.set("synth_params", {});
@@ -132,7 +144,10 @@ export function createSynthesis(model: ExplorerModel): View {
   function drawSynthesis(payload: Payload): void {
     const images = payload ? decodeOptional(payload.images) : null;
     const first = images ? imageAt(images, 0) : null;
-    canvas.hidden = first === null;
+    const adv = (payload?.adversarial ?? null) as Payload;
+    // The adversarial view has its own three images and a one-step "curve".
+    canvas.hidden = first === null || adv !== null;
+    curveBox.hidden = adv !== null;
     if (first !== null) drawImage(canvas, first);
     canvas.dataset.step = String(payload?.step ?? 0);
     canvas.dataset.final = String(payload?.final === true);
@@ -140,7 +155,6 @@ export function createSynthesis(model: ExplorerModel): View {
     polyline.setAttribute("points", trace ? curvePoints(trace.data, CURVE_W, CURVE_H) : "");
     curve.setAttribute("data-points", String(trace?.data.length ?? 0));
     setText(curveLabel, payload ? String(payload.trace_name ?? "") : "");
-    const adv = (payload?.adversarial ?? null) as Payload;
     adversarial.hidden = adv === null;
     if (adv !== null) {
       const views = [adv.original, adv.perturbation, payload?.images];
@@ -208,6 +222,7 @@ export function createSynthesis(model: ExplorerModel): View {
 
   return {
     el,
+    featureGrid,
     update() {
       const kinds = validKinds(model.get("synth_kinds"));
       const current = String(model.get("synth_kind") || "feature");
@@ -263,6 +278,7 @@ export function createSynthesis(model: ExplorerModel): View {
       const gridJob = jobView(model.get("feature_grid_job"));
       gridStatus.dataset.state = gridJob.state;
       setText(gridStatus, gridJob.text);
+      layerStop.disabled = !gridJob.running;
       drawGrid();
     },
   };

@@ -246,6 +246,8 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     explorer.locator('canvas[data-testid="tile"]').nth(5).click()
     assert explorer.locator('canvas[data-testid="channel-view"]').is_visible()
     explorer.screenshot(path=str(ARTIFACTS / "explorer-channel.png"))
+    live_synthesis(page, explorer)
+    adversarial_view(page, explorer)
 
     # A file that is not an image: a visible message, and the widget keeps working.
     explorer.locator('[data-testid="upload"]').set_input_files(
@@ -448,3 +450,120 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     assert explorer.locator('canvas[data-testid="tile"]').count() == 16
     assert explorer.locator('[data-testid="grid"]').evaluate(NON_BLANK_TILES) >= 12
     explorer.screenshot(path=str(ARTIFACTS / "explorer-notebook7.png"))
+
+
+def live_synthesis(page, explorer) -> None:
+    """A channel visualization of the clicked tile streams frames that change, the objective
+    curve grows, the kernel answers another cell meanwhile, Stop ends it within a step or two
+    and Resume continues it."""
+    panel = explorer.locator('[data-testid="synthesis"]')
+    panel.scroll_into_view_if_needed()
+    panel.locator('[data-testid="synth-kind"]').select_option("feature")
+    steps = panel.locator('[data-testid="synth-params"] input[data-param="steps"]')
+    steps.fill("4000")  # far more than the test waits for
+    steps.dispatch_event("change")
+    page.wait_for_timeout(300)
+    panel.locator('[data-testid="synth-start"]').click()
+    status = panel.locator('[data-testid="synth-status"]')
+    canvas = panel.locator('[data-testid="synth-canvas"]')
+    page.wait_for_function(
+        "(c) => Number(c.getAttribute('data-step')) > 0",
+        arg=canvas.element_handle(),
+        timeout=120_000,
+    )
+    first_step = int(canvas.get_attribute("data-step"))
+    first_pixels = canvas.evaluate(PIXELS)
+    page.wait_for_function(
+        "([c, s]) => Number(c.getAttribute('data-step')) >= s + 10",
+        arg=[canvas.element_handle(), first_step],
+        timeout=120_000,
+    )
+    later_pixels = canvas.evaluate(PIXELS)
+    changed = sum(a != b for a, b in zip(first_pixels, later_pixels, strict=False))
+    assert changed > len(first_pixels) // 20, "the streamed frames do not change"
+    assert int(panel.locator('[data-testid="synth-curve"]').get_attribute("data-points")) > 10
+    # The kernel answers another cell while the optimization runs.
+    assert kernel_print(page, "print(6 * 7)", 60_000).strip() == "42"
+    assert status.get_attribute("data-state") == "running"
+    before_stop = int(canvas.get_attribute("data-step"))
+    panel.locator('[data-testid="synth-stop"]').click()
+    page.wait_for_function(
+        "(s) => s.getAttribute('data-state') === 'cancelled'",
+        arg=status.element_handle(),
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-final') === 'true'",
+        arg=canvas.element_handle(),
+        timeout=30_000,
+    )
+    stopped_at = int(canvas.get_attribute("data-step"))
+    assert before_stop <= stopped_at < 4000
+    panel.screenshot(path=str(ARTIFACTS / "explorer-synthesis.png"))
+    shutil.copy(ARTIFACTS / "explorer-synthesis.png", ROOT / "docs" / "synthesis.png")
+    resume = panel.locator('[data-testid="synth-resume"]')
+    assert resume.is_enabled()
+    resume.click()
+    page.wait_for_function(
+        "([c, s]) => Number(c.getAttribute('data-step')) > s",
+        arg=[canvas.element_handle(), stopped_at],
+        timeout=120_000,
+    )
+    panel.locator('[data-testid="synth-stop"]').click()
+    page.wait_for_function(
+        "(s) => s.getAttribute('data-state') === 'cancelled'",
+        arg=status.element_handle(),
+        timeout=30_000,
+    )
+    panel.locator('[data-testid="synth-pin"]').click()
+    panel.locator('[data-testid="synth-pin-item"]').first.wait_for(timeout=30_000)
+
+    # The layer's feature-visualization grid, beside the activation grid: the first batch of
+    # tiles is drawn (not grey), in the activation grid's order; then it is stopped.
+    explorer.locator('[data-testid="synth-layer"]').click()
+    features = explorer.locator('[data-testid="feature-grid"]')
+    page.wait_for_function(
+        "(g) => g.querySelectorAll('canvas[data-channel]').length > 0",
+        arg=features.element_handle(),
+        timeout=240_000,
+    )
+    layer = explorer.locator('[data-testid="grid"]').get_attribute("data-layer")
+    assert features.get_attribute("data-layer") == layer
+    tiles = features.locator("canvas[data-channel]")
+    activation_tiles = explorer.locator('canvas[data-testid="tile"]')
+    assert tiles.count() == activation_tiles.count()
+    order = [tiles.nth(i).get_attribute("data-channel") for i in range(4)]
+    assert order == [activation_tiles.nth(i).get_attribute("data-channel") for i in range(4)]
+    drawn = features.evaluate(
+        """(g) => Array.from(g.querySelectorAll('canvas[data-channel]')).filter((c) => {
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             return new Set(d.filter((_, i) => i % 4 === 0)).size > 10;
+           }).length"""
+    )
+    assert drawn >= min(16, tiles.count()), f"only {drawn} feature tiles drawn"
+    explorer.locator('[data-testid="synth-layer-stop"]').click()
+    explorer.locator('[data-testid="feature-grid-status"][data-state="cancelled"]').wait_for(
+        state="attached", timeout=60_000
+    )
+    features.screenshot(path=str(ARTIFACTS / "explorer-feature-grid.png"))
+
+
+def adversarial_view(page, explorer) -> None:
+    """FGSM at 2 grey levels: original, perturbation and adversarial image drawn, with the
+    prediction before and after as text."""
+    panel = explorer.locator('[data-testid="synthesis"]')
+    panel.locator('[data-testid="synth-kind"]').select_option("adversarial")
+    page.wait_for_timeout(300)
+    panel.locator('[data-testid="synth-start"]').click()
+    view = panel.locator('[data-testid="synth-adversarial"]')
+    view.wait_for(state="visible", timeout=120_000)
+    before = panel.locator('[data-testid="synth-before"]').inner_text()
+    after = panel.locator('[data-testid="synth-after"]').inner_text()
+    assert before.startswith("before: ") and "%" in before
+    assert after.startswith("after (ε = 2/255): ") and "%" in after
+    original, perturbation, adversarial = view.locator("canvas").all()
+    for canvas in (original, adversarial):
+        assert len(set(canvas.evaluate(PIXELS)[0::4])) > 10, "an image canvas looks blank"
+    # FGSM moves every value by exactly +-epsilon: magnified, that is 0 or 255 per channel.
+    assert set(perturbation.evaluate(PIXELS)[0::4]) == {0, 255}
+    panel.screenshot(path=str(ARTIFACTS / "explorer-adversarial.png"))
