@@ -10,7 +10,8 @@ transforms (pad, jitter, scale, rotate, upsample to 224) for everyone:
   ``pip install --no-deps --target .peers/lucent torch-lucent kornia==0.4.1 decorator``;
   skipped when it is not importable);
 - loop: cnnvis ``visualize_feature`` once per channel;
-- batched: cnnvis ``visualize_feature`` with every channel in one call (batches of K);
+- batched: cnnvis ``visualize_feature`` with every channel in one call (automatic batches:
+  4 images on CPU, 128 on a GPU);
 - batched bf16: the same with ``precision="bfloat16"``.
 
 Prints channel-steps per second (channels x steps / seconds) and each one's ratio to the
@@ -78,9 +79,8 @@ def measure(arch: str, channels: int, steps: int, device: torch.device) -> dict[
     layer, units = LAYERS[arch], list(range(channels))
 
     def batched(precision: str, n: int = steps) -> object:
-        return cv.visualize_feature(
-            bundle, layer, units, steps=n, batch_size=channels, precision=precision
-        )
+        # batch_size=0: the automatic batch size a user gets (4 on CPU, 128 on a GPU).
+        return cv.visualize_feature(bundle, layer, units, steps=n, precision=precision)
 
     runs: dict[str, Callable[[], object]] = {}
     lucent = lucent_runner(bundle.module, layer, units, steps)

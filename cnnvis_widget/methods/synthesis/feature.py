@@ -26,8 +26,11 @@ from .render import (
 from .result import OnStep, SynthesisFrame, SynthesisResult, run_steps, stack_trace
 from .transforms import Robustness
 
-AUTO_BATCH = {"cpu": 16, "cuda": 128}
-"""Channels optimized together when ``batch_size=0`` (a whole layer runs in chunks)."""
+AUTO_BATCH = {"cpu": 4, "cuda": 128}
+"""Channels optimized together when ``batch_size=0`` (a whole layer runs in chunks). On a CPU
+larger batches do not pay: activations of 16 images at 224 px overflow the caches and the
+memory-bound layers (batch norm, depthwise convolutions) slow down per image
+(benchmarks/feature_vis_speed.py)."""
 
 FeatureKind = Literal["channel", "neuron", "direction"]
 
@@ -58,7 +61,7 @@ def visualize_feature(
     transforms, Adam lr 0.05, 512 steps, 128 px).
 
     ``unit``: a channel index, a list of them (image i maximizes ``unit[i]``; the whole list
-    is optimized in batches of ``batch_size``, 0 = 16 on CPU / 128 on a GPU), or ``None`` for
+    is optimized in batches of ``batch_size``, 0 = 4 on CPU / 128 on a GPU), or ``None`` for
     every channel of the layer. ``kind="neuron"`` takes ``(channel, row, col)`` or a channel
     (then the centre position); ``kind="direction"`` a vector (C,) over the channels.
     ``diversity`` > 0 adds Lucid's Gram-matrix diversity term across the batch (use with one
