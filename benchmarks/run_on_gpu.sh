@@ -14,3 +14,6 @@ python3 -m pytest tests/test_gpu.py tests/test_fast_model.py -q -p no:cacheprovi
 python3 benchmarks/batch_sweep.py --sizes 8 16 32 64 2>&1 | grep -v Warn | tee "$out/batch_sweep_gpu.txt"
 python3 benchmarks/attribution_speed.py --repeats 5 2>&1 | grep -v -i warn | tee "$out/attribution_gpu.txt"
 python3 benchmarks/gradcam_speed.py --repeats 5 2>&1 | grep -v -i warn | tee "$out/gradcam_gpu.txt"
+# Feature visualization against Lucent (carry .peers/ too: Lucent + kornia 0.4.1, see docs).
+PYTHONPATH=$PYTHONPATH:$PWD/.peers/lucent python3 benchmarks/feature_vis_speed.py --channels 128 --steps 32 \
+  2>&1 | grep -v -i warn | tee "$out/feature_vis_gpu.txt"

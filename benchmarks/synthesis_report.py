@@ -1,7 +1,7 @@
 """Numbers for docs/synthesis.md: what each synthesis method gives on EfficientNet-Lite0
 (real ImageNet weights) and the cat photo, plus a montage of examples.
 
-    .venv/bin/python benchmarks/synthesis_report.py [--out docs/synthesis-examples.png]
+    .venv/bin/python benchmarks/synthesis_report.py [--out docs/synthesis-examples.jpg]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="docs/synthesis-examples.png")
+    parser.add_argument("--out", default="docs/synthesis-examples.jpg")
     args = parser.parse_args()
     bundle = cv.load_model()
     x = bundle.preprocess(cv.sample_image("cat"))

@@ -56,3 +56,30 @@ def test_lite0_on_the_gpu_predicts_as_on_the_cpu(lite0) -> None:
         assert gradcam.device.type == "cuda" and float(gradcam.max()) > 0
     finally:
         lite0.module.cpu()
+
+
+SYNTHESIS = {
+    "visualize_feature": lambda m, x: cv.visualize_feature(m, "layer2", [0, 1, 2], steps=3),
+    "visualize_class": lambda m, x: cv.visualize_class(m, 3, steps=3, size=64),
+    "invert": lambda m, x: cv.invert(m, x, "layer1", steps=(3, 1)),
+    "caricature": lambda m, x: cv.caricature(m, x, "layer2", steps=3),
+    "deep_dream": lambda m, x: cv.deep_dream(m, x, "layer2", octaves=2, steps=2),
+    "fooling_image": lambda m, x: cv.fooling_image(m, 3, steps=3, size=64),
+    "adversarial": lambda m, x: cv.adversarial(m, x, method="pgd", steps=3),
+    "style_transfer": lambda m, x: cv.style_transfer(m, x[:1], x[1:], steps=3),
+}
+
+
+@pytest.mark.parametrize("name", list(SYNTHESIS))
+def test_synthesis_runs_on_the_gpu_and_leaves_the_model_as_found(name: str) -> None:
+    torch.manual_seed(0)
+    model = tvm.resnet18().eval().cuda()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    result = SYNTHESIS[name](model, x)
+    assert result.images.device.type == "cuda"
+    assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+    assert hook_count(model) == 0 and all(p.requires_grad for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key

@@ -10,7 +10,6 @@ import asyncio
 import functools
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..images import ImageSource, to_pil_rgb
 from ..methods import METHODS
 from ..methods.api import check_params
 from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
-from .jobs import Job, JobRunner, Step
+from .jobs import Job, JobRunner, Step, Throttle
 from .synthesis_panel import SynthesisPanel
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -140,7 +139,7 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         # can be lost. In a kernel, job results are therefore applied on the main thread's
         # event loop; without one (plain Python, tests) they are applied in the worker.
         self._main_loop = _running_loop()
-        self._last_partial: tuple[int, float] | None = None  # (job id, when it was shown)
+        self._partials = Throttle(PARTIAL_INTERVAL_S)
         self._cam_jobs = JobRunner(
             self._cam_partial,
             self._cam_done,
@@ -348,14 +347,8 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
             loop.call_soon_threadsafe(apply)
 
     def _cam_partial(self, job: Job, payload: Any, fraction: float) -> None:
-        # At most PARTIAL_INTERVAL_S apart (the first at once): a fast method would
-        # otherwise send maps faster than a browser on a busy machine draws them, and the
-        # backlog would delay everything after it (progress, Stop, the final map).
-        now = time.monotonic()
-        last = self._last_partial
-        if last is not None and last[0] == job.id and now - last[1] < PARTIAL_INTERVAL_S:
+        if not self._partials.due(job):
             return
-        self._last_partial = (job.id, now)
         self._publish(job, {"cam": payload, "cam_job": _job_state(job, "running", fraction)})
 
     def _cam_done(self, job: Job, result: tuple[Any, Any]) -> None:

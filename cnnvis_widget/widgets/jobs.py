@@ -13,6 +13,7 @@ import atexit
 import itertools
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,24 @@ class Job:
     id: int
     label: str
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class Throttle:
+    """Lets one update per job through at most every ``interval`` seconds (the first of a job
+    at once): a fast computation would otherwise send updates faster than a browser on a busy
+    machine draws them, and the backlog would delay everything after it."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: tuple[int, float] | None = None  # (job id, when the last update went)
+
+    def due(self, job: Job) -> bool:
+        now = time.monotonic()
+        last = self._last
+        if last is not None and last[0] == job.id and now - last[1] < self.interval:
+            return False
+        self._last = (job.id, now)
+        return True
 
 
 class JobRunner:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..synthesis_tasks import (
     result_payload,
     run_synthesis,
 )
-from .jobs import Job, Step
+from .jobs import Job, Step, Throttle
 
 FRAME_INTERVAL_S = 0.1  # at most 10 frames per second reach the browser
 MAX_PINS = 12
@@ -134,7 +133,8 @@ class SynthesisPanel(traitlets.HasTraits):
         from .jobs import JobRunner
 
         self._synth_result: tuple[int, str, SynthesisResult | None, Any] | None = None
-        self._last_frame: tuple[int, float] | None = None
+        self._frames = Throttle(FRAME_INTERVAL_S)
+        self._grid_progress = Throttle(0.25)
         self._synth_jobs = JobRunner(
             self._synth_frame,
             self._synth_done,
@@ -187,13 +187,12 @@ class SynthesisPanel(traitlets.HasTraits):
         holder["job"] = self._synth_jobs.start(label, work).id
 
     def _synth_frame(self, job: Job, make_payload: Any, fraction: float) -> None:
-        now = time.monotonic()
-        last = self._last_frame
-        if last is not None and last[0] == job.id and now - last[1] < FRAME_INTERVAL_S:
-            return
-        self._last_frame = (job.id, now)
-        update = {"synthesis": make_payload(), "synth_job": _job_state(job, "running", fraction)}
-        self._publish(job, update)
+        if self._frames.due(job):
+            update = {
+                "synthesis": make_payload(),
+                "synth_job": _job_state(job, "running", fraction),
+            }
+            self._publish(job, update)
 
     def _synth_done(self, job: Job, result: tuple[int, str, SynthesisResult, Any]) -> None:
         payload = result_payload(result[1], job.label, result[2], self._session.bundle)
@@ -218,6 +217,8 @@ class SynthesisPanel(traitlets.HasTraits):
         )
 
     def _grid_partial(self, job: Job, payload: Any, fraction: float) -> None:
+        if not self._grid_progress.due(job) and payload is None:
+            return  # progress alone: at most 4 updates per second; new tiles always go
         update: dict[str, Any] = {"feature_grid_job": _job_state(job, "running", fraction)}
         if payload is not None:
             update["feature_grid"] = payload
