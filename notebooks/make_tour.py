@@ -30,6 +30,19 @@ CELLS = [
         'cam = cv.attribute(bundle.module, x, "gradcam", target=281)  # tabby, at the last conv stage\ncv.upsample(cam, bundle.input_size).shape',
     ),
     (
+        "markdown",
+        "## Feature visualization and synthesis\n\nThe panel under the Explorer runs these live "
+        "(pick a tile, then Start). From Python each returns images in [0, 1] and the objective per step.",
+    ),
+    (
+        "code",
+        'feature = cv.visualize_feature(bundle, "_blocks.4", [0, 5, 11, 17], steps=64)  # 4 channels, one batch\nfeature.to_pil()',
+    ),
+    (
+        "code",
+        'attack = cv.adversarial(bundle, x, epsilon=2 / 255)  # FGSM, 2 grey levels\n[bundle.label(c) for c, _ in attack.info["before"] + attack.info["after"]]',
+    ),
+    (
         "code",
         'resnet = cv.load_model("resnet18", pretrained=False)  # any torchvision classifier, random weights\ncv.Explorer(resnet, cv.sample_image("coffee"))',
     ),

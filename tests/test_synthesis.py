@@ -142,6 +142,7 @@ def test_whole_layer_runs_in_batches_and_streams_its_place_in_the_layer() -> Non
     )
     assert result.images.shape == (16, 3, 16, 16) and result.trace.shape == (3, 16)
     assert result.info["units"] == list(range(16))
+    assert result.to_pil(columns=8).size == (8 * 16 + 7 * 2, 2 * 16 + 2)
     assert frames[0] == (1, 9, 0, 6) and frames[3] == (4, 9, 6, 6) and frames[-1] == (9, 9, 12, 4)
 
 
@@ -354,3 +355,29 @@ def test_bad_input_names_the_fix() -> None:
         cv.visualize_class(model, 1, method="dream")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="seed must be an int"):
         cv.visualize_feature(model, "conv2", 0, steps=1, seed=1.5)  # type: ignore[arg-type]
+
+
+def test_neuron_and_direction_objectives_rise_and_beat_noise_images() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    neuron = cv.visualize_feature(model, "conv2", (3, 4, 4), kind="neuron", steps=30, size=16)
+    assert neuron.trace[-5:].mean() > neuron.trace[:5].mean()
+    vector = torch.zeros(16)
+    vector[[2, 7]] = 1.0
+    along = cv.visualize_feature(model, "conv2", vector, kind="direction", steps=30, size=16)
+    assert along.trace[-5:].mean() > along.trace[:5].mean()
+    # The optimized image excites the channel more than 100 noise images do (METHODS.md 1).
+    channel = cv.visualize_feature(model, "conv2", 5, steps=60, size=16, transform=None)
+    noise = torch.rand(100, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    net = SynthesisNet.of(model)
+    with net.session(), torch.no_grad():
+        found = net.features(channel.images, ["conv2"])["conv2"][:, 5].mean()
+        baseline = net.features(noise, ["conv2"])["conv2"][:, 5].mean(dim=(1, 2))
+    assert float(found) > float(baseline.max())
+
+
+@pytest.mark.parametrize("preset", [1, 2, 3, 4])
+def test_yosinski_presets_run_in_range_and_raise_the_logit(preset: int) -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    result = cv.visualize_class(model, 2, method="yosinski", preset=preset, steps=12, size=16)
+    assert 0 <= float(result.images.min()) and float(result.images.max()) <= 1
+    assert result.trace[-1, 0] > result.trace[0, 0]

@@ -29,7 +29,7 @@ from ..synthesis_tasks import (
 )
 from .jobs import Job, Step, Throttle
 
-FRAME_INTERVAL_S = 0.1  # at most 10 frames per second reach the browser
+FRAME_INTERVAL_S = 0.05  # at most 20 frames per second reach the browser
 MAX_PINS = 12
 
 
