@@ -379,5 +379,5 @@ def test_neuron_and_direction_objectives_rise_and_beat_noise_images() -> None:
 def test_yosinski_presets_run_in_range_and_raise_the_logit(preset: int) -> None:
     model = seeded(TinyCNN(), dtype=torch.float32)
     result = cv.visualize_class(model, 2, method="yosinski", preset=preset, steps=12, size=16)
-    assert 0 <= float(result.images.min()) and float(result.images.max()) <= 1
+    assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
     assert result.trace[-1, 0] > result.trace[0, 0]

@@ -57,6 +57,7 @@ def test_stop_keeps_the_image_and_resume_continues_where_it_stopped(explorer) ->
     job, stopped = explorer.synth_job, explorer.synthesis
     assert job["state"] == "cancelled" and job["resumable"]
     assert stopped["final"] and stopped["stopped"] and 3 <= stopped["step"] < 2000
+    explorer.selected_channel = 7  # a new pick does not change what is resumed
     explorer.resume_synthesis()
     while not (explorer.synthesis and explorer.synthesis["step"] >= stopped["step"] + 3):
         deadline.wait(0.05)
@@ -64,6 +65,7 @@ def test_stop_keeps_the_image_and_resume_continues_where_it_stopped(explorer) ->
     assert explorer.wait(60)
     resumed = explorer.synthesis
     assert resumed["step"] > stopped["step"]
+    assert resumed["label"] == stopped["label"] and resumed["label"].endswith("channel 4")
     before, after = decode_payload(stopped["trace"]), decode_payload(resumed["trace"])
     np.testing.assert_array_equal(after[: len(before)], before)  # the curve continues
 

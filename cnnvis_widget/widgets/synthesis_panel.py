@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,18 @@ from .jobs import Job, Step, Throttle
 
 FRAME_INTERVAL_S = 0.05  # at most 20 frames per second reach the browser
 MAX_PINS = 12
+
+
+@dataclass
+class SynthesisRun:
+    """One synthesis started from the panel: what, with which parameters, on what; its
+    result once the job returns (also when stopped); the job's id once started."""
+
+    kind: str
+    params: dict[str, Any]
+    where: SynthesisTarget
+    result: SynthesisResult | None = None
+    job_id: int = 0
 
 
 class SynthesisPanel(traitlets.HasTraits):
@@ -80,8 +93,8 @@ class SynthesisPanel(traitlets.HasTraits):
 
     def resume_synthesis(self) -> None:
         """Continue a stopped channel visualization from where it stopped."""
-        last = self._synth_result
-        if last is None or last[2] is None or not last[2].stopped:
+        last = self._synth_run
+        if last is None or last.result is None or not last.result.stopped:
             raise ValueError("nothing to resume: only a stopped channel visualization resumes.")
         self._start_synthesis(resume=last)
 
@@ -132,7 +145,7 @@ class SynthesisPanel(traitlets.HasTraits):
     def _init_synthesis(self) -> None:
         from .jobs import JobRunner
 
-        self._synth_result: tuple[int, str, SynthesisResult | None, Any] | None = None
+        self._synth_run: SynthesisRun | None = None
         self._frames = Throttle(FRAME_INTERVAL_S)
         self._grid_progress = Throttle(0.25)
         self._synth_jobs = JobRunner(
@@ -154,37 +167,36 @@ class SynthesisPanel(traitlets.HasTraits):
     def _runners_of_panel(self) -> list[Any]:
         return [self._synth_jobs, self._grid_jobs]
 
-    def _start_synthesis(self, resume: tuple[int, str, SynthesisResult | None, Any] | None) -> None:
-        kind = resume[1] if resume is not None else self.synth_kind
-        params = dict(resume[3]) if resume is not None else dict(self.synth_params)
-        check_synthesis(kind, params)  # refused now, before a job starts
-        where = SynthesisTarget(
-            self.selected_layer,
-            self.selected_channel,
-            self.selected_class,
-            self._session.input,
-        )
-        if KINDS[kind].needs == "channel" and where.channel < 0:
+    def _start_synthesis(self, resume: SynthesisRun | None) -> None:
+        if resume is not None:  # the same kind, parameters and target as the stopped run
+            run = SynthesisRun(resume.kind, dict(resume.params), resume.where)
+        else:
+            where = SynthesisTarget(
+                self.selected_layer, self.selected_channel, self.selected_class,
+                self._session.input,
+            )  # fmt: skip
+            run = SynthesisRun(self.synth_kind, dict(self.synth_params), where)
+        check_synthesis(run.kind, run.params)  # refused now, before a job starts
+        if KINDS[run.kind].needs == "channel" and run.where.channel < 0:
             raise ValueError("pick a channel first: click a tile of the filter grid.")
-        label = _label(kind, where, self._session.bundle)
+        label = _label(run.kind, run.where, self._session.bundle)
         bundle = self._session.bundle
-        previous = resume[2] if resume is not None else None
+        previous = resume.result if resume is not None else None
         trace: list[float] = list(previous.trace.float().mean(dim=1).tolist()) if previous else []
-        holder: dict[str, Any] = {}
 
-        def work(step: Step) -> tuple[int, str, SynthesisResult, Any]:
+        def work(step: Step) -> SynthesisRun:
             def on_frame(frame: SynthesisFrame) -> bool:
                 trace.append(float(frame.values.float().mean()))
-                return step(lambda: frame_payload(kind, label, frame, trace), frame.fraction)
+                return step(lambda: frame_payload(run.kind, label, frame, trace), frame.fraction)
 
-            result = run_synthesis(bundle, kind, params, where, on_frame, resume=previous)
-            holder["result"] = (holder["job"], kind, result, params)
-            self._synth_result = holder["result"]
-            return holder["result"]
+            run.result = run_synthesis(bundle, run.kind, run.params, run.where, on_frame, previous)
+            return run
 
-        with self._apply():
-            self.synth_job = _job_state(None, label, 0.0)
-        holder["job"] = self._synth_jobs.start(label, work).id
+        with self._publish_lock:  # the job's callbacks take this lock: they see job_id set
+            with self._apply():
+                self.synth_job = _job_state(None, label, 0.0)
+            run.job_id = self._synth_jobs.start(label, work).id
+            self._synth_run = run
 
     def _synth_frame(self, job: Job, make_payload: Any, fraction: float) -> None:
         if self._frames.due(job):
@@ -194,17 +206,20 @@ class SynthesisPanel(traitlets.HasTraits):
             }
             self._publish(job, update)
 
-    def _synth_done(self, job: Job, result: tuple[int, str, SynthesisResult, Any]) -> None:
-        payload = result_payload(result[1], job.label, result[2], self._session.bundle)
+    def _synth_done(self, job: Job, run: SynthesisRun) -> None:
+        assert run.result is not None
+        payload = result_payload(run.kind, job.label, run.result, self._session.bundle)
         self._publish(job, {"synthesis": payload, "synth_job": _job_state(job, "done", 1.0)})
 
     def _synth_stopped(self, job: Job) -> None:
         fraction = (self.synth_job or {}).get("fraction", 0.0)
         update: dict[str, Any] = {"synth_job": _job_state(job, "cancelled", fraction)}
-        last = self._synth_result
-        if last is not None and last[0] == job.id and last[2] is not None:
-            update["synthesis"] = result_payload(last[1], job.label, last[2], self._session.bundle)
-            update["synth_job"]["resumable"] = KINDS[last[1]].resumable and last[2].stopped
+        run = self._synth_run
+        if run is not None and run.job_id == job.id and run.result is not None:
+            update["synthesis"] = result_payload(
+                run.kind, job.label, run.result, self._session.bundle
+            )
+            update["synth_job"]["resumable"] = KINDS[run.kind].resumable and run.result.stopped
         self._publish(job, update)
 
     def _synth_failed(self, job: Job, error: BaseException) -> None:
