@@ -473,6 +473,24 @@ def live_synthesis(page, explorer) -> None:
     )
     first_step = int(canvas.get_attribute("data-step"))
     first_pixels = canvas.evaluate(PIXELS)
+    # Frames drawn and optimizer steps per second over 3 s, for the record (not asserted).
+    rates = canvas.evaluate(
+        """(c) => new Promise((resolve) => {
+             const start = performance.now(), step0 = Number(c.dataset.step);
+             let frames = 0;
+             const observer = new MutationObserver(() => { frames += 1; });
+             observer.observe(c, { attributes: true, attributeFilter: ['data-step'] });
+             setTimeout(() => {
+               observer.disconnect();
+               const seconds = (performance.now() - start) / 1000;
+               resolve([frames / seconds, (Number(c.dataset.step) - step0) / seconds]);
+             }, 3000);
+           })"""
+    )
+    (ARTIFACTS / "synthesis_rate.txt").write_text(
+        f"channel visualization in JupyterLab: {rates[0]:.1f} frames drawn/s, "
+        f"{rates[1]:.1f} optimizer steps/s\n"
+    )
     page.wait_for_function(
         "([c, s]) => Number(c.getAttribute('data-step')) >= s + 10",
         arg=[canvas.element_handle(), first_step],
