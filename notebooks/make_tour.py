@@ -36,7 +36,7 @@ CELLS = [
     ),
     (
         "code",
-        'feature = cv.visualize_feature(bundle, "_blocks.4", [0, 5, 11, 17], steps=64)  # 4 channels, one batch\nfeature.to_pil()',
+        '# 4 channels of one layer, optimized in one batch\nfeature = cv.visualize_feature(bundle, "_blocks.4", [0, 5, 11, 17], steps=64)\nfeature.to_pil()',
     ),
     (
         "code",

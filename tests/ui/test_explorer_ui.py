@@ -449,6 +449,22 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     select_layer(page, explorer, "_blocks.0")
     assert explorer.locator('canvas[data-testid="tile"]').count() == 16
     assert explorer.locator('[data-testid="grid"]').evaluate(NON_BLANK_TILES) >= 12
+    # The synthesis panel works here too: a short channel visualization runs to its end.
+    explorer.locator('canvas[data-testid="tile"]').nth(3).click()
+    panel = explorer.locator('[data-testid="synthesis"]')
+    steps = panel.locator('[data-testid="synth-params"] input[data-param="steps"]')
+    steps.fill("20")
+    steps.dispatch_event("change")
+    page.wait_for_timeout(300)
+    panel.locator('[data-testid="synth-start"]').click()
+    panel.locator('[data-testid="synth-status"][data-state="done"]').wait_for(
+        state="attached", timeout=120_000
+    )
+    canvas = panel.locator('[data-testid="synth-canvas"]')
+    assert (
+        canvas.get_attribute("data-final") == "true" and canvas.get_attribute("data-step") == "20"
+    )
+    assert len(set(canvas.evaluate(PIXELS)[0::4])) > 10, "the visualization looks blank"
     explorer.screenshot(path=str(ARTIFACTS / "explorer-notebook7.png"))
 
 
