@@ -381,3 +381,14 @@ def test_yosinski_presets_run_in_range_and_raise_the_logit(preset: int) -> None:
     result = cv.visualize_class(model, 2, method="yosinski", preset=preset, steps=12, size=16)
     assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
     assert result.trace[-1, 0] > result.trace[0, 0]
+
+
+def test_inverting_an_average_pool_recovers_the_low_pass_of_the_image() -> None:
+    # Phi = 4x4 average pooling keeps only the low frequencies: the pre-image must agree with
+    # the photo once both are pooled, whatever the prior puts in the high frequencies.
+    pool = nn.Sequential(nn.AvgPool2d(4)).eval()
+    photo = cv.Preprocess.to_unit_tensor(cv.sample_image("cat").resize((32, 32)))[None]
+    x = SynthesisNet.of(pool).normalize(photo)
+    result = cv.invert(pool, x, "0", strength=300, steps=(300, 50))
+    low = nn.functional.avg_pool2d
+    assert correlation(low(result.images, 4), low(photo, 4)) > 0.98
