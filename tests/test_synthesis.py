@@ -392,3 +392,53 @@ def test_inverting_an_average_pool_recovers_the_low_pass_of_the_image() -> None:
     result = cv.invert(pool, x, "0", strength=300, steps=(300, 50))
     low = nn.functional.avg_pool2d
     assert correlation(low(result.images, 4), low(photo, 4)) > 0.98
+
+
+def test_review_regressions_give_clear_errors_and_honest_metadata() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="one \\(channel, row, col\\) triple"):
+        cv.visualize_feature(model, "conv2", [(1, 2, 2), (3, 1, 1)], kind="neuron", steps=1)
+    with pytest.raises(TypeError, match="channel index"):
+        cv.visualize_feature(model, "conv2", "5", steps=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"labels\.index"):
+        cv.visualize_class(model, "tabby", steps=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        cv.visualize_class(model, 1, steps=0)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        cv.visualize_feature(model, "conv2", 0, steps=1, size=0)
+    with pytest.raises(ValueError, match="out of range: the model has 10 classes"):
+        cv.fooling_image(model, 10, steps=1, size=16)
+    with pytest.raises(ValueError, match="out of range: the model has 10 classes"):
+        cv.adversarial(model, x, target=12, **UNIT)
+    with pytest.raises(ValueError, match="one per image"):
+        cv.adversarial(model, x, target=[1, 2], **UNIT)
+    with pytest.raises(ValueError, match="float model input"):
+        cv.invert(model, (x * 255).to(torch.uint8), "conv2")
+    import numpy as np
+
+    assert cv.visualize_feature(model, "conv2", 0, steps=1, size=16, seed=np.int64(3)).steps == 1
+    # Metadata: fooling steps only when reached; caricature's match is not called an error.
+    never = cv.fooling_image(model, 3, confidence=0.9999, steps=2, size=16)
+    assert never.info["steps_to_confidence"] == [None]
+    sketch = cv.caricature(model, x, "conv2", steps=2)
+    assert "match" in sketch.info and "feature_error" not in sketch.info
+    # Resuming a different unit is refused; a stopped whole layer keeps every finished trace.
+    part = cv.visualize_feature(model, "conv2", [3], steps=4, size=16, on_step=lambda f: f.step < 2)
+    with pytest.raises(ValueError, match="resume= continues"):
+        cv.visualize_feature(model, "conv2", [9], steps=4, size=16, resume=part)
+    layer = cv.visualize_feature(
+        model, "conv2", [0, 1, 2], steps=3, size=16, batch_size=2,
+        on_step=lambda f: not (f.first == 2 and f.step >= 4),
+    )  # fmt: skip
+    assert layer.stopped and layer.trace.shape == (3, 3)
+    assert not layer.trace[:, :2].isnan().any() and layer.trace[1:, 2].isnan().all()
+
+
+def test_style_transfer_on_a_float64_model_with_a_batch_of_contents() -> None:
+    model = seeded(TinyCNN())  # float64
+    images = torch.rand(
+        3, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    result = cv.style_transfer(model, images[:2], images[2:], steps=3, **UNIT)
+    assert result.trace.shape == (3, 2)

@@ -124,8 +124,18 @@ def test_bad_requests_leave_the_panel_usable(explorer) -> None:
     assert explorer.synth_job is None
     explorer._on_custom_message(explorer, {"type": "synth", "action": "resume"}, [])
     assert "nothing to resume" in explorer.message["text"]
+    kind, params = explorer.synth_kind, dict(explorer.synth_params)
     with pytest.raises(ValueError, match="steps"):
         explorer.synthesize("class", steps=0)
+    assert (explorer.synth_kind, explorer.synth_params) == (kind, params)  # nothing changed
+    explorer.synthesize("dream", steps=50)
+    while not (explorer.synthesis and explorer.synthesis["kind"] == "dream"):
+        threading.Event().wait(0.05)
+    explorer.stop_synthesis()
+    explorer.wait(60)
+    assert explorer.synthesis["stopped"] and not explorer.synth_job["resumable"]
+    with pytest.raises(ValueError, match="nothing to resume"):
+        explorer.resume_synthesis()  # deep dream does not resume
     explorer.selected_channel = 2
     explorer.synthesize("feature", steps=2, size=32)
     assert explorer.wait(60) and explorer.synth_job["state"] == "done"

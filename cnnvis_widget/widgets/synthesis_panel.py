@@ -80,6 +80,8 @@ class SynthesisPanel(traitlets.HasTraits):
         (a tile of the filter grid), the selected class, or the current image at the selected
         layer, as the kind needs."""
         if kind is not None or params:
+            merged = {**({} if kind is not None else self.synth_params), **params}
+            check_synthesis(kind if kind is not None else self.synth_kind, merged)
             with self._apply():
                 if kind is not None:
                     self.synth_kind = kind
@@ -94,7 +96,12 @@ class SynthesisPanel(traitlets.HasTraits):
     def resume_synthesis(self) -> None:
         """Continue a stopped channel visualization from where it stopped."""
         last = self._synth_run
-        if last is None or last.result is None or not last.result.stopped:
+        if (
+            last is None
+            or last.result is None
+            or not last.result.stopped
+            or not KINDS[last.kind].resumable
+        ):
             raise ValueError("nothing to resume: only a stopped channel visualization resumes.")
         self._start_synthesis(resume=last)
 

@@ -57,11 +57,19 @@ def adversarial(
     original = net.denormalize(_as_input(net, x)).clamp(0, 1)
     count = original.shape[0]
     with net.session(), torch.no_grad():
-        before = _top1(net.logits(original))
+        logits = net.logits(original)
+        before = _top1(logits)
+    if target is not None:
+        obj.check_classes(torch.as_tensor(obj.class_indices(target)), logits.shape[1])
     if target is None:
         labels, sign = torch.tensor([c for c, _ in before], device=net.device), 1.0
     else:
-        labels = torch.as_tensor(target, device=net.device).flatten().long().expand(count)
+        wanted = obj.class_indices(target)
+        if len(wanted) not in (1, count):
+            raise ValueError(
+                f"got {len(wanted)} targets for {count} images; give one per image or one for all."
+            )
+        labels = torch.tensor(wanted, device=net.device).expand(count)
         sign = -1.0
     generator = seeded_generator(seed, net.device)
     adv = original.clone()
@@ -128,7 +136,8 @@ def fooling_image(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}.")
     check_steps(steps)
-    targets = [int(t) for t in torch.as_tensor(target).flatten().tolist()]
+    targets = obj.class_indices(target)
+    check_steps(size, "size")
     generator = seeded_generator(seed, net.device)
     image = torch.rand((len(targets), 3, size, size), generator=generator, device=net.device)
     goal = obj.log_probability(targets)
@@ -145,19 +154,25 @@ def fooling_image(
             image.copy_((point + moving * step_size * gradient / scale).clamp(0, 1))
         return probability
 
+    reached_at: list[int | None] = [None] * len(targets)
+    steps_seen = [0]
+
+    def all_reached(probability: torch.Tensor) -> bool:
+        steps_seen[0] += 1
+        for index, value in enumerate(probability.tolist()):
+            if reached_at[index] is None and value >= confidence:
+                reached_at[index] = steps_seen[0]
+        return all(at is not None for at in reached_at)
+
     with net.session():
         rows, stopped = run_steps(
-            steps,
-            step,
-            lambda: image,
-            on_step,
-            "p(target)",
-            stop_when=lambda p: bool((p >= confidence).all()),
+            steps, step, lambda: image, on_step, "p(target)", stop_when=all_reached
         )
         with torch.no_grad():
             final = torch.softmax(net.logits(image).float(), dim=1)
     reached = final[torch.arange(len(targets)), torch.tensor(targets)].tolist()
-    info = {"probability": reached, "steps_to_confidence": len(rows), "targets": targets}
+    # steps_to_confidence[i]: the step at which image i first reached the confidence, or None.
+    info = {"probability": reached, "steps_to_confidence": reached_at, "targets": targets}
     return SynthesisResult(
         image.clone(), stack_trace(rows, len(targets), net.device), "p(target)", stopped, info
     )

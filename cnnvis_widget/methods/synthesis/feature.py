@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 
@@ -82,6 +82,15 @@ def visualize_feature(
     if kind == "neuron" and isinstance(unit, tuple) and len(unit) == 3:
         channel, row, col = unit
         unit, position = channel, (row, col)
+    elif (
+        kind == "neuron"
+        and isinstance(unit, Sequence)
+        and any(isinstance(u, (tuple, list)) for u in unit)
+    ):
+        raise ValueError(
+            "kind='neuron' takes one (channel, row, col) triple, or channel indices (each at "
+            "the centre); for neurons at several positions call once per position."
+        )
     elif kind not in ("channel", "neuron"):
         raise ValueError(f"kind must be 'channel', 'neuron' or 'direction'; got {kind!r}.")
     units = _units(net, layer, unit, size)
@@ -147,9 +156,12 @@ def _units(net: SynthesisNet, layer: str, unit: object, size: int) -> list[int]:
         with net.session(), torch.no_grad():
             probe = torch.full((1, 3, size, size), 0.5, device=net.device)
             return list(range(net.features(probe, [layer])[layer].shape[1]))
-    if isinstance(unit, bool) or not isinstance(unit, (int, Sequence, torch.Tensor)):
-        raise TypeError(f"unit must be a channel index or a list of them; got {unit!r}.")
-    units = [int(u) for u in torch.as_tensor(unit).flatten().tolist()]
+    values = unit if isinstance(unit, (Sequence, torch.Tensor)) else [unit]
+    if isinstance(unit, str) or not all(
+        isinstance(u, (int, torch.Tensor)) and not isinstance(u, bool) for u in values
+    ):
+        raise TypeError(f"unit must be a channel index (int) or a list of them; got {unit!r}.")
+    units = [int(u) for u in torch.as_tensor(values).flatten().tolist()]
     if not units:
         raise ValueError("unit is an empty list; give at least one channel index.")
     return units
@@ -181,9 +193,17 @@ def _concatenated(results: list[SynthesisResult], units: list[int]) -> Synthesis
     if len(results) == 1:
         results[0].info["units"] = units[: results[0].images.shape[0]]
         return results[0]
-    steps = min(r.trace.shape[0] for r in results)
+    # A batch stopped early has fewer rows: NaN where it did not run, every finished batch
+    # keeps its whole trace.
+    steps = max(r.trace.shape[0] for r in results)
     images = torch.cat([r.images for r in results])
-    trace = torch.cat([r.trace[:steps] for r in results], dim=1)
+    trace = torch.cat(
+        [
+            torch.nn.functional.pad(r.trace, (0, 0, 0, steps - r.trace.shape[0]), value=math.nan)
+            for r in results
+        ],
+        dim=1,
+    )
     info = {**results[0].info, "units": units[: images.shape[0]]}
     return SynthesisResult(images, trace, results[0].trace_name, results[-1].stopped, info)
 
@@ -200,7 +220,7 @@ def visualize_class(
     lr: float | None = None,
     preset: int = 3,
     l2: float = 1e-4,
-    size: int = 224,
+    size: int | None = None,
     seed: int = 0,
     on_step: OnStep | None = None,
     resume: SynthesisResult | None = None,
@@ -221,18 +241,23 @@ def visualize_class(
       clipped to the valid range. ``l2`` is not given in the paper; 1e-4 keeps the image in range.
     - ``"lucid"``: Fourier parameterization + robustness transforms + Adam (512 steps, 128 px).
 
+    ``steps``, ``lr`` and ``size`` default to the method's (``size``: 224 px, 128 for lucid).
     ``trace`` is the target logit per step (steps, K).
     """
     net = SynthesisNet.of(model, mean, std)
-    targets = [int(t) for t in torch.as_tensor(target).flatten().tolist()]
+    targets = obj.class_indices(target)
+    if steps is not None:
+        check_steps(steps)
+    if size is not None:
+        check_steps(size, "size")
     if method == "lucid":
         return render(
             model,
             obj.class_logit(targets),
             count=len(targets),
-            size=128 if size == 224 else size,
-            steps=steps or 512,
-            lr=lr or 0.05,
+            size=size if size is not None else 128,
+            steps=steps if steps is not None else 512,
+            lr=lr if lr is not None else 0.05,
             seed=seed,
             on_step=on_step,
             resume=resume,
@@ -240,23 +265,31 @@ def visualize_class(
             std=std,
         )
     if method == "simonyan":
-        rule = _PixelAscent(steps or 200, lr or 1.0, None, l2, "normalized")
+        rule = _PixelAscent(_or(steps, 200), _or(lr, 1.0), None, l2, "normalized")
     elif method == "generation":
         rule = _PixelAscent(
-            steps or 150, lr or 6.0, YosinskiPreset(1e-4, 4, 1.0, 0, 0, 150, 6.0), 0.0, "normalized"
-        )
+            _or(steps, 150), _or(lr, 6.0), YosinskiPreset(1e-4, 4, 1.0, 0, 0, 150, 6.0), 0.0,
+            "normalized",
+        )  # fmt: skip
     elif method == "yosinski":
         if preset not in YOSINSKI_PRESETS:
             raise ValueError(f"preset must be one of {sorted(YOSINSKI_PRESETS)}; got {preset!r}.")
         row = YOSINSKI_PRESETS[preset]
-        rule = _PixelAscent(steps or row.steps, lr or row.lr, row, 0.0, "caffe")
+        rule = _PixelAscent(_or(steps, row.steps), _or(lr, row.lr), row, 0.0, "caffe")
     else:
         raise ValueError(
             f"method must be 'generation', 'yosinski', 'simonyan' or 'lucid'; got {method!r}."
         )
     if resume is not None:
         raise ValueError("resume= is supported for method='lucid' only.")
-    return rule.run(net, targets, size, seed, on_step)
+    return rule.run(net, targets, _or(size, 224), seed, on_step)
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _or(value: Number | None, default: Number) -> Number:
+    return default if value is None else value
 
 
 class _PixelAscent:

@@ -131,16 +131,35 @@ def direction(layer: str, vector: torch.Tensor) -> Objective:
     return Objective(score, frozenset({layer}), f"{layer}:direction")
 
 
+def class_indices(target: object) -> list[int]:
+    """Class indices from an int or a list of them, with a message naming the fix."""
+    values = target if isinstance(target, (Sequence, torch.Tensor)) else [target]
+    if isinstance(target, str) or not all(
+        isinstance(t, (int, torch.Tensor)) and not isinstance(t, bool) for t in values
+    ):
+        raise TypeError(
+            f"target must be a class index (int) or a list of them; got {target!r}. Find an "
+            "index by name with bundle.labels.index(name)."
+        )
+    return [int(t) for t in torch.as_tensor(values).flatten().tolist()]
+
+
+def check_classes(index: torch.Tensor, classes: int) -> None:
+    """Raise ``ValueError`` when a class index lies outside 0..classes-1."""
+    if int(index.max()) >= classes or int(index.min()) < 0:
+        bad = int(index.max()) if int(index.max()) >= classes else int(index.min())
+        raise ValueError(
+            f"class {bad} is out of range: the model has {classes} classes (0..{classes - 1})."
+        )
+
+
 def class_logit(target: Units) -> Objective:
     """The pre-softmax score of class ``target`` (Simonyan: the logit, not the probability)."""
 
     def score(features: Features) -> torch.Tensor:
         logits = features[LOGITS]
         index = _per_image(target, logits.shape[0], "class").to(logits.device)
-        if int(index.max()) >= logits.shape[1] or int(index.min()) < 0:
-            raise ValueError(
-                f"class {int(index.max())} is out of range: the model has {logits.shape[1]} classes."
-            )
+        check_classes(index, logits.shape[1])
         return logits.gather(1, index.view(-1, 1)).squeeze(1)
 
     return Objective(score, frozenset({LOGITS}), f"logit {target}")
@@ -152,6 +171,7 @@ def log_probability(target: Units) -> Objective:
     def score(features: Features) -> torch.Tensor:
         logits = features[LOGITS]
         index = _per_image(target, logits.shape[0], "class").to(logits.device)
+        check_classes(index, logits.shape[1])
         return torch.log_softmax(logits.float(), dim=1).gather(1, index.view(-1, 1)).squeeze(1)
 
     return Objective(score, frozenset({LOGITS}), f"log p({target})")

@@ -85,7 +85,7 @@ def invert(
     # Uniform noise whose 95th percentile of |value| sits at B / sqrt(3) (the IJCV code).
     start = noise * (prior.bound / 3**0.5) / 0.95
     shift = jitter if jitter is not None else max(round(_stride(net, layer, size) / 4), 1)
-    return _optimize(
+    result = _optimize(
         net,
         layer,
         start,
@@ -99,6 +99,8 @@ def invert(
         on_step,
         "relative feature error",
     )
+    result.info["feature_error"] = result.info.pop("final")
+    return result
 
 
 def caricature(
@@ -151,6 +153,7 @@ def caricature(
         on_step,
         "<Phi(x), Phi0>",
     )
+    result.info["match"] = result.info.pop("final")
     result.info["original_match"] = match(positive).tolist()
     return result
 
@@ -224,7 +227,7 @@ def _optimize(
                 break
     final = (current / 255 + mean).clamp(0, 1)
     trace = stack_trace(rows, count, net.device)
-    info = {"feature_error": trace[-1].tolist() if len(trace) else []}
+    info = {"final": trace[-1].tolist() if len(trace) else []}
     return SynthesisResult(final, trace, trace_name, stopped, info)
 
 
@@ -244,6 +247,11 @@ def _as_input(net: SynthesisNet, x: torch.Tensor) -> torch.Tensor:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(
             f"expected the model input (N, 3, H, W), e.g. bundle.preprocess(image); got {shape}."
+        )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"expected the normalized float model input; got a {x.dtype} tensor. Use "
+            "bundle.preprocess(image) (or preprocess.normalize(pixels / 255))."
         )
     return x.detach().to(net.device, torch.float32)
 

@@ -3,6 +3,7 @@ under random robustness transforms (Olah et al. 2017; METHODS.md section 1d)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,12 +55,17 @@ NO_PENALTIES = Penalties()
 
 def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
     """A generator on ``device`` seeded with ``seed`` (stochastic methods take ``seed``)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    try:
+        value = operator.index(seed)  # ints, numpy ints; not floats, strings or bools
+    except TypeError:
+        value = None
+    if value is None or isinstance(seed, bool):
         raise TypeError(f"seed must be an int; got {seed!r}.")
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(value)
 
 
 def check_steps(steps: int, what: str = "steps") -> None:
+    """Raise ``ValueError`` unless ``steps`` is an int >= 1 (also for sizes, octaves...)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{what} must be a positive int; got {steps!r}.")
 
@@ -95,6 +101,8 @@ def render(
     net.check_layers(sorted(objective.layers))
     check_steps(steps)
     height, width = (size, size) if isinstance(size, int) else size
+    check_steps(height, "size")
+    check_steps(width, "size")
     generator = seeded_generator(seed, net.device)
     image = make_param(
         param,
@@ -107,7 +115,7 @@ def render(
     done, trace_rows = 0, list[torch.Tensor]()
     optimizer: torch.optim.Optimizer = torch.optim.Adam(image.params, lr=lr)
     if resume is not None:
-        image, optimizer, done, trace_rows = _resumed(resume, image, lr)
+        image, optimizer, done, trace_rows = _resumed(resume, image, lr, objective.name)
         generator.set_state(resume.resume_state.generator_state)
     layers = sorted(objective.layers)
 
@@ -137,7 +145,7 @@ def render(
         stopped,
         {"objective": objective.name},
         resume_state=_RenderState(
-            image, optimizer, done + len(rows), trace_rows, generator.get_state()
+            image, optimizer, done + len(rows), trace_rows, generator.get_state(), objective.name
         ),
     )
 
@@ -149,14 +157,20 @@ class _RenderState:
     steps_done: int
     trace_rows: list[torch.Tensor]
     generator_state: torch.Tensor
+    objective: str
 
 
 def _resumed(
-    resume: SynthesisResult, template: ImageParam, lr: float
+    resume: SynthesisResult, template: ImageParam, lr: float, objective: str
 ) -> tuple[ImageParam, torch.optim.Optimizer, int, list[torch.Tensor]]:
     state: Any = resume.resume_state
     if not isinstance(state, _RenderState):
         raise ValueError("resume= takes a result of the same method (its resume_state).")
+    if state.objective != objective:
+        raise ValueError(
+            f"resume= continues {state.objective!r}; this call asks for {objective!r}. Pass "
+            "the same layer and units as the run being resumed."
+        )
     image = restore_param(state.image, state.image.params)
     if image.params[0].shape != template.params[0].shape:
         raise ValueError(

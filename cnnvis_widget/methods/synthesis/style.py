@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ...capture import this_thread_only
 from .network import ModelLike, SynthesisNet
 from .preimage import _as_input
 from .render import check_steps
@@ -27,7 +28,7 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
     VGG-16/19 this is Gatys' choice: conv1_1 ... conv5_1 and conv4_2."""
     convs = [name for name, sub in net.module.named_modules() if isinstance(sub, nn.Conv2d)]
     with net.session(), torch.no_grad():
-        probe = torch.full((1, 3, *size), 0.5, device=net.device)
+        probe = torch.full((1, 3, *size), 0.5, device=net.device, dtype=net.dtype)
         order: list[tuple[int, str, int]] = []
         hooks = []
         counter = [0]
@@ -37,7 +38,9 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
                 order.append((counter[0], name, out.shape[-1]))
                 counter[0] += 1
 
-            hooks.append(net.module.get_submodule(name).register_forward_hook(hook))
+            hooks.append(
+                net.module.get_submodule(name).register_forward_hook(this_thread_only(hook))
+            )
         try:
             net.module(net.normalize(probe))
         finally:
@@ -108,19 +111,24 @@ def style_transfer(
     def step(_index: int) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         features = net.features(image, layers)
-        loss = content_weight * (features[content_layer] - content_target).pow(2).mean()
+        loss = content_weight * _per_image_mse(features[content_layer], content_target)
         for name in style_layers:
-            loss = loss + style_weight * (gram(features[name]) - style_targets[name]).pow(2).mean()
-        (gradient,) = torch.autograd.grad(loss, image)
+            loss = loss + style_weight * _per_image_mse(gram(features[name]), style_targets[name])
+        (gradient,) = torch.autograd.grad(loss.sum(), image)
         image.grad = gradient
         optimizer.step()
         with torch.no_grad():
             image.clamp_(0, 1)
-        return loss.detach().view(1)
+        return loss.detach()
 
     with net.session():
         rows, stopped = run_steps(steps, step, lambda: image.detach(), on_step, "loss")
     info = {"style_layers": list(style_layers), "content_layer": content_layer}
     return SynthesisResult(
-        image.detach().clone(), stack_trace(rows, 1, net.device), "loss", stopped, info
+        image.detach().clone(), stack_trace(rows, image.shape[0], net.device), "loss", stopped, info
     )
+
+
+def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference per image (N,); ``b`` broadcasts over the batch."""
+    return (a - b).pow(2).flatten(1).mean(dim=1)
