@@ -77,7 +77,7 @@ def main() -> None:
     result = cv.fooling_image(bundle, 281)
     print(
         f"Fooling image for 'tabby': p = {result.info['probability'][0]:.4f} after "
-        f"{result.info['steps_to_confidence']} steps"
+        f"{result.info['steps_to_confidence'][0]} steps"
     )
     montage.append(result.images)
 
