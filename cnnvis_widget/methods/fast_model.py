@@ -1,5 +1,5 @@
 """A faster stand-in for the model in whole-network passes: batch norm folded into the
-convolutions, parameters frozen, activations in channels-last layout.
+convolutions, parameters frozen, activations in the measured faster memory layout.
 
 The pixel methods (gradients, SmoothGrad, IG, occlusion, Score-CAM's masked passes) only need
 the map input -> logits and its input gradient, not the model's internals, so they can run on
@@ -8,8 +8,9 @@ a copy that computes the same function with less work:
 - eval-mode ``BatchNorm2d`` after a ``Conv2d`` is an affine map, folded into the conv's weight
   and bias (torch.fx ``fuse``): one pass over the activation instead of two;
 - parameters of the copy do not require grad, so autograd saves nothing for weight gradients;
-- the input is handed over in channels-last layout, which oneDNN (CPU) and cuDNN (GPU) run
-  faster, and every conv after it keeps that layout.
+- the input is handed over in the memory layout measured to be faster for this model and
+  batch size (channels-last for dense convolutions, usually; not for depthwise ones or at
+  batch 1 on some models), and every conv after it keeps that layout.
 
 The copy shares the storage of every parameter it does not fold, so it costs only the folded
 weights in memory. It is cached per model and rebuilt when any parameter or buffer of the model
@@ -27,6 +28,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from ..layout import faster_layout
 from ..models import logits_of
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, nn.Module]] = (
@@ -34,8 +36,9 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, nn.Module]] = (
 )
 
 
-class ChannelsLast(nn.Module):
-    """Runs ``inner`` on a channels-last copy of a 4-D input; same function as ``inner``."""
+class MeasuredLayout(nn.Module):
+    """Runs ``inner`` on a 4-D input in the faster memory layout for this batch size, measured
+    on first use (:func:`~cnnvis_widget.layout.faster_layout`); same function as ``inner``."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
@@ -43,7 +46,10 @@ class ChannelsLast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> object:
         if x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+            autocast = torch.is_autocast_enabled(x.device.type)
+            key = ("stand-in", id(self), *x.shape[:2], x.device, x.dtype, autocast)
+            layout = faster_layout(key, x, lambda probe: logits_of(self.inner(probe)))
+            x = x.contiguous(memory_format=layout)
         return self.inner(x)
 
 
@@ -59,7 +65,7 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> nn.Mod
     cached = _CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    stand_in = ChannelsLast(_folded_copy(module, example)).eval()
+    stand_in = MeasuredLayout(_folded_copy(module, example)).eval()
     _CACHE[module] = (key, stand_in)
     return stand_in
 

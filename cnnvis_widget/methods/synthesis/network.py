@@ -8,7 +8,6 @@ requested layer has produced its output, the rest of the network is skipped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from ...capture import LayerRef, frozen_parameters, model_guard, resolve_module, this_thread_only
+from ...layout import faster_layout
 from ...models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle, logits_of, module_device
 
 LOGITS = "<logits>"
@@ -24,10 +24,6 @@ LOGITS = "<logits>"
 
 ModelLike = nn.Module | ModelBundle
 Features = dict[str, torch.Tensor]
-
-
-_LAYOUTS: dict[tuple[object, ...], torch.memory_format] = {}
-"""The measured faster activation layout per (model, layers, input shape, device, dtype)."""
 
 
 class _ForwardDone(Exception):
@@ -148,33 +144,27 @@ class SynthesisNet:
         return recorded
 
     def _layout(self, x: torch.Tensor, names: Sequence[str]) -> torch.memory_format:
-        """The activation layout for passes like this one, measured once per model, layers,
-        input shape and device: channels-last is 1.5x faster for dense convolutions on CPU
-        (and suits tensor cores) but 2x slower for EfficientNet's depthwise ones, so each
-        layout runs one timed forward + backward (after a warm-up) and the faster one is kept.
+        """The activation layout for passes like this one (:func:`~cnnvis_widget.layout.
+        faster_layout`), measured once per model, layers, batch size, channels, device, dtype
+        and autocast state; not per image size, so deep dream's octaves measure once.
         Passes without autograd (probes) use the default layout."""
         if not torch.is_grad_enabled():
             return torch.contiguous_format
-        # The faster layout depends on the architecture, not on the image size or the batch:
-        # one measurement per model, layers, device and arithmetic.
         autocast = torch.is_autocast_enabled(x.device.type)
-        key = (id(self.module), tuple(names), x.shape[1], x.device, x.dtype, autocast)
-        chosen = _LAYOUTS.get(key)
-        if chosen is None:
-            timings = {}
-            for layout in (torch.channels_last, torch.contiguous_format):
-                for _ in range(2):  # warm-up, then timed
-                    probe = x.detach().contiguous(memory_format=layout).requires_grad_(True)
-                    start = time.perf_counter()
-                    outputs = self._run(probe, names)
-                    total = torch.stack([o.float().sum() for o in outputs.values()]).sum()
-                    torch.autograd.grad(total, probe, allow_unused=True)
-                    if x.device.type == "cuda":
-                        torch.cuda.synchronize(x.device)
-                    timings[layout] = time.perf_counter() - start
-            chosen = min(timings, key=lambda layout: timings[layout])
-            _LAYOUTS[key] = chosen
-        return chosen
+        key = (
+            "synthesis",
+            id(self.module),
+            tuple(names),
+            *x.shape[:2],
+            x.device,
+            x.dtype,
+            autocast,
+        )
+
+        def run(probe: torch.Tensor) -> torch.Tensor:
+            return torch.stack([o.float().sum() for o in self._run(probe, names).values()])
+
+        return faster_layout(key, x, run)
 
     def _recorder(
         self,
