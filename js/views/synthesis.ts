@@ -215,6 +215,12 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
         });
         const image = imageAt(images, channel);
         if (image) drawImage(c, image);
+        // A click picks the channel, as a click on its activation tile does.
+        c.addEventListener("click", () => {
+          if (layer !== model.get("grid_layer")) return;
+          model.set("selected_channel", channel);
+          model.save_changes();
+        });
         return c;
       }),
     );

@@ -577,6 +577,12 @@ def live_synthesis(page, explorer) -> None:
         arg=features.element_handle(),
         timeout=240_000,
     )
+    # A click on a feature tile picks that channel, as a click on its activation tile does.
+    picked = tiles.nth(2).get_attribute("data-channel")
+    tiles.nth(2).click()
+    explorer.locator(f'.cv-tile[data-channel="{picked}"][data-selected="true"]').wait_for(
+        state="attached", timeout=30_000
+    )
     explorer.locator('[data-testid="synth-layer-stop"]').click()
     explorer.locator('[data-testid="feature-grid-status"][data-state="cancelled"]').wait_for(
         state="attached", timeout=60_000
