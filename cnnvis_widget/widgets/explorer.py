@@ -28,7 +28,7 @@ from ..images import ImageSource, to_pil_rgb
 from ..methods import METHODS
 from ..methods.api import check_params
 from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
-from .jobs import Job, JobRunner, Step, Throttle
+from .jobs import Job, JobRunner, Step, Throttle, job_state
 from .synthesis_panel import SynthesisPanel
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -321,7 +321,7 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
             self._cam_job_key = key
             self._cam_jobs.start(method, work)
 
-        return {**view, "cam": None, "cam_job": _job_state(None, method, 0.0), START_JOB: start}
+        return {**view, "cam": None, "cam_job": job_state(None, method, 0.0), START_JOB: start}
 
     # --- background jobs: called in the worker thread, only for the current job -----------
 
@@ -349,24 +349,24 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
     def _cam_partial(self, job: Job, payload: Any, fraction: float) -> None:
         if not self._partials.due(job):
             return
-        self._publish(job, {"cam": payload, "cam_job": _job_state(job, "running", fraction)})
+        self._publish(job, {"cam": payload, "cam_job": job_state(job, "running", fraction)})
 
     def _cam_done(self, job: Job, result: tuple[Any, Any]) -> None:
         def remember() -> None:
             self._cam_key, self._cam_payload = result
 
-        update = {"cam": result[1], "cam_job": _job_state(job, "done", 1.0)}
+        update = {"cam": result[1], "cam_job": job_state(job, "done", 1.0)}
         self._publish(job, update, then=remember)
 
     def _cam_cancelled(self, job: Job) -> None:
         fraction = (self.cam_job or {}).get("fraction", 0.0)
-        self._publish(job, {"cam_job": _job_state(job, "cancelled", fraction)})
+        self._publish(job, {"cam_job": job_state(job, "cancelled", fraction)})
 
     def _cam_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
             job,
             {
-                "cam_job": _job_state(job, "error", 0.0),
+                "cam_job": job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -414,27 +414,27 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
 
         with self._apply():
             self.comparison = [{**row, "state": "queued"} for row in rows]
-            self.compare_job = _job_state(None, "comparison", 0.0)
+            self.compare_job = job_state(None, "comparison", 0.0)
             if self.message and self.message.get("level") == "error":
                 self.message = None
         self._compare_jobs.start("comparison", work)
 
     def _compare_partial(self, job: Job, rows: list[dict[str, Any]], fraction: float) -> None:
-        update = {"comparison": rows, "compare_job": _job_state(job, "running", fraction)}
+        update = {"comparison": rows, "compare_job": job_state(job, "running", fraction)}
         self._publish(job, update)
 
     def _compare_done(self, job: Job, rows: list[dict[str, Any]]) -> None:
-        self._publish(job, {"comparison": rows, "compare_job": _job_state(job, "done", 1.0)})
+        self._publish(job, {"comparison": rows, "compare_job": job_state(job, "done", 1.0)})
 
     def _compare_cancelled(self, job: Job) -> None:
         fraction = (self.compare_job or {}).get("fraction", 0.0)
-        self._publish(job, {"compare_job": _job_state(job, "cancelled", fraction)})
+        self._publish(job, {"compare_job": job_state(job, "cancelled", fraction)})
 
     def _compare_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
             job,
             {
-                "compare_job": _job_state(job, "error", 0.0),
+                "compare_job": job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"comparison: {error}"},
             },
         )
@@ -461,14 +461,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
-    """The ``cam_job`` / ``compare_job`` trait: ``state`` is "running", "done", "cancelled" or
-    "error"; ``fraction`` of the work done in [0, 1]; ``id`` 0 until the job has started."""
-    if job is None:
-        return {"id": 0, "label": label_or_state, "state": "running", "fraction": fraction}
-    return {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
 
 
 def _comparison_row(method: str, layer: str | None, target: int) -> dict[str, Any]:

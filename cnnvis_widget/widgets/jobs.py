@@ -39,6 +39,15 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
+def job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
+    """A job trait (``cam_job``, ``compare_job``, ``synth_job``, ``feature_grid_job``):
+    ``state`` is "running", "done", "cancelled" or "error"; ``fraction`` of the work done in
+    [0, 1]; ``id`` 0 until the job has started."""
+    if job is None:
+        return {"id": 0, "label": label_or_state, "state": "running", "fraction": fraction}
+    return {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
+
+
 class Throttle:
     """Lets one update per job through at most every ``interval`` seconds (the first of a job
     at once): a fast computation would otherwise send updates faster than a browser on a busy

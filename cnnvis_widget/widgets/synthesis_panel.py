@@ -28,7 +28,7 @@ from ..synthesis_tasks import (
     result_payload,
     run_synthesis,
 )
-from .jobs import Job, Step, Throttle
+from .jobs import Job, Step, Throttle, job_state
 
 FRAME_INTERVAL_S = 0.05  # at most 20 frames per second reach the browser
 MAX_PINS = 12
@@ -144,7 +144,7 @@ class SynthesisPanel(traitlets.HasTraits):
             return layer_grid_payload(result.images, 0, count, layer, None)[0]
 
         with self._apply():
-            self.feature_grid_job = _job_state(None, f"layer {layer}", 0.0)
+            self.feature_grid_job = job_state(None, f"layer {layer}", 0.0)
         self._grid_jobs.start(f"layer {layer}", work)
 
     # --- jobs -------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class SynthesisPanel(traitlets.HasTraits):
 
         with self._publish_lock:  # the job's callbacks take this lock: they see job_id set
             with self._apply():
-                self.synth_job = _job_state(None, label, 0.0)
+                self.synth_job = job_state(None, label, 0.0)
             run.job_id = self._synth_jobs.start(label, work).id
             self._synth_run = run
 
@@ -209,18 +209,18 @@ class SynthesisPanel(traitlets.HasTraits):
         if self._frames.due(job):
             update = {
                 "synthesis": make_payload(),
-                "synth_job": _job_state(job, "running", fraction),
+                "synth_job": job_state(job, "running", fraction),
             }
             self._publish(job, update)
 
     def _synth_done(self, job: Job, run: SynthesisRun) -> None:
         assert run.result is not None
         payload = result_payload(run.kind, job.label, run.result, self._session.bundle)
-        self._publish(job, {"synthesis": payload, "synth_job": _job_state(job, "done", 1.0)})
+        self._publish(job, {"synthesis": payload, "synth_job": job_state(job, "done", 1.0)})
 
     def _synth_stopped(self, job: Job) -> None:
         fraction = (self.synth_job or {}).get("fraction", 0.0)
-        update: dict[str, Any] = {"synth_job": _job_state(job, "cancelled", fraction)}
+        update: dict[str, Any] = {"synth_job": job_state(job, "cancelled", fraction)}
         run = self._synth_run
         if run is not None and run.job_id == job.id and run.result is not None:
             update["synthesis"] = result_payload(
@@ -233,7 +233,7 @@ class SynthesisPanel(traitlets.HasTraits):
         self._publish(
             job,
             {
-                "synth_job": _job_state(job, "error", 0.0),
+                "synth_job": job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -241,7 +241,7 @@ class SynthesisPanel(traitlets.HasTraits):
     def _grid_partial(self, job: Job, payload: Any, fraction: float) -> None:
         if not self._grid_progress.due(job) and payload is None:
             return  # progress alone: at most 4 updates per second; new tiles always go
-        update: dict[str, Any] = {"feature_grid_job": _job_state(job, "running", fraction)}
+        update: dict[str, Any] = {"feature_grid_job": job_state(job, "running", fraction)}
         if payload is not None:
             update["feature_grid"] = payload
         self._publish(job, update)
@@ -251,19 +251,19 @@ class SynthesisPanel(traitlets.HasTraits):
             job,
             {
                 "feature_grid": payload,
-                "feature_grid_job": _job_state(job, "done", 1.0),
+                "feature_grid_job": job_state(job, "done", 1.0),
             },
         )
 
     def _grid_stopped(self, job: Job) -> None:
         fraction = (self.feature_grid_job or {}).get("fraction", 0.0)
-        self._publish(job, {"feature_grid_job": _job_state(job, "cancelled", fraction)})
+        self._publish(job, {"feature_grid_job": job_state(job, "cancelled", fraction)})
 
     def _grid_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
             job,
             {
-                "feature_grid_job": _job_state(job, "error", 0.0),
+                "feature_grid_job": job_state(job, "error", 0.0),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -294,9 +294,3 @@ def _label(kind: str, where: SynthesisTarget, bundle: Any) -> str:
     if kind == "adversarial":
         return title
     return f"{title}: {where.layer}"
-
-
-def _job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
-    from .explorer import _job_state as state
-
-    return state(job, label_or_state, fraction)
