@@ -15,7 +15,10 @@ transforms (pad, jitter, scale, rotate, upsample to 224) for everyone:
 - batched bf16: the same with ``precision="bfloat16"``.
 
 Prints channel-steps per second (channels x steps / seconds) and each one's ratio to the
-Lucent per-channel loop and to cnnvis' own per-channel loop, all from the same run.
+Lucent per-channel loop and to cnnvis' own per-channel loop, all from the same run, and how far
+each got: the mean activation of each image's own channel, measured the same way for all
+(image upsampled to 224 px, the bundle's normalization). Lucent normalizes with ImageNet's
+mean/std, which is the bundle's for torchvision models but not for EfficientNet-Lite0.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def lucent_runner(
         return None
     name = layer.replace(".", "_")
 
-    def run() -> None:
+    def run() -> torch.Tensor:
+        images = []
         for unit in units:
             before = {id(m): set(m._forward_hooks) for m in model.modules()}
-            render.render_vis(
+            (batch,) = render.render_vis(
                 model,
                 f"{name}:{unit}",
                 param_f=lambda: param.image(128, batch=1),
@@ -55,47 +59,70 @@ def lucent_runner(
                 progress=False,
                 preprocess=True,
             )
+            images.append(torch.from_numpy(batch).permute(0, 3, 1, 2))
             for m in model.modules():  # Lucent leaves its hooks behind; drop only its own
                 for key in set(m._forward_hooks) - before[id(m)]:
                     del m._forward_hooks[key]
+        return torch.cat(images)
 
     return run
 
 
-def timed(run: Callable[[], object], device: torch.device) -> float:
+def timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, torch.Tensor]:
+    """(seconds, the [0, 1] images (K, 3, H, W) the run made)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    run()
+    images = run()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, images
 
 
-def measure(arch: str, channels: int, steps: int, device: torch.device) -> dict[str, float]:
-    """Channel-steps per second of each contender on ``arch``."""
+def reached(bundle: cv.ModelBundle, layer: str, units: list[int], images: torch.Tensor) -> float:
+    """Mean over images of the activation of each image's own channel, the image upsampled to
+    224 px and normalized as the bundle's model expects: how far each run got."""
+    x = bundle.preprocess.normalize(
+        torch.nn.functional.interpolate(images.float().cpu(), size=224, mode="bilinear")
+    )
+    acts = cv.activations(bundle.module, x, layer)[layer].float().cpu()
+    own = acts[torch.arange(len(units)), torch.tensor(units)]
+    return float(own.mean(dim=(1, 2)).mean())
+
+
+def measure(
+    arch: str, channels: int, steps: int, device: torch.device
+) -> dict[str, tuple[float, float]]:
+    """(channel-steps per second, mean own-channel activation reached) per contender."""
     bundle = cv.load_model(arch, pretrained=arch == "efficientnet_lite0")
     bundle.module.to(device).eval()
     layer, units = LAYERS[arch], list(range(channels))
 
-    def batched(precision: str, n: int = steps) -> object:
+    def batched(precision: str, n: int = steps) -> torch.Tensor:
         # batch_size=0: the automatic batch size a user gets (4 on CPU, 128 on a GPU).
-        return cv.visualize_feature(bundle, layer, units, steps=n, precision=precision)
+        return cv.visualize_feature(bundle, layer, units, steps=n, precision=precision).images
 
-    runs: dict[str, Callable[[], object]] = {}
+    def loop() -> torch.Tensor:
+        return torch.cat(
+            [cv.visualize_feature(bundle, layer, u, steps=steps).images for u in units]
+        )
+
+    runs: dict[str, Callable[[], torch.Tensor]] = {}
     lucent = lucent_runner(bundle.module, layer, units, steps)
     if lucent is not None:
         runs["lucent (per channel)"] = lucent
-    runs["cnnvis loop (per channel)"] = lambda: [
-        cv.visualize_feature(bundle, layer, u, steps=steps) for u in units
-    ]
+    runs["cnnvis loop (per channel)"] = loop
     runs["cnnvis batched"] = lambda: batched("float32")
     runs["cnnvis batched bf16"] = lambda: batched("bfloat16")
     # Warm-up (allocator, oneDNN / cuDNN kernel choice): a short run of each of ours.
     batched("float32", 2)
     batched("bfloat16", 2)
     cv.visualize_feature(bundle, layer, 0, steps=2)
-    return {name: channels * steps / timed(run, device) for name, run in runs.items()}
+    results = {}
+    for name, run in runs.items():
+        seconds, images = timed(run, device)
+        results[name] = (channels * steps / seconds, reached(bundle, layer, units, images))
+    return results
 
 
 def main() -> None:
@@ -110,13 +137,16 @@ def main() -> None:
     for arch in args.models:
         rates = measure(arch, args.channels, args.steps, device)
         print(f"{arch} @ {LAYERS[arch]}:")
-        for name, rate in rates.items():
+        for name, (rate, activation) in rates.items():
             versus = [
-                f"{rate / rates[ref]:.2f}x {ref.split(' ')[0]}"
+                f"{rate / rates[ref][0]:.2f}x {ref.split(' ')[0]}"
                 for ref in ("lucent (per channel)", "cnnvis loop (per channel)")
                 if ref in rates
             ]
-            print(f"  {name:28s} {rate:8.1f} channel-steps/s   ({', '.join(versus)})")
+            print(
+                f"  {name:28s} {rate:8.1f} channel-steps/s   ({', '.join(versus)});"
+                f"  own-channel activation reached {activation:.3f}"
+            )
         print()
 
 
