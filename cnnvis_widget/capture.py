@@ -10,7 +10,7 @@ import difflib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,62 +19,68 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 _GUARDS_LOCK = threading.Lock()
-# id(module) -> (number of guards open on it, each submodule's training flag as first found)
-_OPEN_GUARDS: dict[int, tuple[int, list[tuple[nn.Module, bool]]]] = {}
+# (kind, id(module)) -> (number of blocks open on it, what the first one must restore)
+_OPEN_GUARDS: dict[tuple[str, int], tuple[int, Callable[[], None]]] = {}
 
 
 @contextmanager
-def model_guard(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode for the block and restore every submodule's own flag after.
-
-    Guards may overlap (a widget computes in a background thread while a notebook cell runs):
-    the first one records the flags, the last one to close restores them.
-    """
-    key = id(module)
+def _shared_change(
+    kind: str, module: nn.Module, change: Callable[[], Callable[[], None]]
+) -> Iterator[nn.Module]:
+    """Apply ``change`` to ``module`` for the block; it returns the function that undoes it.
+    Blocks may overlap (a widget computes in a background thread while a notebook cell runs):
+    the first one changes and records, the last one to close restores."""
+    key = (kind, id(module))
     with _GUARDS_LOCK:
-        count, modes = _OPEN_GUARDS.get(key, (0, []))
+        count, restore = _OPEN_GUARDS.get(key, (0, lambda: None))
         if count == 0:
-            modes = [(sub, sub.training) for sub in module.modules()]
-            module.eval()
-        _OPEN_GUARDS[key] = (count + 1, modes)
+            restore = change()
+        _OPEN_GUARDS[key] = (count + 1, restore)
     try:
         yield module
     finally:
         with _GUARDS_LOCK:
-            count, modes = _OPEN_GUARDS.pop(key)
+            count, restore = _OPEN_GUARDS.pop(key)
             if count > 1:
-                _OPEN_GUARDS[key] = (count - 1, modes)
+                _OPEN_GUARDS[key] = (count - 1, restore)
             else:
-                for sub, training in modes:
-                    sub.training = training
+                restore()
 
 
-_FROZEN: dict[int, tuple[int, list[tuple[nn.Parameter, bool]]]] = {}
+def model_guard(module: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Put ``module`` in eval mode for the block and restore every submodule's own flag after
+    (overlapping blocks restore once, when the last one closes)."""
+
+    def to_eval() -> Callable[[], None]:
+        modes = [(sub, sub.training) for sub in module.modules()]
+        module.eval()
+
+        def restore() -> None:
+            for sub, training in modes:
+                sub.training = training
+
+        return restore
+
+    return _shared_change("eval", module, to_eval)
 
 
-@contextmanager
-def frozen_parameters(module: nn.Module) -> Iterator[nn.Module]:
+def frozen_parameters(module: nn.Module) -> AbstractContextManager[nn.Module]:
     """Turn off ``requires_grad`` on every parameter for the block and restore each flag after,
     so backward passes compute input gradients only (no weight-gradient work). Overlapping
     blocks on one module restore once, when the last one closes."""
-    key = id(module)
-    with _GUARDS_LOCK:
-        count, flags = _FROZEN.get(key, (0, []))
-        if count == 0:
-            flags = [(p, p.requires_grad) for p in module.parameters()]
-            for parameter, _ in flags:
-                parameter.requires_grad_(False)
-        _FROZEN[key] = (count + 1, flags)
-    try:
-        yield module
-    finally:
-        with _GUARDS_LOCK:
-            count, flags = _FROZEN.pop(key)
-            if count > 1:
-                _FROZEN[key] = (count - 1, flags)
-            else:
-                for parameter, flag in flags:
-                    parameter.requires_grad_(flag)
+
+    def freeze() -> Callable[[], None]:
+        flags = [(p, p.requires_grad) for p in module.parameters()]
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+
+        def restore() -> None:
+            for parameter, flag in flags:
+                parameter.requires_grad_(flag)
+
+        return restore
+
+    return _shared_change("frozen", module, freeze)
 
 
 Hook = TypeVar("Hook", bound=Callable[..., Any])

@@ -185,7 +185,7 @@ def test_class_visualizations_raise_the_target_logit_on_lite0(lite0: cv.ModelBun
 def test_inverting_the_identity_reconstructs_the_image() -> None:
     # A natural image (the prior fights noise images, as it should), C = 300 as in the paper.
     identity = nn.Sequential(nn.Identity()).eval()
-    photo = cv.Preprocess.to_unit_tensor(cv.sample_image("cat").resize((32, 32)))
+    photo = cv.Preprocess.to_unit_tensor(cv.sample_image("cat").resize((32, 32)))[None]
     x = SynthesisNet.of(identity).normalize(photo)
     result = cv.invert(identity, x, "0", strength=300, steps=(300, 50))
     assert (result.images - photo).norm() / photo.norm() < 0.05

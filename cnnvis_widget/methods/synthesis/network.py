@@ -17,7 +17,14 @@ from torch import nn
 
 from ...capture import LayerRef, frozen_parameters, model_guard, resolve_module, this_thread_only
 from ...layout import faster_layout
-from ...models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle, logits_of, module_device
+from ...models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelBundle,
+    Preprocess,
+    logits_of,
+    module_device,
+)
 
 LOGITS = "<logits>"
 """Feature key of the model's output logits (N, classes)."""
@@ -82,15 +89,11 @@ class SynthesisNet:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] images (N, 3, H, W) -> model input."""
-        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return Preprocess(mean=self.mean, std=self.std).normalize(images)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Model input (N, 3, H, W) -> [0, 1] images (not clipped)."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return x * std + mean
+        return Preprocess(mean=self.mean, std=self.std).denormalize(x)
 
     def check_layers(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` listing the valid names for any unknown layer."""
