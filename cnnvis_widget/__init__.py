@@ -7,6 +7,7 @@ deep_dream, fooling_image, adversarial, style_transfer, render with composable o
 
 from .data import sample_image, sample_images
 from .evaluate import deletion_insertion, randomization_check
+from .images import image_sheet
 from .layers import LayerInfo, activations, layers
 from .methods import METHODS, attribute, upsample
 from .methods.synthesis import (
@@ -43,6 +44,7 @@ __all__ = [
     "deep_dream",
     "deletion_insertion",
     "fooling_image",
+    "image_sheet",
     "invert",
     "layers",
     "load_model",

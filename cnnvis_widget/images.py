@@ -106,3 +106,26 @@ def _array_to_rgb(array: np.ndarray) -> Image.Image:
         raise ValueError(f"unsupported image dtype {array.dtype}; use uint8 or float in [0, 1].")
     # fromarray infers L / RGB / RGBA from the shape of a uint8 array.
     return _pil_to_rgb(Image.fromarray(np.ascontiguousarray(pixels)))
+
+
+def image_sheet(
+    images: torch.Tensor | list[torch.Tensor], columns: int = 8, padding: int = 2
+) -> Image.Image:
+    """[0, 1] images (K, 3, H, W), or a list of such batches of one size, side by side
+    (``columns`` per row, white ``padding`` px between) as one PIL image, for a notebook."""
+    batch = torch.cat(list(images)) if isinstance(images, list) else images
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"expected images (K, 3, H, W); got {tuple(batch.shape)}.")
+    batch = batch.detach().float().clamp(0, 1).cpu()
+    count, _, height, width = batch.shape
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    sheet = torch.ones(
+        3, rows * (height + padding) - padding, columns * (width + padding) - padding
+    )
+    for index in range(count):
+        top = (index // columns) * (height + padding)
+        left = (index % columns) * (width + padding)
+        sheet[:, top : top + height, left : left + width] = batch[index]
+    pixels = (sheet * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(pixels)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ...images import image_sheet
+
 
 @dataclass
 class SynthesisFrame:
@@ -57,21 +59,7 @@ class SynthesisResult:
 
     def to_pil(self, columns: int = 8, padding: int = 2) -> Image.Image:
         """The images side by side (``columns`` per row) as one PIL image, for a notebook."""
-        images = self.images.detach().float().clamp(0, 1).cpu()
-        count, _, height, width = images.shape
-        columns = max(1, min(columns, count))
-        rows = -(-count // columns)
-        sheet = torch.ones(
-            3, rows * (height + padding) - padding, columns * (width + padding) - padding
-        )
-        for index in range(count):
-            top, left = (
-                (index // columns) * (height + padding),
-                (index % columns) * (width + padding),
-            )
-            sheet[:, top : top + height, left : left + width] = images[index]
-        pixels = (sheet * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        return Image.fromarray(pixels)
+        return image_sheet(self.images, columns, padding)
 
 
 def run_steps(
