@@ -66,9 +66,6 @@ class ImageParam:
             z = decorrelate_colors(z)
         return torch.sigmoid(z)
 
-    def state(self) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in self.params]
-
 
 def make_param(
     kind: ParamKind,

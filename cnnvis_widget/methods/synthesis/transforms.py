@@ -69,7 +69,3 @@ class Robustness:
 def _choose(values: tuple[float, ...], count: int, generator: torch.Generator) -> torch.Tensor:
     index = torch.randint(len(values), (count,), generator=generator, device=generator.device)
     return torch.tensor(values, device=generator.device)[index]
-
-
-NO_TRANSFORM = None
-"""Pass as ``transform`` to optimize the image exactly as the model sees it."""
