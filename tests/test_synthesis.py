@@ -442,3 +442,34 @@ def test_style_transfer_on_a_float64_model_with_a_batch_of_contents() -> None:
     )
     result = cv.style_transfer(model, images[:2], images[2:], steps=3, **UNIT)
     assert result.trace.shape == (3, 2)
+
+
+def test_folded_layer_stand_in_matches_the_model_and_its_input_gradient() -> None:
+    import torchvision
+
+    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    for module in model.modules():  # non-trivial batch norm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 64, 64)
+    folded = SynthesisNet.of(model)
+    exact = SynthesisNet.of(model)
+    exact.fold = False
+    outputs = {}
+    for name, net in (("folded", folded), ("exact", exact)):
+        images = net.denormalize(x).requires_grad_(True)
+        with net.session():
+            acts = net.features(images, ["layer3"])["layer3"]
+            (gradient,) = torch.autograd.grad(acts.square().sum(), images)
+        outputs[name] = (acts.detach(), gradient)
+    torch.testing.assert_close(outputs["folded"][0], outputs["exact"][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(outputs["folded"][1], outputs["exact"][1], rtol=1e-3, atol=1e-3)
+    assert layer_stand_in(model, "layer3", x[:1]) is not None  # it was used, and is cached
+    assert hook_count(model) == 0 and all(p.requires_grad for p in model.parameters())
+    # ResNet runs `relu` twice per block; the cut graph would end at its first call, not the
+    # last one the name means, so the check refuses it and the model itself is used.
+    assert layer_stand_in(model, "layer1.0.relu", x[:1]) is None

@@ -25,6 +25,7 @@ from ...models import (
     logits_of,
     module_device,
 )
+from .stand_in import layer_stand_in
 
 LOGITS = "<logits>"
 """Feature key of the model's output logits (N, classes)."""
@@ -48,6 +49,9 @@ class SynthesisNet:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     labels: list[str] = field(default_factory=list)
+    fold: bool = True
+    """Run single-layer passes on a batch-norm-folded stand-in (same function up to float
+    rounding, checked when built; see :mod:`.stand_in`)."""
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -113,7 +117,14 @@ class SynthesisNet:
         return self._run(x.contiguous(memory_format=self._layout(x, names)), names)
 
     def _run(self, x: torch.Tensor, names: Sequence[str]) -> Features:
-        """The forward pass of :meth:`features` on model input ``x``."""
+        """The forward pass of :meth:`features` on model input ``x``: through the layer's
+        batch-norm-folded stand-in when there is one (one plain layer, no logits), else
+        through the model with hooks, stopping after the last wanted output."""
+        if self.fold and len(names) == 1 and names[0] != LOGITS and "@" not in names[0]:
+            with torch.autocast(x.device.type, enabled=False), torch.no_grad():
+                stand_in = layer_stand_in(self.module, names[0], x[:1].detach())
+            if stand_in is not None:
+                return {names[0]: stand_in(x)}
         wanted = [name for name in names if name != LOGITS]
         recorded: Features = {}
         stop_early = LOGITS not in names and all(name in self._calls for name in wanted)
