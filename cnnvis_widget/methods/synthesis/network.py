@@ -53,6 +53,7 @@ class SynthesisNet:
     """Run single-layer passes on a batch-norm-folded stand-in (same function up to float
     rounding, checked when built; see :mod:`.stand_in`)."""
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
+    _stand_ins: dict[str, nn.Module | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(
@@ -121,8 +122,12 @@ class SynthesisNet:
         batch-norm-folded stand-in when there is one (one plain layer, no logits), else
         through the model with hooks, stopping after the last wanted output."""
         if self.fold and len(names) == 1 and names[0] != LOGITS and "@" not in names[0]:
-            with torch.autocast(x.device.type, enabled=False), torch.no_grad():
-                stand_in = layer_stand_in(self.module, names[0], x[:1].detach())
+            if names[0] not in self._stand_ins:  # looked up once per run, not per step
+                with torch.autocast(x.device.type, enabled=False), torch.no_grad():
+                    self._stand_ins[names[0]] = layer_stand_in(
+                        self.module, names[0], x[:1].detach()
+                    )
+            stand_in = self._stand_ins[names[0]]
             if stand_in is not None:
                 return {names[0]: stand_in(x)}
         wanted = [name for name in names if name != LOGITS]
