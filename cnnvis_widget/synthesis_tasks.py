@@ -222,11 +222,15 @@ def images_payload(images: torch.Tensor) -> Payload:
     return ndarray_payload(pixels.permute(0, 2, 3, 1).cpu(), "uint8")
 
 
-def frame_payload(kind: str, label: str, frame: SynthesisFrame, trace: list[float]) -> Payload:
-    """A streamed frame: the current images, the objective curve so far (mean over images)."""
+def frame_payload(
+    kind: str, label: str, frame: SynthesisFrame, trace: list[torch.Tensor]
+) -> Payload:
+    """A streamed frame: the current images, the objective curve so far (``trace``: one 0-d
+    tensor per step, the mean over images)."""
+    curve = torch.stack(trace).cpu() if trace else torch.zeros(0)
     return {
         "kind": kind, "label": label, "images": images_payload(frame.images),
-        "trace": ndarray_payload(np.asarray(trace, dtype=np.float32), "float32"),
+        "trace": ndarray_payload(curve, "float32"),
         "trace_name": frame.trace_name, "step": frame.step, "total": frame.total,
         "final": False, "adversarial": None,
     }  # fmt: skip

@@ -3,7 +3,7 @@ below; the notebook is committed without outputs and executed by tests/test_note
 
 from pathlib import Path
 
-import nbformat
+from make_tour import write_notebook
 
 CELLS = [
     (
@@ -133,16 +133,7 @@ CELLS = [
 
 
 def main() -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    for kind, source in CELLS:
-        make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
-        notebook.cells.append(make(source))
-    nbformat.write(notebook, Path(__file__).with_name("synthesis.ipynb"))
+    write_notebook(CELLS, Path(__file__).with_name("synthesis.ipynb"))
 
 
 if __name__ == "__main__":

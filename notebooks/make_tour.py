@@ -49,17 +49,22 @@ CELLS = [
 ]
 
 
-def main() -> None:
+def write_notebook(cells: list[tuple[str, str]], path: Path) -> None:
+    """Write ``cells`` ((kind "code" | "markdown", source) pairs) as a notebook without outputs."""
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    for kind, source in CELLS:
+    for kind, source in cells:
         make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
         notebook.cells.append(make(source))
-    nbformat.write(notebook, Path(__file__).with_name("tour.ipynb"))
+    nbformat.write(notebook, path)
+
+
+def main() -> None:
+    write_notebook(CELLS, Path(__file__).with_name("tour.ipynb"))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 import traitlets
 
 from ..explore import ExplorerSession
@@ -189,11 +190,13 @@ class SynthesisPanel(traitlets.HasTraits):
         label = _label(run.kind, run.where, self._session.bundle)
         bundle = self._session.bundle
         previous = resume.result if resume is not None else None
-        trace: list[float] = list(previous.trace.float().mean(dim=1).tolist()) if previous else []
+        # One 0-d tensor per step, read back to the host only when a frame is sent: no
+        # device synchronization on the steps in between.
+        trace: list[torch.Tensor] = list(previous.trace.float().mean(dim=1)) if previous else []
 
         def work(step: Step) -> SynthesisRun:
             def on_frame(frame: SynthesisFrame) -> bool:
-                trace.append(float(frame.values.float().mean()))
+                trace.append(frame.values.float().mean())
                 return step(lambda: frame_payload(run.kind, label, frame, trace), frame.fraction)
 
             run.result = run_synthesis(bundle, run.kind, run.params, run.where, on_frame, previous)

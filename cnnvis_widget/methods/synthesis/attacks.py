@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
-from .preimage import _as_input
 from .render import check_steps, seeded_generator
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
 
@@ -54,7 +53,7 @@ def adversarial(
             f"epsilon must lie in (0, 1] ([0, 1] pixel units: 2/255 = two grey levels); got "
             f"{epsilon!r}."
         )
-    original = net.denormalize(_as_input(net, x)).clamp(0, 1)
+    original = net.unit_images(x).clamp(0, 1)
     count = original.shape[0]
     with net.session(), torch.no_grad():
         logits = net.logits(original)

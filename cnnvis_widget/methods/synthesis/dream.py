@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
-from .preimage import _as_input, _offset
 from .render import check_steps, seeded_generator
-from .result import OnStep, SynthesisResult, run_steps, stack_trace
+from .result import OnStep, SynthesisResult, offset_frames, run_steps, stack_trace
 
 
 def deep_dream(
@@ -41,7 +40,7 @@ def deep_dream(
     net.check_layers([layer])
     check_steps(steps)
     check_steps(octaves, "octaves")
-    base = net.denormalize(_as_input(net, x)).clamp(0, 1)
+    base = net.unit_images(x).clamp(0, 1)
     height, width = base.shape[-2:]
     sizes = [
         (max(1, round(height / octave_scale**k)), max(1, round(width / octave_scale**k)))
@@ -76,7 +75,7 @@ def deep_dream(
                     image.copy_(stepped.roll((-oy, -ox), dims=(2, 3)).clamp_(0, 1))
                 return values.detach()
 
-            listener = _offset(on_step, octave * steps, total)
+            listener = offset_frames(on_step, octave * steps, total)
             octave_rows, stopped = run_steps(steps, step, _constant(image), listener, goal.name)
             rows += octave_rows
             detail = image - octave_base

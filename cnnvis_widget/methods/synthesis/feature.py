@@ -23,7 +23,7 @@ from .render import (
     render,
     seeded_generator,
 )
-from .result import OnStep, SynthesisFrame, SynthesisResult, run_steps, stack_trace
+from .result import OnStep, SynthesisResult, offset_frames, run_steps, stack_trace
 from .transforms import Robustness
 
 AUTO_BATCH = {"cpu": 4, "cuda": 128}
@@ -101,7 +101,9 @@ def visualize_feature(
     for first in range(0, len(units), chunk):
         part = units[first : first + chunk]
         goal = obj.neuron(layer, part, position) if kind == "neuron" else obj.channel(layer, part)
-        listener = _shifted(on_step, first, len(units), chunk, steps)
+        listener = offset_frames(
+            on_step, (first // chunk) * steps, math.ceil(len(units) / chunk) * steps, first
+        )
         result = _render(
             model, goal, len(part), options, seed + first, listener, resume, diversity, layer
         )
@@ -171,22 +173,6 @@ def _batch_size(batch_size: int, device: torch.device) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0 (0 = automatic); got {batch_size!r}.")
     return batch_size or AUTO_BATCH.get(device.type, AUTO_BATCH["cpu"])
-
-
-def _shifted(
-    on_step: OnStep | None, first: int, units: int, chunk: int, steps: int
-) -> OnStep | None:
-    """Report a chunk's frames as part of the whole layer's run (step counts, image offset)."""
-    if on_step is None:
-        return None
-    chunks = math.ceil(units / chunk)
-    done_before = (first // chunk) * steps
-
-    def report(frame: SynthesisFrame) -> bool | None:
-        frame.step, frame.total, frame.first = done_before + frame.step, chunks * steps, first
-        return on_step(frame)
-
-    return report
 
 
 def _concatenated(results: list[SynthesisResult], units: list[int]) -> SynthesisResult:

@@ -100,6 +100,22 @@ class SynthesisNet:
         """Model input (N, 3, H, W) -> [0, 1] images (not clipped)."""
         return Preprocess(mean=self.mean, std=self.std).denormalize(x)
 
+    def unit_images(self, x: torch.Tensor) -> torch.Tensor:
+        """The [0, 1] images (not clipped) behind model input ``x`` (N, 3, H, W), float32 on
+        the model's device; a clear error for anything else (a PIL image, uint8 pixels)."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                "expected the model input (N, 3, H, W), e.g. bundle.preprocess(image); got "
+                f"{shape}."
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"expected the normalized float model input; got a {x.dtype} tensor. Use "
+                "bundle.preprocess(image) (or preprocess.normalize(pixels / 255))."
+            )
+        return self.denormalize(x.detach().to(self.device, torch.float32))
+
     def check_layers(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` listing the valid names for any unknown layer."""
         for name in names:

@@ -22,7 +22,7 @@ import torch
 from .network import ModelLike, SynthesisNet
 from .regularizers import alpha_norm, total_variation
 from .render import check_steps, seeded_generator
-from .result import OnStep, SynthesisFrame, SynthesisResult, run_steps, stack_trace
+from .result import OnStep, SynthesisResult, offset_frames, run_steps, stack_trace
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def invert(
     net.check_layers([layer])
     stage_steps = _check_stages(steps)
     with net.session(), torch.no_grad():
-        target = net.features(net.denormalize(_as_input(net, x)), [layer])[layer].detach()
+        target = net.features(net.unit_images(x), [layer])[layer].detach()
     norm2 = target.flatten(1).pow(2).sum(dim=1).clamp_min(1e-12)
 
     def loss(features: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def caricature(
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
     check_steps(steps)
-    unit = net.denormalize(_as_input(net, x))
+    unit = net.unit_images(x)
     with net.session(), torch.no_grad():
         positive = net.features(unit, [layer])[layer].detach().clamp_min(0)
     guide = positive / positive.flatten(1).pow(2).sum(dim=1).clamp_min(1e-12).view(
@@ -218,7 +218,7 @@ def _optimize(
                     0, 1
                 )
 
-            listener = _offset(on_step, done_before, total)
+            listener = offset_frames(on_step, done_before, total)
             stage_rows, stopped = run_steps(stage_length, step, images, listener, trace_name)
             rows += stage_rows
             top = pad // 2
@@ -229,31 +229,6 @@ def _optimize(
     trace = stack_trace(rows, count, net.device)
     info = {"final": trace[-1].tolist() if len(trace) else []}
     return SynthesisResult(final, trace, trace_name, stopped, info)
-
-
-def _offset(on_step: OnStep | None, before: int, total: int) -> OnStep | None:
-    if on_step is None:
-        return None
-
-    def report(frame: SynthesisFrame) -> bool | None:
-        frame.step, frame.total = before + frame.step, total
-        return on_step(frame)
-
-    return report
-
-
-def _as_input(net: SynthesisNet, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(
-            f"expected the model input (N, 3, H, W), e.g. bundle.preprocess(image); got {shape}."
-        )
-    if not x.is_floating_point():
-        raise ValueError(
-            f"expected the normalized float model input; got a {x.dtype} tensor. Use "
-            "bundle.preprocess(image) (or preprocess.normalize(pixels / 255))."
-        )
-    return x.detach().to(net.device, torch.float32)
 
 
 def _check_stages(steps: tuple[int, ...] | int) -> tuple[int, ...]:

@@ -16,17 +16,27 @@ from ...images import image_sheet
 class SynthesisFrame:
     """One step of a running optimization, handed to ``on_step``.
 
-    ``images`` (K, 3, H, W) in [0, 1] are a copy of the current images; ``values`` (K,) the
-    traced quantity after this step (``trace_name`` says which); ``step`` counts steps done out
-    of ``total``."""
+    ``images`` (K, 3, H, W) in [0, 1] are a copy of the current images, made when first read
+    (read them inside ``on_step``: the optimization moves on after it returns); ``values``
+    (K,) the traced quantity after this step (``trace_name`` says which); ``step`` counts steps
+    done out of ``total``."""
 
     step: int
     total: int
-    images: torch.Tensor
+    render: Callable[[], torch.Tensor] = field(repr=False)
     values: torch.Tensor
     trace_name: str
     first: int = 0
     """Index of ``images[0]`` in the result (a whole layer runs in several batches)."""
+    _images: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def images(self) -> torch.Tensor:
+        # Copied only when someone looks: a listener that skips most frames (the widget
+        # shows at most 20 per second) costs no copy on those steps.
+        if self._images is None:
+            self._images = self.render().detach().clone()
+        return self._images
 
     @property
     def fraction(self) -> float:
@@ -86,7 +96,7 @@ def run_steps(
             frame = SynthesisFrame(
                 index + 1,
                 total,
-                current_images().detach().clone(),
+                current_images,
                 values.clone(),
                 trace_name,
                 first,
@@ -103,3 +113,19 @@ def stack_trace(rows: list[torch.Tensor], count: int, device: torch.device) -> t
     if not rows:
         return torch.zeros(0, count, device=device)
     return torch.stack([row.float() for row in rows])
+
+
+def offset_frames(
+    on_step: OnStep | None, steps_before: int, total: int, first: int = 0
+) -> OnStep | None:
+    """``on_step`` for one part of a longer run (an octave, a stage, a batch of a layer):
+    frames report their step counted from the run's start out of ``total``, and ``first``,
+    the index of their first image in the whole result."""
+    if on_step is None:
+        return None
+
+    def report(frame: SynthesisFrame) -> bool | None:
+        frame.step, frame.total, frame.first = steps_before + frame.step, total, first
+        return on_step(frame)
+
+    return report

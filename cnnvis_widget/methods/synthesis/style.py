@@ -9,7 +9,6 @@ from torch import nn
 
 from ...capture import this_thread_only
 from .network import ModelLike, SynthesisNet
-from .preimage import _as_input
 from .render import check_steps
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
 
@@ -88,8 +87,8 @@ def style_transfer(
     """
     net = SynthesisNet.of(model, mean, std)
     check_steps(steps)
-    content_unit = net.denormalize(_as_input(net, content)).clamp(0, 1)
-    style_unit = net.denormalize(_as_input(net, style)).clamp(0, 1)
+    content_unit = net.unit_images(content).clamp(0, 1)
+    style_unit = net.unit_images(style).clamp(0, 1)
     size = content_unit.shape[-2:]
     if style_unit.shape[-2:] != size:
         style_unit = nn.functional.interpolate(
