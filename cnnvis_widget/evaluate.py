@@ -15,6 +15,7 @@ from torch import nn
 from .capture import model_guard
 from .methods.api import Target, attribute, upsample
 from .methods.fast_model import fast_model
+from .methods.frozen_inference import frozen_inference
 from .models import logits_of, to_model_input
 
 
@@ -62,9 +63,9 @@ def deletion_insertion(
     counts = torch.linspace(0, height * width, steps + 1, device=x.device).round().long()
     blurred = _blur(x, blur_sigma)
     with model_guard(module), torch.no_grad():
-        module = fast_model(module, x[:1])  # forward passes only: the same function, faster
+        network = frozen_inference(fast_model(module, x[:1]))  # same function, faster
         if target is None:
-            targets = logits_of(module(x)).argmax(1)
+            targets = logits_of(network(x)).argmax(1)
         else:
             targets = torch.as_tensor(target, device=x.device).long().flatten().expand(n)
         curves = []
@@ -75,7 +76,7 @@ def deletion_insertion(
                 images = start_image[sample] * (1 - masks) + fill[sample] * masks
                 for begin in range(0, steps + 1, batch_size):
                     chunk = images[begin : begin + batch_size]
-                    logits = logits_of(module(chunk))
+                    logits = logits_of(network(chunk))
                     probs[sample, begin : begin + len(chunk)] = F.softmax(logits.float(), 1)[
                         :, targets[sample]
                     ]

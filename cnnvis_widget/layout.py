@@ -1,21 +1,46 @@
-"""Activation memory layout chosen by measurement.
+"""Choices between equivalent ways of running a pass, made by measurement.
 
 Channels-last is oneDNN's (CPU) and cuDNN's (tensor cores) faster layout for dense
 convolutions: ResNet-style passes run up to 1.5x faster in it. EfficientNet's depthwise
 convolutions run up to 2x slower in it, and at batch 1 the conversion can cost more than it
 saves. So the layout is not assumed: the first pass of a kind (per key) runs in both layouts,
-each once to warm up and once timed, and the faster one is used from then on.
+each once to warm up and once timed, and the faster one is used from then on. The same
+measurement (:func:`fastest`) picks between other equivalent candidates, e.g. eager and frozen
+forward passes (:mod:`cnnvis_widget.methods.frozen_inference`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 
 import torch
 
-_CHOICES: dict[Hashable, torch.memory_format] = {}
+_CHOICES: dict[Hashable, Hashable] = {}
 LAYOUTS = (torch.channels_last, torch.contiguous_format)
+
+
+def fastest(
+    key: Hashable, candidates: Mapping[Hashable, Callable[[], object]], device: torch.device
+) -> Hashable:
+    """The name of the fastest of ``candidates`` (name -> a call doing one pass), measured the
+    first time ``key`` is asked (each candidate once to warm up, once timed, in order) and
+    remembered for the process's lifetime. ``device``: where the passes run (synchronized
+    before a CUDA clock is read)."""
+    chosen = _CHOICES.get(key)
+    if chosen is not None:
+        return chosen
+    timings: dict[Hashable, float] = {}
+    for name, run in candidates.items():
+        for _ in range(2):  # warm-up, then timed
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timings[name] = time.perf_counter() - start
+    chosen = min(timings, key=lambda name: timings[name])
+    _CHOICES[key] = chosen
+    return chosen
 
 
 def faster_layout(
@@ -26,21 +51,18 @@ def faster_layout(
     per ``key`` and grad mode; a key should name the model, the batch size, the channels, the
     device, the dtype and the autocast state, whatever else varies."""
     backward = torch.is_grad_enabled()
-    full_key = (key, backward)
-    chosen = _CHOICES.get(full_key)
-    if chosen is not None:
-        return chosen
-    timings: dict[torch.memory_format, float] = {}
-    for layout in LAYOUTS:
-        for _ in range(2):  # warm-up, then timed
+
+    def pass_in(layout: torch.memory_format) -> Callable[[], None]:
+        def one_pass() -> None:
             probe = x.detach().contiguous(memory_format=layout).requires_grad_(backward)
-            start = time.perf_counter()
             output = run(probe)
             if backward:
                 torch.autograd.grad(output.float().sum(), probe, allow_unused=True)
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)
-            timings[layout] = time.perf_counter() - start
-    chosen = min(timings, key=lambda layout: timings[layout])
-    _CHOICES[full_key] = chosen
+
+        return one_pass
+
+    chosen = fastest(
+        ("layout", key, backward), {layout: pass_in(layout) for layout in LAYOUTS}, x.device
+    )
+    assert isinstance(chosen, torch.memory_format)
     return chosen

@@ -126,3 +126,64 @@ def test_folding_is_checked_and_undone_when_a_conv_transforms_its_weight() -> No
 def test_lite0_batch_norms_are_folded(lite0) -> None:
     stand_in = fast_model(lite0.module, lite0.preprocess(cv.sample_image("cat")))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in stand_in.modules())
+
+
+class _ValueBranch(nn.Module):
+    """Data-dependent control flow: a trace would keep only one branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).mean(dim=(2, 3))
+        return y if bool(y.sum() > 0) else -y
+
+
+def test_frozen_inference_gives_the_models_logits_with_either_choice(monkeypatch) -> None:
+    import cnnvis_widget.methods.frozen_inference as frozen
+
+    model = _resnet()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    for forced in (True, False):
+        monkeypatch.setattr(frozen, "fastest", lambda key, candidates, device, f=forced: f)
+        runner = frozen.FrozenInference(fast_model(model, x[:1]))
+        with torch.no_grad():
+            got = runner(x)
+            assert runner._use_graph[(tuple(x.shape), x.dtype)] is forced
+            # The graph built for one batch size serves another (checked again for it).
+            torch.testing.assert_close(runner(x[:1]), expected[:1], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+        assert runner._graphs[(tuple(x.shape[1:]), x.dtype)] is not None
+    # Gradients always go through the eager stand-in.
+    assert runner(x.requires_grad_(True)).requires_grad
+
+
+def test_frozen_inference_refuses_value_dependent_branches(monkeypatch) -> None:
+    import cnnvis_widget.methods.frozen_inference as frozen
+
+    monkeypatch.setattr(frozen, "fastest", lambda key, candidates, device: True)
+    torch.manual_seed(0)
+    model = _ValueBranch().eval()
+    runner = frozen.FrozenInference(fast_model(model))
+    with torch.no_grad():
+        for sign in (1.0, -1.0, 1.0):
+            x = sign * torch.randn(2, 3, 8, 8)
+            torch.testing.assert_close(runner(x), model(x))
+    assert runner._graphs == {((3, 8, 8), torch.float32): None}
+
+
+def test_masked_and_occluded_passes_match_the_exact_model() -> None:
+    """Score-CAM and occlusion run their many forward passes through the frozen runner; the
+    maps equal those of the model itself (fast=False)."""
+    model = _resnet()
+    x = torch.randn(2, 3, 64, 64)
+    for method, options in (
+        ("scorecam", {"layer": "layer3"}),
+        ("occlusion", {"window": 16, "stride": 16}),
+    ):
+        fast = cv.attribute(model, x, method, target=[1, 2], **options)
+        exact = cv.attribute(model, x, method, target=[1, 2], fast=False, **options)
+        torch.testing.assert_close(fast, exact, rtol=1e-3, atol=1e-4 * float(exact.abs().max()))

@@ -235,7 +235,7 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
 
         return combine(
             _masked_scores(
-                request.network,
+                request.inference_network,
                 x,
                 activation,
                 targets,
@@ -247,7 +247,7 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
 
 
 def _masked_scores(
-    module: nn.Module,
+    network: Callable[[torch.Tensor], object],
     x: torch.Tensor,
     activation: torch.Tensor,
     targets: torch.Tensor,
@@ -278,7 +278,7 @@ def _masked_scores(
         span = (high[chunk] - low[chunk]).view(-1, 1, 1, 1)
         mask = (masks(chunk) - low[chunk].view(-1, 1, 1, 1)) / span
         samples = chunk // k
-        logits = logits_of(module(x[samples] * mask))
+        logits = logits_of(network(x[samples] * mask))
         if weights == "class_softmax":
             logits = logits.softmax(dim=1)
         scores[chunk] = logits.gather(1, targets[samples].view(-1, 1)).squeeze(1).to(scores.dtype)

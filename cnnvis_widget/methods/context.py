@@ -10,6 +10,7 @@ from torch import nn
 
 from ..models import logits_of
 from .fast_model import fast_model
+from .frozen_inference import frozen_inference
 
 StepCallback = Callable[[torch.Tensor, float], "bool | None"]
 
@@ -37,6 +38,15 @@ class AttributionRequest:
         stand-in of :mod:`.fast_model` (same function, less work), else ``module`` itself.
         Anything that needs the model's own layers (hooks by name) uses ``module``."""
         return fast_model(self.module, self.x[:1]) if self.fast else self.module
+
+    @property
+    def inference_network(self) -> Callable[[torch.Tensor], object]:
+        """For many no-grad passes (input -> the model's output): with ``fast`` the stand-in's
+        :class:`~.frozen_inference.FrozenInference` (a frozen graph where measured faster),
+        else ``module`` itself."""
+        if not self.fast:
+            return self.module
+        return frozen_inference(fast_model(self.module, self.x[:1]))
 
     def report(self, partial: Callable[[], torch.Tensor], done: float) -> None:
         """Hand a partial map (computed only if someone listens) and the fraction of the work

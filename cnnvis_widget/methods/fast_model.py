@@ -31,7 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from ..layout import faster_layout
 from ..models import logits_of
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, nn.Module]] = (
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, MeasuredLayout]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -53,7 +53,7 @@ class MeasuredLayout(nn.Module):
         return self.inner(x)
 
 
-def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> MeasuredLayout:
     """The cached fast stand-in for ``module`` (which must be in eval mode), built on first use.
 
     The stand-in computes ``module``'s function up to float rounding; it never changes
@@ -86,7 +86,7 @@ def _folded_copy(module: nn.Module, example: torch.Tensor | None) -> nn.Module:
         folded = _fold_batch_norms(_trace(twin))
     except Exception:  # untraceable (data-dependent control flow): run unfolded
         return twin
-    if example is not None and not _same_function(twin, folded, example):
+    if example is not None and not same_function(twin, folded, example):
         return twin  # e.g. a conv subclass that transforms its weight: folding is not valid
     return folded
 
@@ -148,7 +148,9 @@ def _set_submodule(root: nn.Module, target: str, replacement: nn.Module) -> None
     setattr(root.get_submodule(parent) if parent else root, name, replacement)
 
 
-def _same_function(reference: nn.Module, candidate: nn.Module, example: torch.Tensor) -> bool:
+def same_function(reference: nn.Module, candidate: nn.Module, example: torch.Tensor) -> bool:
+    """Whether ``candidate`` gives ``reference``'s logits on ``example`` up to float rounding
+    (relative 1e-3 of the largest logit)."""
     with torch.no_grad():
         expected = logits_of(reference(example))
         got = logits_of(candidate(example))

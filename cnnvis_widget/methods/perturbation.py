@@ -49,7 +49,7 @@ def occlusion(
             "pass a smaller window."
         )
     with torch.no_grad():
-        reference, targets = request.scores_per_sample(request.network(x))
+        reference, targets = request.scores_per_sample(request.inference_network(x))
         # As in Captum: enough positions to reach the far edge; the last ones may hang over it.
         rows = range(0, stride * math.ceil((height - window) / stride) + 1, stride)
         columns = range(0, stride * math.ceil((width - window) / stride) + 1, stride)
@@ -63,7 +63,7 @@ def occlusion(
             for index, (top, left) in enumerate(chunk):
                 occluded[index, :, :, top : top + window, left : left + window] = baseline
             scores, _ = request.scores_per_sample(
-                request.network(occluded.flatten(0, 1)), targets.repeat(len(chunk))
+                request.inference_network(occluded.flatten(0, 1)), targets.repeat(len(chunk))
             )
             drops = reference.unsqueeze(0) - scores.view(len(chunk), n)
             for index, (top, left) in enumerate(chunk):
