@@ -4,6 +4,7 @@ payloads the frontend draws (frames, the objective curve, the adversarial view).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,6 +72,14 @@ KINDS: dict[str, SynthesisKind] = {
              Param("precision", "float32", "choice", "network arithmetic",
                    choices=("float32", "bfloat16"))),
             resumable=True,
+        ),
+        SynthesisKind(
+            "erhan", "Channel, norm-constrained (Erhan)", "channel",
+            "Erhan et al. 2009: plain gradient ascent of the picked channel on inputs of fixed "
+            "norm, from several random starts; the label says how much the restarts agree.",
+            (_steps(200), Param("size", 64, "int", "image side in pixels", 16, 512),
+             Param("restarts", 4, "int", "random starts; similar optima = a stable unit", 1, 16),
+             SEED),
         ),
         SynthesisKind(
             "class", "Class model", "class",
@@ -143,6 +152,12 @@ class SynthesisTarget:
     x: torch.Tensor
 
 
+def check_target(kind: str, where: SynthesisTarget) -> None:
+    """Refuse a kind whose target is missing (a channel kind before any tile was picked)."""
+    if KINDS[kind].needs == "channel" and where.channel < 0:
+        raise ValueError("pick a channel first: click a tile of the filter grid.")
+
+
 def run_synthesis(
     bundle: ModelBundle,
     kind: str,
@@ -154,9 +169,8 @@ def run_synthesis(
     """Run ``kind`` with checked ``params`` on ``where``; frames go to ``on_step``."""
     p = check_synthesis(kind, params)
     steps, seed = p["steps"], p["seed"]
+    check_target(kind, where)
     if kind == "feature":
-        if where.channel < 0:
-            raise ValueError("pick a channel first: click a tile of the filter grid.")
         return visualize_feature(
             bundle,
             where.layer,
@@ -168,6 +182,11 @@ def run_synthesis(
             on_step=on_step,
             resume=resume,
         )
+    if kind == "erhan":
+        return visualize_feature(
+            bundle, where.layer, [where.channel], method="erhan", restarts=p["restarts"],
+            steps=steps, size=p["size"], seed=seed, on_step=on_step,
+        )  # fmt: skip
     if kind == "class":
         return visualize_class(
             bundle, where.target, method=p["method"], steps=steps, seed=seed, on_step=on_step
@@ -239,6 +258,9 @@ def frame_payload(
 def result_payload(kind: str, label: str, result: SynthesisResult, bundle: ModelBundle) -> Payload:
     """The final (or stopped) result, with the adversarial view when there is one."""
     trace = result.trace.float().mean(dim=1).cpu().numpy() if result.steps else np.zeros(0)
+    stability = result.info.get("stability")
+    if stability and not math.isnan(stability[0]):
+        label = f"{label} · restarts agree: correlation {stability[0]:.2f}"
     payload = {
         "kind": kind, "label": label, "images": images_payload(result.images),
         "trace": ndarray_payload(trace.astype(np.float32), "float32"),

@@ -301,10 +301,85 @@ def test_style_transfer_lowers_its_loss_and_picks_gatys_layers_on_vgg() -> None:
     assert result.trace[-1, 0] < result.trace[0, 0]
 
 
+# --- Erhan et al. 2009: norm-constrained ascent and restart stability -------------------------
+
+
+def test_erhan_ascent_finds_the_closed_form_optimum_of_a_linear_channel() -> None:
+    # A channel that is linear in the input: mean_ij conv(x)_k = g . x + b, so the maximum on
+    # the sphere ||x|| = rho is rho g / ||g||, reached from every start (stability 1).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
+    size, rho = 12, 7.0
+    result = cv.visualize_feature(
+        model, "0", [2, 3], method="erhan", restarts=3, rho=rho, steps=60, lr=0.2, size=size,
+        mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3),
+    )  # fmt: skip
+    inputs = result.info["inputs"]
+    assert inputs.shape == (6, 3, size, size) and result.images.shape == (6, 3, size, size)
+    assert result.info["units"] == [2, 2, 2, 3, 3, 3]
+    torch.testing.assert_close(inputs.flatten(1).norm(dim=1), torch.full((6,), rho))
+    for row, channel in enumerate(result.info["units"]):
+        probe = torch.zeros(1, 3, size, size, requires_grad=True)
+        (gradient,) = torch.autograd.grad(model(probe)[0, channel].mean(), probe)
+        cosine = torch.nn.functional.cosine_similarity(
+            inputs[row].flatten(), gradient.flatten(), dim=0
+        )
+        assert cosine > 0.999, (row, float(cosine))
+    assert result.info["stability"] == pytest.approx([1.0, 1.0], abs=1e-3)
+    assert (result.trace[-1] > result.trace[0]).all()
+    assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+
+
+def test_restart_stability_tells_a_unique_optimum_from_an_unstable_one() -> None:
+    from cnnvis_widget.methods.synthesis.erhan import restart_stability
+
+    generator = torch.Generator().manual_seed(0)
+    same = torch.randn(1, 3, 8, 8, generator=generator)
+    # Brighter, contrast-scaled and translated copies of one pattern: the same optimum.
+    stable = torch.cat([same, 2 * same + 1, same.roll(shifts=(3, -2), dims=(2, 3))])
+    unrelated = torch.randn(3, 3, 32, 32, generator=generator)
+    big = torch.nn.functional.interpolate(stable, size=(32, 32), mode="nearest")
+    values = restart_stability(torch.cat([big, unrelated]), 3)
+    assert values[0] == pytest.approx(1.0, abs=1e-6) and abs(values[1]) < 0.15
+    assert all(v != v for v in restart_stability(unrelated, 1))  # NaN: nothing to compare
+
+
+@pytest.mark.slow
+def test_erhan_ascent_on_lite0_raises_its_channel_under_the_norm(lite0: cv.ModelBundle) -> None:
+    result = cv.visualize_feature(
+        lite0, "_blocks.4", [0, 5], method="erhan", restarts=2, steps=30, size=64
+    )
+    inputs = result.info["inputs"]
+    rho = 3**0.5 * 64
+    torch.testing.assert_close(inputs.flatten(1).norm(dim=1), torch.full((4,), rho))
+    assert (result.trace[-3:].mean(0) > result.trace[:3].mean(0) + 1).all()
+    assert all(-1 <= s <= 1 for s in result.info["stability"])
+    # Each optimum excites its own channel more than the other unit's optimum does.
+    acts = cv.activations(lite0.module, inputs, "_blocks.4")["_blocks.4"].mean(dim=(2, 3))
+    assert (acts[:2, 0] > acts[2:, 0]).all() and (acts[2:, 5] > acts[:2, 5]).all()
+
+
+def test_erhan_refuses_options_it_does_not_have() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    with pytest.raises(ValueError, match="takes no diversity, param"):
+        cv.visualize_feature(model, "conv2", 0, method="erhan", diversity=0.1, param="pixel")
+    with pytest.raises(ValueError, match="method must be 'lucid' or 'erhan'"):
+        cv.visualize_feature(model, "conv2", 0, method="adam")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="restarts must be"):
+        cv.visualize_feature(model, "conv2", 0, restarts=0)
+    with pytest.raises(ValueError, match="rho must be a positive"):
+        cv.visualize_feature(model, "conv2", 0, method="erhan", rho=-1.0, steps=1)
+    with pytest.raises(ValueError, match="pass method='erhan'"):
+        cv.visualize_feature(model, "conv2", 0, rho=3.0, steps=1)
+
+
 # --- rules every method obeys ---------------------------------------------------------------------
 
 CALLS = {
     "visualize_feature": lambda m, x: cv.visualize_feature(m, "conv2", [0, 1], steps=2, size=16),
+    "erhan": lambda m, x: cv.visualize_feature(
+        m, "conv2", 1, method="erhan", restarts=2, steps=2, size=16
+    ),
     "visualize_class": lambda m, x: cv.visualize_class(m, 3, steps=2, size=16),
     "render": lambda m, x: render(m, objectives.channel("conv2", 0), steps=2, size=16),
     "invert": lambda m, x: cv.invert(m, x, "conv2", steps=(2, 1)),

@@ -139,3 +139,12 @@ def test_bad_requests_leave_the_panel_usable(explorer) -> None:
     explorer.selected_channel = 2
     explorer.synthesize("feature", steps=2, size=32)
     assert explorer.wait(60) and explorer.synth_job["state"] == "done"
+
+
+def test_erhan_kind_shows_every_restart_and_their_agreement(explorer) -> None:
+    explorer.selected_channel = 3
+    explorer.synthesize("erhan", steps=3, size=32, restarts=3)
+    assert explorer.wait(120)
+    assert explorer.synth_job["state"] == "done", explorer.message
+    assert decode_payload(explorer.synthesis["images"]).shape == (3, 32, 32, 3)
+    assert "restarts agree: correlation" in explorer.synthesis["label"]

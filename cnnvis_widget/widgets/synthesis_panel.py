@@ -24,6 +24,7 @@ from ..synthesis_tasks import (
     KINDS,
     SynthesisTarget,
     check_synthesis,
+    check_target,
     frame_payload,
     layer_grid_payload,
     result_payload,
@@ -185,8 +186,7 @@ class SynthesisPanel(traitlets.HasTraits):
             )  # fmt: skip
             run = SynthesisRun(self.synth_kind, dict(self.synth_params), where)
         check_synthesis(run.kind, run.params)  # refused now, before a job starts
-        if KINDS[run.kind].needs == "channel" and run.where.channel < 0:
-            raise ValueError("pick a channel first: click a tile of the filter grid.")
+        check_target(run.kind, run.where)
         label = _label(run.kind, run.where, self._session.bundle)
         bundle = self._session.bundle
         previous = resume.result if resume is not None else None

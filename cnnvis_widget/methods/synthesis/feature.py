@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 import torch
 
 from . import objectives as obj
+from .erhan import data_norm, norm_constrained_ascent, restart_stability
 from .network import ModelLike, SynthesisNet
 from .regularizers import YOSINSKI_PRESETS, YosinskiPreset, yosinski_step
 from .render import (
@@ -33,6 +34,7 @@ memory-bound layers (batch norm, depthwise convolutions) slow down per image
 (benchmarks/feature_vis_speed.py)."""
 
 FeatureKind = Literal["channel", "neuron", "direction"]
+FeatureMethod = Literal["lucid", "erhan"]
 
 
 def visualize_feature(
@@ -41,6 +43,9 @@ def visualize_feature(
     unit: int | Sequence[int] | tuple[int, int, int] | torch.Tensor | None = None,
     *,
     kind: FeatureKind = "channel",
+    method: FeatureMethod = "lucid",
+    restarts: int = 1,
+    rho: float | None = None,
     diversity: float = 0.0,
     batch_size: int = 0,
     size: int = 128,
@@ -67,9 +72,22 @@ def visualize_feature(
     ``diversity`` > 0 adds Lucid's Gram-matrix diversity term across the batch (use with one
     unit repeated: ``unit=[5] * 4``). Returns images (K, 3, size, size) and the objective per
     step (steps, K). ``precision="bfloat16"``: see :func:`render`.
+
+    ``method="erhan"`` (Erhan et al. 2009): plain gradient ascent on the model input under
+    the constraint ||x||_2 = ``rho`` (default: the norm of a standardized input,
+    sqrt(3) ``size``), no other prior; ``lr`` is then the step as a fraction of ``rho``
+    (decayed linearly), and ``images`` are the optima contrast-stretched for display
+    (``info["inputs"]`` holds them in model-input units). It takes no ``param``,
+    ``transform``, ``penalties``, ``diversity``, ``precision`` or ``resume``.
+
+    ``restarts`` > 1 optimizes each unit from that many random starts (images unit-major:
+    unit i's restarts are rows i R .. i R + R - 1) and reports ``info["stability"]``, per
+    unit the mean pairwise correlation of its optima (1 = the same image every time: a
+    stable optimum, Erhan et al.'s test).
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
+    _check_method(method, restarts, rho, diversity, resume, param, transform, penalties, precision)
     options = RenderOptions(
         size, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
     )
@@ -77,7 +95,15 @@ def visualize_feature(
         if not isinstance(unit, torch.Tensor):
             raise TypeError("kind='direction' takes unit=<tensor (C,)>, a vector over channels.")
         goal = obj.direction(layer, unit)
-        return _render(model, goal, 1, options, seed, on_step, resume, diversity, layer)
+        if method == "erhan":
+            result = norm_constrained_ascent(
+                net, goal, restarts, size, steps, lr, _rho(rho, size), seed, on_step
+            )
+        else:
+            result = _render(
+                model, goal, restarts, options, seed, on_step, resume, diversity, layer
+            )
+        return _with_stability(result, restarts)
     position: tuple[int, int] | None = None
     if kind == "neuron" and isinstance(unit, tuple) and len(unit) == 3:
         channel, row, col = unit
@@ -93,7 +119,7 @@ def visualize_feature(
         )
     elif kind not in ("channel", "neuron"):
         raise ValueError(f"kind must be 'channel', 'neuron' or 'direction'; got {kind!r}.")
-    units = _units(net, layer, unit, size)
+    units = [u for u in _units(net, layer, unit, size) for _ in range(restarts)]
     chunk = _batch_size(batch_size, net.device)
     if len(units) > chunk and resume is not None:
         raise ValueError("resume= works on one batch; pass at most batch_size units.")
@@ -104,13 +130,66 @@ def visualize_feature(
         listener = offset_frames(
             on_step, (first // chunk) * steps, math.ceil(len(units) / chunk) * steps, first
         )
-        result = _render(
-            model, goal, len(part), options, seed + first, listener, resume, diversity, layer
-        )
+        if method == "erhan":
+            result = norm_constrained_ascent(
+                net, goal, len(part), size, steps, lr, _rho(rho, size), seed + first, listener
+            )
+        else:
+            result = _render(
+                model, goal, len(part), options, seed + first, listener, resume, diversity, layer
+            )
         results.append(result)
         if result.stopped:
             break
-    return _concatenated(results, units)
+    return _with_stability(_concatenated(results, units), restarts)
+
+
+def _check_method(
+    method: str,
+    restarts: int,
+    rho: float | None,
+    diversity: float,
+    resume: SynthesisResult | None,
+    param: str,
+    transform: Robustness | None,
+    penalties: Penalties,
+    precision: Precision,
+) -> None:
+    if method not in ("lucid", "erhan"):
+        raise ValueError(f"method must be 'lucid' or 'erhan'; got {method!r}.")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be an int >= 1; got {restarts!r}.")
+    if restarts > 1 and resume is not None:
+        raise ValueError("resume= continues one run; pass restarts=1 with it.")
+    if method == "lucid":
+        if rho is not None:
+            raise ValueError("rho= is the input norm of method='erhan'; pass method='erhan'.")
+        return
+    unused = {
+        "diversity": diversity != 0.0,
+        "resume": resume is not None,
+        "param": param != "fourier",
+        "transform": transform is not STANDARD_TRANSFORM,
+        "penalties": penalties is not NO_PENALTIES,
+        "precision": precision != "float32",
+    }
+    given = [name for name, used in unused.items() if used]
+    if given:
+        raise ValueError(
+            f"method='erhan' is plain ascent on the norm-constrained input; it takes no "
+            f"{', '.join(given)}. Drop them, or use method='lucid'."
+        )
+
+
+def _rho(rho: float | None, size: int) -> float:
+    return data_norm(size) if rho is None else rho
+
+
+def _with_stability(result: SynthesisResult, restarts: int) -> SynthesisResult:
+    if restarts > 1:
+        result.info["restarts"] = restarts
+        result.info["stability"] = restart_stability(result.images, restarts)
+    return result
 
 
 @dataclass(frozen=True)
@@ -191,6 +270,8 @@ def _concatenated(results: list[SynthesisResult], units: list[int]) -> Synthesis
         dim=1,
     )
     info = {**results[0].info, "units": units[: images.shape[0]]}
+    if "inputs" in info:  # method="erhan": the optima of every batch
+        info["inputs"] = torch.cat([r.info["inputs"] for r in results])
     return SynthesisResult(images, trace, results[0].trace_name, results[-1].stopped, info)
 
 
