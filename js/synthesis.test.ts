@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { curvePoints, imageAt, predictionText, validKinds } from "./synthesis";
+import { curvePoints, imageAt, predictionText, sideBySide, validKinds } from "./synthesis";
 
 describe("curvePoints", () => {
   it("puts the largest value at the top and spans the width", () => {
@@ -18,6 +18,22 @@ describe("imageAt", () => {
     expect(image?.shape).toEqual([1, 2, 3]);
     expect(Array.from(image?.data ?? [])).toEqual([6, 7, 8, 9, 10, 11]);
     expect(imageAt({ shape: [2, 1, 2, 3], dtype: "uint8", data }, 2)).toBeNull();
+  });
+});
+
+describe("sideBySide", () => {
+  it("lays K images in one row with white gaps", () => {
+    // Two 2x1 images: image 0 rows [1], [2]; image 1 rows [3], [4] (grey levels).
+    const data = Uint8Array.from([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+    const strip = sideBySide({ shape: [2, 2, 1, 3], dtype: "uint8", data }, 1);
+    expect(strip?.shape).toEqual([2, 3, 3]);
+    const grey = Array.from(strip?.data ?? []).filter((_, i) => i % 3 === 0);
+    expect(grey).toEqual([1, 255, 3, 2, 255, 4]);
+  });
+  it("returns one image as it is and refuses malformed batches", () => {
+    const data = new Uint8Array(6).fill(7);
+    expect(sideBySide({ shape: [1, 1, 2, 3], dtype: "uint8", data })?.shape).toEqual([1, 2, 3]);
+    expect(sideBySide({ shape: [2, 3], dtype: "uint8", data })).toBeNull();
   });
 });
 

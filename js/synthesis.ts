@@ -67,6 +67,25 @@ export function imageAt(batch: Decoded, index: number): Decoded | null {
   } as Decoded;
 }
 
+/**
+ * The images of a (K, H, W, 3) uint8 batch side by side in one (H, K W + (K - 1) gap, 3)
+ * image, separated by `gap` white columns; null when the batch is not such a batch.
+ */
+export function sideBySide(batch: Decoded, gap = 2): Decoded | null {
+  const [k = 0, hgt = 0, w = 0, c = 0] = batch.shape;
+  if (batch.shape.length !== 4 || c !== 3 || k === 0 || batch.dtype !== "uint8") return null;
+  if (k === 1) return imageAt(batch, 0);
+  const width = k * w + (k - 1) * gap;
+  const out = new Uint8Array(hgt * width * 3).fill(255);
+  for (let i = 0; i < k; i++) {
+    for (let row = 0; row < hgt; row++) {
+      const from = (i * hgt + row) * w * 3;
+      out.set(batch.data.subarray(from, from + w * 3), (row * width + i * (w + gap)) * 3);
+    }
+  }
+  return { shape: [hgt, width, 3], dtype: "uint8", data: out };
+}
+
 /** "tiger cat 63.4%" from a {label, prob} prediction; "" when malformed. */
 export function predictionText(raw: unknown): string {
   const p = raw as { label?: unknown; prob?: unknown } | null;

@@ -13,7 +13,7 @@ import { decodeOptional } from "../codecs";
 import { h, setText } from "../dom";
 import { jobView } from "../jobs";
 import { mergeParams, type ParamControl, paramControls, parseParamInput } from "../methods";
-import { curvePoints, imageAt, predictionText, validKinds } from "../synthesis";
+import { curvePoints, imageAt, predictionText, sideBySide, validKinds } from "../synthesis";
 import type { ExplorerModel, View } from "../types";
 import { channelOrder } from "./filterGrid";
 import { controlElement, showValue } from "./methods";
@@ -53,6 +53,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   const layerStop = button("synth-layer-stop", "Stop", "stop the layer's feature visualization");
   const status = h("div", { class: "cv-job-text", "data-testid": "synth-status" });
   const canvas = h("canvas", { class: "cv-synth-canvas", "data-testid": "synth-canvas" });
+  const caption = h("div", { class: "cv-muted", "data-testid": "synth-label" });
   const polyline = document.createElementNS(SVG, "polyline");
   polyline.setAttribute("class", "cv-synth-line");
   const curve = document.createElementNS(SVG, "svg");
@@ -93,7 +94,13 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     ),
     form,
     status,
-    h("div", { class: "cv-synth-live" }, canvas, h("div", {}, curve, curveLabel), adversarial),
+    h(
+      "div",
+      { class: "cv-synth-live" },
+      h("div", {}, canvas, caption),
+      curveBox,
+      adversarial,
+    ),
     pins,
   );
   const featureGrid = h(
@@ -143,12 +150,15 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
 
   function drawSynthesis(payload: Payload): void {
     const images = payload ? decodeOptional(payload.images) : null;
-    const first = images ? imageAt(images, 0) : null;
+    // Several images (restarts, a batch) are drawn side by side.
+    const strip = images ? sideBySide(images) : null;
     const adv = (payload?.adversarial ?? null) as Payload;
     // The adversarial view has its own three images and a one-step "curve".
-    canvas.hidden = first === null || adv !== null;
+    canvas.hidden = strip === null || adv !== null;
     curveBox.hidden = adv !== null;
-    if (first !== null) drawImage(canvas, first);
+    if (strip !== null) drawImage(canvas, strip);
+    canvas.dataset.images = String(images?.shape[0] ?? 0);
+    setText(caption, adv === null && payload ? String(payload.label ?? "") : "");
     canvas.dataset.step = String(payload?.step ?? 0);
     canvas.dataset.final = String(payload?.final === true);
     const trace = payload ? decodeOptional(payload.trace) : null;

@@ -248,6 +248,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     explorer.screenshot(path=str(ARTIFACTS / "explorer-channel.png"))
     live_synthesis(page, explorer)
     adversarial_view(page, explorer)
+    erhan_restarts(page, explorer)
 
     # A file that is not an image: a visible message, and the widget keeps working.
     explorer.locator('[data-testid="upload"]').set_input_files(
@@ -610,3 +611,27 @@ def adversarial_view(page, explorer) -> None:
     red = perturbation.evaluate(PIXELS)[0::4]
     assert sum(v in (0, 255) for v in red) > 0.95 * len(red)
     panel.screenshot(path=str(ARTIFACTS / "explorer-adversarial.png"))
+
+
+def erhan_restarts(page, explorer) -> None:
+    """Erhan's norm-constrained ascent from 3 random starts: the 3 optima drawn side by side
+    in one strip, captioned with how much they agree (as text)."""
+    panel = explorer.locator('[data-testid="synthesis"]')
+    panel.locator('[data-testid="synth-kind"]').select_option("erhan")
+    page.wait_for_timeout(300)
+    form = panel.locator('[data-testid="synth-params"]')
+    for name, value in (("steps", "8"), ("restarts", "3"), ("size", "32")):
+        field = form.locator(f'input[data-param="{name}"]')
+        field.fill(value)
+        field.dispatch_event("change")
+        page.wait_for_timeout(200)
+    panel.locator('[data-testid="synth-start"]').click()
+    canvas = panel.locator('[data-testid="synth-canvas"][data-final="true"][data-images="3"]')
+    canvas.wait_for(state="visible", timeout=120_000)
+    width, height = canvas.evaluate("c => [c.width, c.height]")
+    assert (width, height) == (3 * 32 + 2 * 2, 32)
+    pixels = canvas.evaluate(PIXELS)
+    assert len(set(pixels[0::4])) > 10, "the optima look blank"
+    caption = panel.locator('[data-testid="synth-label"]').inner_text()
+    assert "restarts agree: correlation" in caption, caption
+    panel.screenshot(path=str(ARTIFACTS / "explorer-erhan.png"))
