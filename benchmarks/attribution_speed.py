@@ -6,6 +6,9 @@ ResNet-50 and VGG-16, random weights, 224x224, batch 1, one target. Each peer ru
 best batch setting among a few (printed); cnnvis runs with its defaults except the sample /
 step counts, which are set equal for everyone (SmoothGrad 50 samples at 15% noise,
 Integrated Gradients 50 steps). Prints the median time of each and cnnvis / best peer.
+
+``--precision bfloat16`` runs cnnvis with ``precision="bfloat16"`` and every peer inside
+``torch.autocast(bfloat16)`` too, so the ratio compares like with like.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def timed(fn: Runner, repeats: int, device: torch.device, warmup: bool = True) -
 
 
 def cases(
-    model: torch.nn.Module, arch: str, x: torch.Tensor, target: int
+    model: torch.nn.Module, arch: str, x: torch.Tensor, target: int, precision: str = "float32"
 ) -> dict[str, tuple[Runner, dict[str, Runner]]]:
     """method -> (cnnvis runner, {peer setting: runner})."""
     from captum.attr import (
@@ -65,7 +68,13 @@ def cases(
     def ours(method: str, **params: object) -> Runner:
         uses_layer = cv.METHODS[method].uses_layer
         return lambda: cv.attribute(
-            model, x, method, target=target, layer=layer_name if uses_layer else None, **params
+            model,
+            x,
+            method,
+            target=target,
+            layer=layer_name if uses_layer else None,
+            precision=precision,  # type: ignore[arg-type]
+            **params,
         )
 
     table: dict[str, tuple[Runner, dict[str, Runner]]] = {
@@ -166,6 +175,18 @@ def cases(
     return table
 
 
+def in_precision(fn: Runner, precision: str, device: torch.device) -> Runner:
+    """``fn`` run under bfloat16 autocast when ``precision`` asks for it (peers' side)."""
+    if precision == "float32":
+        return fn
+
+    def run() -> object:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return fn()
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,9 +206,13 @@ def main() -> None:
         help="time only the first N batch settings of each peer",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"precision {args.precision}"
+    )
     print(
         f"{'model':9} {'method':22} {'cnnvis ms':>10} {'best peer ms':>12} {'peer/cnnvis':>11}  best peer setting"
     )
@@ -195,12 +220,16 @@ def main() -> None:
         torch.manual_seed(0)
         model = tvm.get_model(arch, weights=None).eval().to(device)
         x = torch.randn(1, 3, 224, 224, device=device)
-        for method, (ours, peers) in cases(model, arch, x, target=281).items():
+        table = cases(model, arch, x, target=281, precision=args.precision)
+        for method, (ours, peers) in table.items():
             if args.methods and method not in args.methods:
                 continue
             warm = not args.no_warmup
             mine = timed(ours, args.repeats, device, warm)
-            settings = list(peers.items())[: args.peer_settings]
+            settings = [
+                (name, in_precision(fn, args.precision, device))
+                for name, fn in list(peers.items())[: args.peer_settings]
+            ]
             peer_times = {name: timed(fn, args.repeats, device, warm) for name, fn in settings}
             best = min(peer_times, key=peer_times.__getitem__)
             print(

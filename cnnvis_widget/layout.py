@@ -21,23 +21,29 @@ LAYOUTS = (torch.channels_last, torch.contiguous_format)
 
 
 def fastest(
-    key: Hashable, candidates: Mapping[Hashable, Callable[[], object]], device: torch.device
+    key: Hashable,
+    candidates: Mapping[Hashable, Callable[[], object]],
+    device: torch.device,
+    rounds: int = 1,
 ) -> Hashable:
     """The name of the fastest of ``candidates`` (name -> a call doing one pass), measured the
-    first time ``key`` is asked (each candidate once to warm up, once timed, in order) and
-    remembered for the process's lifetime. ``device``: where the passes run (synchronized
-    before a CUDA clock is read)."""
+    first time ``key`` is asked and remembered for the process's lifetime: each candidate runs
+    once to warm up, then ``rounds`` timed rounds run every candidate in turn (interleaved, so
+    a drift of the machine's speed hits all alike) and each keeps its best time. ``device``:
+    where the passes run (synchronized before a CUDA clock is read)."""
     chosen = _CHOICES.get(key)
     if chosen is not None:
         return chosen
-    timings: dict[Hashable, float] = {}
-    for name, run in candidates.items():
-        for _ in range(2):  # warm-up, then timed
+    timings: dict[Hashable, float] = {name: float("inf") for name in candidates}
+    for run in candidates.values():
+        run()  # warm-up: first-use costs (allocations, a nested measurement) are not timed
+    for _ in range(rounds):
+        for name, run in candidates.items():
             start = time.perf_counter()
             run()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            timings[name] = time.perf_counter() - start
+            timings[name] = min(timings[name], time.perf_counter() - start)
     chosen = min(timings, key=lambda name: timings[name])
     _CHOICES[key] = chosen
     return chosen

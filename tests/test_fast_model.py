@@ -148,7 +148,7 @@ def test_frozen_inference_gives_the_models_logits_with_either_choice(monkeypatch
     with torch.no_grad():
         expected = model(x)
     for forced in (True, False):
-        monkeypatch.setattr(frozen, "fastest", lambda key, candidates, device, f=forced: f)
+        monkeypatch.setattr(frozen, "fastest", lambda *args, f=forced, **kwargs: f)
         runner = frozen.FrozenInference(fast_model(model, x[:1]))
         with torch.no_grad():
             got = runner(x)
@@ -164,7 +164,7 @@ def test_frozen_inference_gives_the_models_logits_with_either_choice(monkeypatch
 def test_frozen_inference_refuses_value_dependent_branches(monkeypatch) -> None:
     import cnnvis_widget.methods.frozen_inference as frozen
 
-    monkeypatch.setattr(frozen, "fastest", lambda key, candidates, device: True)
+    monkeypatch.setattr(frozen, "fastest", lambda *args, **kwargs: True)
     torch.manual_seed(0)
     model = _ValueBranch().eval()
     runner = frozen.FrozenInference(fast_model(model))

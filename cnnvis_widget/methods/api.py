@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from .context import AttributionRequest, StepCallback
 from .registry import METHODS, Param
 
 Target = int | Sequence[int] | torch.Tensor | None
+Precision = Literal["float32", "bfloat16"]
 
 
 def attribute(
@@ -28,6 +29,7 @@ def attribute(
     *,
     on_step: StepCallback | None = None,
     fast: bool = True,
+    precision: Precision = "float32",
     **params: Any,
 ) -> torch.Tensor:
     """Explain ``module``'s decision on ``x`` with a registered method.
@@ -47,8 +49,17 @@ def attribute(
     batch norm folded into the convolutions, frozen parameters and channels-last activations
     (see :mod:`cnnvis_widget.methods.fast_model`): the same function up to float32 rounding,
     1.3-2x faster. ``fast=False`` runs the model op for op, as Captum does.
+
+    ``precision="bfloat16"`` runs the network under ``torch.autocast`` in bfloat16 (maps are
+    accumulated and returned in ``x``'s dtype): about 1.9x faster for dense convolutions on
+    CPUs with native bfloat16 (ResNet-50 here) and on GPUs, slower for depthwise ones. It
+    costs accuracy: on EfficientNet-Lite0 single input gradients (saliency, IG) correlate only
+    0.82-0.88 with float32's, SmoothGrad's average 0.94-0.95, CAM and occlusion maps more
+    (tests/test_precision.py). For exploring; not for comparing with float32 references.
     """
     descriptor = _method(method)
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}.")
     check_input(x)
     x = to_model_input(x, module)
     targets = _targets(target, x.shape[0], x.device)
@@ -60,7 +71,18 @@ def attribute(
             resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
         elif layer is not None:
             raise TypeError(f"{method} works on the input pixels and takes no layer.")
-        return descriptor(AttributionRequest(module, x, targets, layer, on_step, fast), **options)
+        if precision == "float32":
+            request = AttributionRequest(module, x, targets, layer, on_step, fast)
+            return descriptor(request, **options)
+        listener = on_step
+        if on_step is not None:  # partial maps reach the listener in x's dtype too
+
+            def listener(partial: torch.Tensor, done: float) -> bool | None:
+                return on_step(partial.to(x.dtype), done)
+
+        request = AttributionRequest(module, x, targets, layer, listener, fast)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return descriptor(request, **options).to(x.dtype)
 
 
 def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:

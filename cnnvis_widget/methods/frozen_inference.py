@@ -7,7 +7,7 @@ oneDNN convolutions with prepacked weights and fused activations: on this projec
 machine ResNet-50 at batch 8 runs 1.2-1.4x faster and VGG-16 1.3x, while EfficientNet's
 depthwise convolutions run 2x slower. So it is not assumed: for every input shape the frozen
 graph is first checked to compute the same logits as the eager stand-in, then both are timed
-(:func:`~cnnvis_widget.layout.fastest`) and the faster is used.
+(:func:`~cnnvis_widget.layout.fastest`, best of 3 interleaved rounds) and the faster is used.
 
 Costs: building the frozen graph takes 1.5 s (ResNet-50) to 5 s (VGG-16) once per model and
 input size, and it holds its own prepacked copy of the weights. Only CPU passes in no-grad mode
@@ -59,6 +59,7 @@ class FrozenInference:
             ("frozen", id(self), key),
             {False: lambda: self.eager(x), True: lambda: graph(x)},
             x.device,
+            rounds=3,  # eager passes vary by up to 1.5x here: one sample misleads
         )
         self._use_graph[key] = bool(choice)
         return bool(choice)
