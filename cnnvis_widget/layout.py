@@ -5,8 +5,7 @@ convolutions: ResNet-style passes run up to 1.5x faster in it. EfficientNet's de
 convolutions run up to 2x slower in it, and at batch 1 the conversion can cost more than it
 saves. So the layout is not assumed: the first pass of a kind (per key) runs in both layouts,
 each once to warm up and once timed, and the faster one is used from then on. The same
-measurement (:func:`fastest`) picks between other equivalent candidates, e.g. eager and frozen
-forward passes (:mod:`cnnvis_widget.methods.frozen_inference`).
+measurement (:func:`fastest`) can pick between any equivalent candidates.
 """
 
 from __future__ import annotations
@@ -21,29 +20,25 @@ LAYOUTS = (torch.channels_last, torch.contiguous_format)
 
 
 def fastest(
-    key: Hashable,
-    candidates: Mapping[Hashable, Callable[[], object]],
-    device: torch.device,
-    rounds: int = 1,
+    key: Hashable, candidates: Mapping[Hashable, Callable[[], object]], device: torch.device
 ) -> Hashable:
     """The name of the fastest of ``candidates`` (name -> a call doing one pass), measured the
     first time ``key`` is asked and remembered for the process's lifetime: each candidate runs
-    once to warm up, then ``rounds`` timed rounds run every candidate in turn (interleaved, so
-    a drift of the machine's speed hits all alike) and each keeps its best time. ``device``:
-    where the passes run (synchronized before a CUDA clock is read)."""
+    once to warm up, then once timed (the warm-ups first, so first-use costs such as
+    allocations are not timed). ``device``: where the passes run (synchronized before a CUDA
+    clock is read)."""
     chosen = _CHOICES.get(key)
     if chosen is not None:
         return chosen
-    timings: dict[Hashable, float] = {name: float("inf") for name in candidates}
     for run in candidates.values():
-        run()  # warm-up: first-use costs (allocations, a nested measurement) are not timed
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            timings[name] = min(timings[name], time.perf_counter() - start)
+        run()
+    timings: dict[Hashable, float] = {}
+    for name, run in candidates.items():
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings[name] = time.perf_counter() - start
     chosen = min(timings, key=lambda name: timings[name])
     _CHOICES[key] = chosen
     return chosen

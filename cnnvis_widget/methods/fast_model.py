@@ -150,10 +150,15 @@ def _set_submodule(root: nn.Module, target: str, replacement: nn.Module) -> None
 
 def same_function(reference: nn.Module, candidate: nn.Module, example: torch.Tensor) -> bool:
     """Whether ``candidate`` gives ``reference``'s logits on ``example`` up to float rounding
-    (relative 1e-3 of the largest logit)."""
+    (:func:`same_outputs`)."""
     with torch.no_grad():
-        expected = logits_of(reference(example))
-        got = logits_of(candidate(example))
+        return same_outputs(reference(example), candidate(example))
+
+
+def same_outputs(expected: object, got: object) -> bool:
+    """Whether the logits in ``got`` equal those in ``expected`` up to float rounding
+    (relative 1e-3 of the largest logit)."""
+    expected, got = logits_of(expected), logits_of(got)
     scale = float(expected.abs().max()) or 1.0
     return bool(torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale))
 
