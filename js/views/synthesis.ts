@@ -94,13 +94,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     ),
     form,
     status,
-    h(
-      "div",
-      { class: "cv-synth-live" },
-      h("div", {}, canvas, caption),
-      curveBox,
-      adversarial,
-    ),
+    h("div", { class: "cv-synth-live" }, h("div", {}, canvas, caption), curveBox, adversarial),
     pins,
   );
   const featureGrid = h(
