@@ -58,6 +58,21 @@ CELLS = [
     ),
     (
         "markdown",
+        "### Why the priors? Plain ascent (Erhan et al. 2009)\n\n"
+        "Without a parameterization, transforms or penalties, only the input's norm held fixed, "
+        "gradient ascent finds a high-frequency texture, and a different one from every random "
+        "start. `restarts=3` runs three starts per channel; `info['stability']` is how much "
+        "their optima agree (correlation at the best alignment, 1 = the same image).",
+    ),
+    (
+        "code",
+        'plain = cv.visualize_feature(bundle, "_blocks.8", 3, method="erhan", restarts=3, steps=48)\n'
+        'lucid = cv.visualize_feature(bundle, "_blocks.8", 3, restarts=3, steps=48)\n'
+        "display(cv.image_sheet([plain.images, lucid.images], columns=3))  # plain; Lucid\n"
+        'plain.info["stability"], lucid.info["stability"]',
+    ),
+    (
+        "markdown",
         "## 3. What a class looks like to the model\n\n"
         "Ascent of the class logit (not the probability) with Yosinski-style blur and decay.",
     ),
