@@ -62,6 +62,14 @@ def _per_image(units: Units, count: int, what: str) -> torch.Tensor:
     return values
 
 
+def _units_label(units: Units) -> str:
+    """``units`` for an objective's name: one index as is, a list as a list, but a list of one
+    repeated index (restarts, diversity) as that index."""
+    if isinstance(units, Sequence) and not isinstance(units, str) and len(set(units)) == 1:
+        return str(units[0])
+    return str(units)
+
+
 def _spatial(tensor: torch.Tensor, layer: str) -> torch.Tensor:
     if tensor.ndim == 2:
         return tensor[:, :, None, None]
@@ -91,7 +99,7 @@ def channel(layer: str, unit: Units) -> Objective:
         picked = acts.gather(1, index.view(-1, 1, 1, 1).expand(-1, 1, *acts.shape[2:]))
         return picked.mean(dim=(1, 2, 3))
 
-    return Objective(score, frozenset({layer}), f"{layer}:{unit}")
+    return Objective(score, frozenset({layer}), f"{layer}:{_units_label(unit)}")
 
 
 def neuron(layer: str, unit: Units, position: tuple[int, int] | None = None) -> Objective:
@@ -110,7 +118,8 @@ def neuron(layer: str, unit: Units, position: tuple[int, int] | None = None) -> 
             )
         return acts[torch.arange(acts.shape[0], device=acts.device), index, row, col]
 
-    return Objective(score, frozenset({layer}), f"{layer}:{unit}@{position or 'centre'}")
+    label = f"{layer}:{_units_label(unit)}@{position or 'centre'}"
+    return Objective(score, frozenset({layer}), label)
 
 
 def direction(layer: str, vector: torch.Tensor) -> Objective:
