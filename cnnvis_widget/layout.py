@@ -24,24 +24,33 @@ def fastest(
 ) -> Hashable:
     """The name of the fastest of ``candidates`` (name -> a call doing one pass), measured the
     first time ``key`` is asked and remembered for the process's lifetime: each candidate runs
-    once to warm up, then once timed (the warm-ups first, so first-use costs such as
-    allocations are not timed). ``device``: where the passes run (synchronized before a CUDA
-    clock is read)."""
+    once to warm up, then once timed (:func:`best_times`). ``device``: where the passes run."""
     chosen = _CHOICES.get(key)
     if chosen is not None:
         return chosen
     for run in candidates.values():
-        run()
-    timings: dict[Hashable, float] = {}
-    for name, run in candidates.items():
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings[name] = time.perf_counter() - start
+        run()  # warm-up: first-use costs such as allocations are not timed
+    timings = best_times(candidates, device)
     chosen = min(timings, key=lambda name: timings[name])
     _CHOICES[key] = chosen
     return chosen
+
+
+def best_times(
+    candidates: Mapping[Hashable, Callable[[], object]], device: torch.device, rounds: int = 1
+) -> dict[Hashable, float]:
+    """Seconds per candidate, best of ``rounds`` rounds that run every candidate in turn
+    (interleaved, so a drift of the machine's speed hits all alike); CUDA is synchronized
+    before each clock read."""
+    timings = dict.fromkeys(candidates, float("inf"))
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timings[name] = min(timings[name], time.perf_counter() - start)
+    return timings
 
 
 def faster_layout(

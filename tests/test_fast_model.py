@@ -152,15 +152,16 @@ def test_frozen_inference_gives_the_models_logits_with_either_choice(monkeypatch
         runner = frozen.FrozenInference(fast_model(model, x[:1]))
         with torch.no_grad():
             outputs = [runner(x), runner(x), runner(x[:1]), runner(x[:1])]
-        assert runner._graph_faster[tuple(x.shape[1:])] is forced
-        checked = {tuple(x.shape): True} | ({(1, *x.shape[1:]): True} if forced else {})
-        assert runner._checked == checked  # once eager wins a size, other batches skip the check
+        # Decided per shape (batch size included), once.
+        assert runner._use_graph == {tuple(x.shape): forced, (1, *x.shape[1:]): forced}
+        # The graph's prepacked weights are kept only while some shape uses them.
+        assert (tuple(x.shape[1:]) in runner._graphs) is forced
         # The model's logits, and identical from call to call (the first call, which checks
         # and times, returns the chosen candidate's output too).
         for got in outputs:
             torch.testing.assert_close(got, expected[: len(got)], rtol=1e-4, atol=1e-3)
         assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[2], outputs[3])
-    # Gradients and float64 always go through the eager stand-in.
+    # Gradients always go through the eager stand-in.
     assert runner(x.requires_grad_(True)).requires_grad
 
 
@@ -175,12 +176,18 @@ def test_frozen_inference_refuses_value_dependent_branches(monkeypatch) -> None:
         for sign in (1.0, -1.0, 1.0):
             x = sign * torch.randn(2, 3, 8, 8)
             torch.testing.assert_close(runner(x), model(x))
-    assert runner._graphs == {(3, 8, 8): None}
+    assert runner._graphs == {} and not any(runner._use_graph.values())
 
 
-def test_masked_and_occluded_passes_match_the_exact_model() -> None:
-    """Score-CAM and occlusion run their many forward passes through the frozen runner; the
-    maps equal those of the model itself (fast=False)."""
+def test_masked_and_occluded_passes_match_the_exact_model(monkeypatch) -> None:
+    """Score-CAM and occlusion run their many forward passes through the frozen graph (forced
+    here, whatever the timing says); the maps equal those of the model itself (fast=False)."""
+    import cnnvis_widget.methods.frozen_inference as frozen
+
+    used: list[bool] = []
+    monkeypatch.setattr(
+        frozen.FrozenInference, "_faster", staticmethod(lambda best: used.append(True) or True)
+    )
     model = _resnet()
     x = torch.randn(2, 3, 64, 64)
     for method, options in (
@@ -190,3 +197,37 @@ def test_masked_and_occluded_passes_match_the_exact_model() -> None:
         fast = cv.attribute(model, x, method, target=[1, 2], **options)
         exact = cv.attribute(model, x, method, target=[1, 2], fast=False, **options)
         torch.testing.assert_close(fast, exact, rtol=1e-3, atol=1e-4 * float(exact.abs().max()))
+    assert used  # the graph was checked and chosen for at least one shape
+
+
+class _DictOutput(nn.Module):
+    """A model returning a Hugging Face-style output (a dict with ``.logits``)."""
+
+    class Output(dict):
+        @property
+        def logits(self) -> torch.Tensor:
+            return self["logits"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.Output(logits=self.fc(self.conv(x).mean(dim=(2, 3))))
+
+
+def test_models_with_dict_outputs_run_eager() -> None:
+    torch.manual_seed(0)
+    model = _DictOutput().eval()
+    x = torch.randn(2, 3, 16, 16)
+    fast = cv.attribute(model, x, "occlusion", target=1, window=8, stride=8)
+    exact = cv.attribute(model, x, "occlusion", target=1, window=8, stride=8, fast=False)
+    torch.testing.assert_close(fast, exact)
+
+
+def test_a_bfloat16_call_first_does_not_leave_the_stand_in_unfolded() -> None:
+    model = _resnet()
+    x = torch.randn(2, 3, 32, 32)
+    cv.attribute(model, x, "smoothgrad", target=1, n_samples=2, precision="bfloat16")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast_model(model).modules())

@@ -45,6 +45,7 @@ def test_bfloat16_maps_agree_with_float32(lite0: cv.ModelBundle, method: str) ->
     assert fast.dtype == x.dtype and fast.shape == exact.shape
     assert all(dtype == x.dtype for dtype in partials)
     assert _correlation(fast, exact) > least, method
+    assert not torch.allclose(fast, exact, rtol=1e-5, atol=0), "bfloat16 was not applied"
     assert not torch.is_autocast_enabled("cpu")  # the autocast region ended
 
 
@@ -52,3 +53,5 @@ def test_precision_is_checked() -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten()).eval()
     with pytest.raises(ValueError, match="precision must be 'float32' or 'bfloat16'"):
         cv.attribute(model, torch.rand(1, 3, 8, 8), "saliency", precision="float16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="float32 model and input"):
+        cv.attribute(model.double(), torch.rand(1, 3, 8, 8), "saliency", precision="bfloat16")

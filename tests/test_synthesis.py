@@ -371,6 +371,21 @@ def test_erhan_refuses_options_it_does_not_have() -> None:
         cv.visualize_feature(model, "conv2", 0, method="erhan", rho=-1.0, steps=1)
     with pytest.raises(ValueError, match="pass method='erhan'"):
         cv.visualize_feature(model, "conv2", 0, rho=3.0, steps=1)
+    with pytest.raises(ValueError, match="takes no decorrelate"):
+        cv.visualize_feature(model, "conv2", 0, method="erhan", decorrelate=False, steps=1)
+    # No transform is Erhan's setting already: accepted.
+    cv.visualize_feature(model, "conv2", 0, method="erhan", transform=None, steps=1, size=16)
+
+
+def test_a_stopped_run_reports_no_restart_stability() -> None:
+    model = seeded(TinyCNN(), dtype=torch.float32)
+    result = cv.visualize_feature(
+        model, "conv2", [0, 1], restarts=3, batch_size=4, steps=3, size=16,
+        on_step=lambda frame: frame.step < 4,  # stops in the second batch
+    )  # fmt: skip
+    assert result.stopped and "stability" not in result.info
+    finished = cv.visualize_feature(model, "conv2", [0, 1], restarts=3, steps=2, size=16)
+    assert len(finished.info["stability"]) == 2
 
 
 # --- rules every method obeys ---------------------------------------------------------------------

@@ -50,9 +50,10 @@ def attribute(
     (see :mod:`cnnvis_widget.methods.fast_model`): the same function up to float32 rounding,
     1.3-2x faster. ``fast=False`` runs the model op for op, as Captum does.
 
-    ``precision="bfloat16"`` runs the network under ``torch.autocast`` in bfloat16 (maps are
-    accumulated and returned in ``x``'s dtype): about 1.9x faster for dense convolutions on
-    CPUs with native bfloat16 (ResNet-50 here) and on GPUs, slower for depthwise ones. It
+    ``precision="bfloat16"`` runs the network under ``torch.autocast`` in bfloat16 (float32
+    models and inputs only; maps are returned in ``x``'s dtype, CAM maps computed from
+    bfloat16 activations and gradients): on ResNet-50 here the batched methods (SmoothGrad,
+    IG) run about 1.9x faster, single passes about 1.2x; slower for depthwise convolutions. It
     costs accuracy: on EfficientNet-Lite0 single input gradients (saliency, IG) correlate only
     0.82-0.88 with float32's, SmoothGrad's average 0.94-0.95, CAM and occlusion maps more
     (tests/test_precision.py). For exploring; not for comparing with float32 references.
@@ -62,6 +63,11 @@ def attribute(
         raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}.")
     check_input(x)
     x = to_model_input(x, module)
+    if precision == "bfloat16" and x.dtype != torch.float32:
+        raise ValueError(
+            f"precision='bfloat16' runs float32 models under autocast; the model runs in {x.dtype}. "
+            "Use a float32 model and input, or precision='float32'."
+        )
     targets = _targets(target, x.shape[0], x.device)
     options = check_params(method, params)
     with model_guard(module):

@@ -65,7 +65,9 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> Measur
     cached = _CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    stand_in = MeasuredLayout(_folded_copy(module, example)).eval()
+    device = example.device.type if example is not None else "cpu"
+    with torch.autocast(device, enabled=False):  # checked in the model's own precision
+        stand_in = MeasuredLayout(_folded_copy(module, example)).eval()
     _CACHE[module] = (key, stand_in)
     return stand_in
 

@@ -5,50 +5,55 @@ forward passes of the whole network. On a CPU, TorchScript's freezing + inferenc
 (`torch.jit.optimize_for_inference`) turns the stand-in of :mod:`.fast_model` into a graph of
 oneDNN convolutions with prepacked weights and fused activations: on this project's 2-core
 machine ResNet-50 at batch 8 runs 1.2-1.4x faster and VGG-16 1.3x, while EfficientNet's
-depthwise convolutions run 2x slower. So it is not assumed: for every input shape the frozen
-graph is first checked to compute the same logits as the eager stand-in, then both are timed
-(alternating, best of 2 each) and the faster is used for that input size; every further batch
-size is checked again. Float32 only (oneDNN's inference path has no float64).
+depthwise convolutions run 2x slower at batch 8 (and about the same at batch 1). So it is not
+assumed: for every input shape (batch size included) the first batch of that shape runs both,
+they must give the same logits, then both are timed (2 interleaved rounds, best of each) and
+the faster is used for that shape from then on. That first call costs 4 extra passes per
+shape, once per model and process.
 
 Costs: building the frozen graph takes 1.5 s (ResNet-50) to 5 s (VGG-16) once per model and
-input size, and it holds its own prepacked copy of the weights. Only CPU passes in no-grad mode
-use it (gradients need the eager graph; on CUDA, cuDNN already runs the eager convolutions).
-Where tracing fails (data-dependent control flow, a future torch without TorchScript) the eager
-stand-in is used, silently: the results are the same either way.
+input size, and it holds its own prepacked copy of the weights (dropped again when no shape
+chose it). Only float32 CPU passes in no-grad mode without autocast use it (gradients need the
+eager graph; oneDNN's inference path has no float64; on CUDA, cuDNN already runs the eager
+convolutions). Where tracing fails or warns (data-dependent control flow), the graph raises
+at run time (oneDNN refuses some pooling sizes), the model returns something other than a
+tensor, or a future torch has no TorchScript, the eager stand-in is used: the results are the
+same either way, and identical from call to call.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import threading
 import warnings
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import torch
 from torch import nn
 
+from ..layout import best_times
 from .fast_model import MeasuredLayout, same_outputs
 
+Shape = tuple[int, ...]
+
 TIMED_ROUNDS = 2
-"""Timed passes per candidate when a model and input size are first seen (eager passes here
-vary by up to 1.5x from one to the next, so one sample misleads)."""
+"""Timed passes per candidate for a new shape (eager passes here vary by up to 1.5x from one
+to the next, so one sample misleads)."""
+
+_LOCK = threading.RLock()
+"""First passes (graph building, checks, timing) run one at a time, across all models: the
+tracer's warnings are caught process-wide, and a decision is published only when complete."""
 
 
 class FrozenInference:
     """Callable like the stand-in ``eager`` (input (N, C, H, W) -> the model's output); in
-    no-grad mode on the CPU with float32 inputs, runs the frozen graph where it is checked and
-    measured faster.
-
-    The choice is made once per input size (C, H, W) on the first batch seen: both run on it
-    and must agree, then both are timed ``TIMED_ROUNDS`` times, alternating. Each further batch
-    size is checked once the same way (both run, must agree). Every call returns the chosen
-    candidate's output, so repeated calls give identical results."""
+    no-grad mode on the CPU with float32 inputs, runs the frozen graph for the shapes where it
+    is checked and measured faster. Every call returns the chosen candidate's output, so
+    repeated calls give identical results."""
 
     def __init__(self, eager: MeasuredLayout) -> None:
         self.eager = eager
-        self._graphs: dict[Hashable, torch.jit.ScriptModule | None] = {}  # per C, H, W
-        self._graph_faster: dict[Hashable, bool] = {}  # per C, H, W
-        self._checked: dict[Hashable, bool] = {}  # per full shape: the graph agreed there
+        self._graphs: dict[Shape, torch.jit.ScriptModule | None] = {}  # per (C, H, W)
+        self._use_graph: dict[Shape, bool] = {}  # per full shape, once decided
 
     def __call__(self, x: torch.Tensor) -> object:
         if (
@@ -59,48 +64,62 @@ class FrozenInference:
             or torch.is_autocast_enabled("cpu")
         ):
             return self.eager(x)
-        size, shape = tuple(x.shape[1:]), tuple(x.shape)
-        if self._graph_faster.get(size) is False or self._checked.get(shape) is False:
-            return self.eager(x)
-        graph = self._graphs.get(size)
-        if graph is not None and self._checked.get(shape):
-            return graph(x)
-        return self._first_pass(x, size, shape)
+        use_graph = self._use_graph.get(tuple(x.shape))
+        if use_graph is None:
+            with _LOCK:
+                return self._first_pass(x)
+        graph = self._graphs.get(tuple(x.shape[1:]))
+        return graph(x) if use_graph and graph is not None else self.eager(x)
 
-    def _first_pass(self, x: torch.Tensor, size: Hashable, shape: Hashable) -> object:
-        """Check the graph on a new shape (and time it on a new size); return the chosen
-        candidate's output."""
-        if size not in self._graphs:
-            self._graphs[size] = _frozen_graph(self.eager.inner, x)
-        graph = self._graphs[size]
+    def _first_pass(self, x: torch.Tensor) -> object:
+        """A new shape: check the graph against eager, time both, publish the choice; return
+        the chosen candidate's output."""
+        shape, size = tuple(x.shape), tuple(x.shape[1:])
         expected = self.eager(x)
-        try:
-            got = graph(x) if graph is not None else None
-        except Exception:  # e.g. an oneDNN op that refuses this shape
-            got = None
-        agrees = got is not None and same_outputs(expected, got)
-        self._checked[shape] = agrees
-        if not agrees:
+        if shape in self._use_graph:  # decided by another thread meanwhile
+            return self(x) if self._use_graph[shape] else expected
+        graph = self._graph_for(x) if isinstance(expected, torch.Tensor) else None
+        got = _run_or_none(graph, x)
+        if got is None or not same_outputs(expected, got):
+            self._decide(shape, size, False)
             return expected
-        if size not in self._graph_faster:
-            assert graph is not None
-            self._graph_faster[size] = self._faster(self._best_times(graph, x))
-        return got if self._graph_faster[size] else expected
+        assert graph is not None
+        candidates: dict[Hashable, Callable[[], object]] = {
+            False: lambda: self.eager(x),
+            True: lambda: graph(x),
+        }
+        timings = best_times(candidates, x.device, rounds=TIMED_ROUNDS)
+        use_graph = self._faster(timings)
+        self._decide(shape, size, use_graph)
+        return got if use_graph else expected
 
-    def _best_times(self, graph: torch.jit.ScriptModule, x: torch.Tensor) -> dict[bool, float]:
-        """Best seconds of eager (False) and the graph (True) over interleaved timed passes."""
-        best = {False: math.inf, True: math.inf}
-        for _ in range(TIMED_ROUNDS):
-            for use_graph in (False, True):
-                start = time.perf_counter()
-                graph(x) if use_graph else self.eager(x)
-                best[use_graph] = min(best[use_graph], time.perf_counter() - start)
-        return best
+    def _decide(self, shape: Shape, size: Shape, use_graph: bool) -> None:
+        self._use_graph[shape] = use_graph
+        if not use_graph and not any(s[1:] == size and use for s, use in self._use_graph.items()):
+            self._graphs.pop(size, None)  # free the prepacked weights; rebuilt if a shape wants it
 
     @staticmethod
-    def _faster(best: dict[bool, float]) -> bool:
+    def _faster(best: dict[Hashable, float]) -> bool:
         """Whether the graph's best time beat eager's."""
         return best[True] < best[False]
+
+    def _graph_for(self, x: torch.Tensor) -> torch.jit.ScriptModule | None:
+        size = tuple(x.shape[1:])
+        if size not in self._graphs:
+            self._graphs[size] = _frozen_graph(self.eager.inner, x)
+        return self._graphs[size]
+
+
+def _run_or_none(graph: torch.jit.ScriptModule | None, x: torch.Tensor) -> torch.Tensor | None:
+    """The graph's tensor output on ``x``; None without a graph, on any error (e.g. an oneDNN
+    op that refuses this shape) or for a non-tensor output."""
+    if graph is None:
+        return None
+    try:
+        got = graph(x)
+    except Exception:
+        return None
+    return got if isinstance(got, torch.Tensor) else None
 
 
 def _frozen_graph(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
@@ -122,8 +141,9 @@ def _frozen_graph(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptM
 def frozen_inference(stand_in: MeasuredLayout) -> FrozenInference:
     """The :class:`FrozenInference` of ``stand_in`` (a :func:`.fast_model.fast_model` result),
     created on first use and kept with it, so it is rebuilt whenever the stand-in is."""
-    runner = stand_in.__dict__.get("_frozen_inference")
-    if runner is None:
-        runner = FrozenInference(stand_in)
-        stand_in.__dict__["_frozen_inference"] = runner
-    return runner
+    with _LOCK:
+        runner = stand_in.__dict__.get("_frozen_inference")
+        if runner is None:
+            runner = FrozenInference(stand_in)
+            stand_in.__dict__["_frozen_inference"] = runner
+        return runner

@@ -78,16 +78,28 @@ def visualize_feature(
     sqrt(3) ``size``), no other prior; ``lr`` is then the step as a fraction of ``rho``
     (decayed linearly), and ``images`` are the optima contrast-stretched for display
     (``info["inputs"]`` holds them in model-input units). It takes no ``param``,
-    ``transform``, ``penalties``, ``diversity``, ``precision`` or ``resume``.
+    ``decorrelate``, ``transform`` (``None`` is accepted), ``penalties``, ``diversity``,
+    ``precision`` or ``resume``.
 
     ``restarts`` > 1 optimizes each unit from that many random starts (images unit-major:
     unit i's restarts are rows i R .. i R + R - 1) and reports ``info["stability"]``, per
     unit the mean pairwise correlation of its optima (1 = the same image every time: a
-    stable optimum, Erhan et al.'s test).
+    stable optimum, Erhan et al.'s test; finished runs only).
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
-    _check_method(method, restarts, rho, diversity, resume, param, transform, penalties, precision)
+    _check_method(
+        method,
+        restarts,
+        rho,
+        diversity,
+        resume,
+        param,
+        decorrelate,
+        transform,
+        penalties,
+        precision,
+    )
     options = RenderOptions(
         size, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
     )
@@ -151,6 +163,7 @@ def _check_method(
     diversity: float,
     resume: SynthesisResult | None,
     param: str,
+    decorrelate: bool,
     transform: Robustness | None,
     penalties: Penalties,
     precision: Precision,
@@ -169,7 +182,8 @@ def _check_method(
         "diversity": diversity != 0.0,
         "resume": resume is not None,
         "param": param != "fourier",
-        "transform": transform is not STANDARD_TRANSFORM,
+        "decorrelate": decorrelate is not True,
+        "transform": transform is not STANDARD_TRANSFORM and transform is not None,
         "penalties": penalties is not NO_PENALTIES,
         "precision": precision != "float32",
     }
@@ -186,7 +200,9 @@ def _rho(rho: float | None, size: int) -> float:
 
 
 def _with_stability(result: SynthesisResult, restarts: int) -> SynthesisResult:
-    if restarts > 1:
+    """``info["stability"]`` of a finished run with restarts (a stopped run's optima are not
+    optima yet: none is reported)."""
+    if restarts > 1 and not result.stopped:
         result.info["restarts"] = restarts
         result.info["stability"] = restart_stability(result.images, restarts)
     return result
