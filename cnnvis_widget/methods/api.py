@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -77,17 +78,19 @@ def attribute(
             resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
         elif layer is not None:
             raise TypeError(f"{method} works on the input pixels and takes no layer.")
-        if precision == "float32":
-            request = AttributionRequest(module, x, targets, layer, on_step, fast)
-            return descriptor(request, **options)
         listener = on_step
-        if on_step is not None:  # partial maps reach the listener in x's dtype too
+        if on_step is not None:  # partial maps reach the listener in x's dtype (bfloat16 too)
 
             def listener(partial: torch.Tensor, done: float) -> bool | None:
                 return on_step(partial.to(x.dtype), done)
 
         request = AttributionRequest(module, x, targets, layer, listener, fast)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        arithmetic = (
+            torch.autocast(x.device.type, dtype=torch.bfloat16)
+            if precision == "bfloat16"
+            else contextlib.nullcontext()  # float32: a caller's own autocast is left alone
+        )
+        with arithmetic:
             return descriptor(request, **options).to(x.dtype)
 
 

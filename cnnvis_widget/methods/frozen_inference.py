@@ -75,9 +75,9 @@ class FrozenInference:
         """A new shape: check the graph against eager, time both, publish the choice; return
         the chosen candidate's output."""
         shape, size = tuple(x.shape), tuple(x.shape[1:])
+        if shape in self._use_graph:  # decided by another thread while this one waited
+            return self(x)
         expected = self.eager(x)
-        if shape in self._use_graph:  # decided by another thread meanwhile
-            return self(x) if self._use_graph[shape] else expected
         graph = self._graph_for(x) if isinstance(expected, torch.Tensor) else None
         got = _run_or_none(graph, x)
         if got is None or not same_outputs(expected, got):

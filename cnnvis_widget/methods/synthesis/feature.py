@@ -103,19 +103,23 @@ def visualize_feature(
     options = RenderOptions(
         size, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
     )
+
+    def optimize(
+        goal: obj.Objective, count: int, seed: int, listener: OnStep | None
+    ) -> SynthesisResult:
+        if method == "erhan":
+            radius = data_norm(size) if rho is None else rho
+            return norm_constrained_ascent(
+                net, goal, count, size, steps, lr, radius, seed, listener
+            )
+        return _render(model, goal, count, options, seed, listener, resume, diversity, layer)
+
     if kind == "direction":
         if not isinstance(unit, torch.Tensor):
             raise TypeError("kind='direction' takes unit=<tensor (C,)>, a vector over channels.")
-        goal = obj.direction(layer, unit)
-        if method == "erhan":
-            result = norm_constrained_ascent(
-                net, goal, restarts, size, steps, lr, _rho(rho, size), seed, on_step
-            )
-        else:
-            result = _render(
-                model, goal, restarts, options, seed, on_step, resume, diversity, layer
-            )
-        return _with_stability(result, restarts)
+        return _with_stability(
+            optimize(obj.direction(layer, unit), restarts, seed, on_step), restarts
+        )
     position: tuple[int, int] | None = None
     if kind == "neuron" and isinstance(unit, tuple) and len(unit) == 3:
         channel, row, col = unit
@@ -142,14 +146,7 @@ def visualize_feature(
         listener = offset_frames(
             on_step, (first // chunk) * steps, math.ceil(len(units) / chunk) * steps, first
         )
-        if method == "erhan":
-            result = norm_constrained_ascent(
-                net, goal, len(part), size, steps, lr, _rho(rho, size), seed + first, listener
-            )
-        else:
-            result = _render(
-                model, goal, len(part), options, seed + first, listener, resume, diversity, layer
-            )
+        result = optimize(goal, len(part), seed + first, listener)
         results.append(result)
         if result.stopped:
             break
@@ -193,10 +190,6 @@ def _check_method(
             f"method='erhan' is plain ascent on the norm-constrained input; it takes no "
             f"{', '.join(given)}. Drop them, or use method='lucid'."
         )
-
-
-def _rho(rho: float | None, size: int) -> float:
-    return data_norm(size) if rho is None else rho
 
 
 def _with_stability(result: SynthesisResult, restarts: int) -> SynthesisResult:
