@@ -40,8 +40,8 @@ demo: setup
 	  --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
 
 lint: setup
-	$(BIN)/ruff check cnnvis_widget tests benchmarks notebooks
-	$(BIN)/ruff format --check cnnvis_widget tests benchmarks notebooks
+	$(BIN)/ruff check cnnvis_widget cnnvis_widget_server tests benchmarks notebooks
+	$(BIN)/ruff format --check cnnvis_widget cnnvis_widget_server tests benchmarks notebooks
 	$(BIN)/mypy
 	npm run typecheck
 	npm run lint

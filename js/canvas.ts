@@ -84,15 +84,18 @@ export function maxAbs(data: ArrayLike<number>): number {
  * The `q` quantile (0..1) of |value| over the finite values (nearest rank); 0 for an empty map.
  */
 export function quantileAbs(data: ArrayLike<number>, q: number): number {
-  const values: number[] = [];
+  // A typed array sorts numerically in native code: ~10x faster than Array#sort with a
+  // comparator on a 224x224 map, which ran on every streamed partial map.
+  const values = new Float64Array(data.length);
+  let n = 0;
   for (let i = 0; i < data.length; i++) {
     const a = Math.abs(data[i] as number);
-    if (Number.isFinite(a)) values.push(a);
+    if (Number.isFinite(a)) values[n++] = a;
   }
-  if (values.length === 0) return 0;
-  values.sort((a, b) => a - b);
-  const index = Math.min(values.length - 1, Math.max(0, Math.ceil(q * values.length) - 1));
-  return values[index] as number;
+  if (n === 0) return 0;
+  const finite = values.subarray(0, n).sort();
+  const index = Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1));
+  return finite[index] as number;
 }
 
 /**

@@ -116,6 +116,8 @@ def select_layer(page, explorer, name: str) -> float:
 
 def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     run_notebook(page, f"{jupyter_server}/lab/tree/tour.ipynb")
+    # pip install enabled the server extension: kernel websockets without Nagle's delay.
+    assert "kernel websockets send without Nagle" in (ARTIFACTS / "jupyter.log").read_text()
     explorer = page.locator(EXPLORER).first
     explorer.scroll_into_view_if_needed()
     wait_idle(page, explorer)
