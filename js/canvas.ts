@@ -118,14 +118,26 @@ export function heatFromUint8(map: Map2D): Heat {
 
 /** Draw a colormapped map into `canvas` at native resolution (canvas becomes w x h). */
 export function drawMap(canvas: HTMLCanvasElement, heat: Heat, lut: Lut): void {
-  const { h, w, data } = heat.map;
+  const { h, w } = heat.map;
   resize(canvas, w, h);
   if (w === 0 || h === 0) return;
-  const ctx = context(canvas);
+  drawMapAt(context(canvas), heat, lut, 0, 0);
+}
+
+/** Draw a colormapped map at native resolution with its top-left corner at (x, y) pixels. */
+export function drawMapAt(
+  ctx: CanvasRenderingContext2D,
+  heat: Heat,
+  lut: Lut,
+  x: number,
+  y: number,
+): void {
+  const { h, w, data } = heat.map;
+  if (w === 0 || h === 0) return;
   const img = ctx.createImageData(w, h);
   if (heat.signed) applyDiverging(data, heat.hi, lut, img.data);
   else applyColormap(data, heat.lo, heat.hi, lut, img.data);
-  ctx.putImageData(img, 0, 0);
+  ctx.putImageData(img, x, y);
 }
 
 /** Draw an (H, W, 3) uint8 RGB image into `canvas` at native resolution. */

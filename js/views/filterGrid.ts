@@ -1,9 +1,13 @@
 /**
- * Filter grid: one small canvas per channel of the selected layer's activation, colormapped
- * with the current colormap, ordered by channel index or by mean activation. A click selects
- * (or deselects) a channel, which is shown enlarged above the grid.
+ * Filter grid: one tile per channel of the selected layer's activation, colormapped with the
+ * current colormap, ordered by channel index or by mean activation. A click selects (or
+ * deselects) a channel, which is shown enlarged above the grid.
+ *
+ * All channels are drawn into one hidden canvas (the sheet) and each tile shows its part of
+ * it as a CSS background. A canvas per tile made every frame of the page re-layerize up to
+ * thousands of canvases (40-100 ms per frame without a GPU), which delayed every update.
  */
-import { drawMap, finiteRange, type Heat, heatFromUint8, mapFrom } from "../canvas";
+import { drawMap, drawMapAt, finiteRange, type Heat, heatFromUint8, mapFrom } from "../canvas";
 import type { Decoded } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, setText } from "../dom";
@@ -13,7 +17,22 @@ import type { ExplorerModel, View } from "../types";
 interface Tile {
   channel: number;
   el: HTMLElement;
-  canvas: HTMLCanvasElement;
+  image: HTMLElement;
+}
+
+/** Where channel c sits in a sheet of `cols` columns. */
+export function sheetCell(channel: number, cols: number): { col: number; row: number } {
+  return { col: channel % cols, row: Math.floor(channel / cols) };
+}
+
+/** Columns of a near-square sheet of `count` tiles. */
+export function sheetColumns(count: number): number {
+  return Math.max(1, Math.ceil(Math.sqrt(count)));
+}
+
+/** CSS background position (percent) of cell `index` out of `cells` along one axis. */
+export function backgroundPercent(index: number, cells: number): number {
+  return cells <= 1 ? 0 : (100 * index) / (cells - 1);
 }
 
 /** Heat for channel c of a (C, h, w) grid: uint8 spans the colormap, floats use min..max. */
@@ -43,6 +62,8 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   const note = h("div", { class: "cv-empty", hidden: true });
   const channelSlot = h("div", { class: "cv-channel", hidden: true });
   const grid = h("div", { class: "cv-grid", "data-testid": "grid", "data-count": "0" });
+  const sheet = h("canvas", { class: "cv-tile-sheet", "data-testid": "tile-sheet", hidden: true });
+  let sheetVersion = 0;
   const el = h(
     "div",
     { class: "cv-filters" },
@@ -50,6 +71,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     channelSlot,
     note,
     grid,
+    sheet,
   );
 
   let tiles: Tile[] = [];
@@ -76,27 +98,55 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   function buildTiles(count: number): void {
     tiles = [];
     for (let c = 0; c < count; c++) {
-      const canvas = h("canvas", {
-        class: "cv-tile-canvas",
-        "data-testid": "tile",
-        "data-channel": c,
-      });
+      const image = h("span", { class: "cv-tile-image", "data-testid": "tile", "data-channel": c });
       const tile = h(
         "div",
         { class: "cv-tile", "data-channel": c, "data-selected": "false", title: `channel ${c}` },
-        canvas,
+        image,
         h("span", { class: "cv-tile-caption" }, String(c)),
       );
-      tiles.push({ channel: c, el: tile, canvas });
+      tiles.push({ channel: c, el: tile, image });
     }
     selectedTile = null;
   }
 
+  /** Draw every channel into the sheet, then show it behind the tiles once encoded. */
   function drawTiles(g: Decoded, lut: Uint8Array): void {
+    const [count = 0, mapH = 0, mapW = 0] = g.shape;
+    const cols = sheetColumns(count);
+    const rows = Math.max(1, Math.ceil(count / cols));
+    sheet.width = Math.max(1, cols * mapW);
+    sheet.height = Math.max(1, rows * mapH);
+    sheet.dataset.cols = String(cols);
+    sheet.dataset.tileW = String(mapW);
+    sheet.dataset.tileH = String(mapH);
+    const ctx = sheet.getContext("2d");
+    if (ctx === null || mapW === 0 || mapH === 0) return;
+    const scale = Math.min(1, mapW / mapH); // the tile box keeps the map's aspect ratio
+    const height = `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`;
     for (const tile of tiles) {
       const heat = channelHeat(g, tile.channel);
-      if (heat !== null) drawMap(tile.canvas, heat, lut);
+      const { col, row } = sheetCell(tile.channel, cols);
+      if (heat !== null) drawMapAt(ctx, heat, lut, col * mapW, row * mapH);
+      const style = tile.image.style;
+      style.width = `calc(var(--cv-tile) * ${scale})`;
+      style.height = height;
+      style.backgroundSize = `${cols * 100}% ${rows * 100}%`;
+      style.backgroundPosition = `${backgroundPercent(col, cols)}% ${backgroundPercent(row, rows)}%`;
     }
+    const version = ++sheetVersion;
+    grid.dataset.sheet = "pending";
+    // A data: URL rather than blob: works under VS Code's stricter webview policy.
+    sheet.toBlob((blob) => {
+      if (blob === null || version !== sheetVersion) return;
+      const reader = new FileReader();
+      reader.onload = () => {
+        if (version !== sheetVersion || typeof reader.result !== "string") return;
+        grid.style.setProperty("--cv-sheet", `url("${reader.result}")`);
+        grid.dataset.sheet = "ready";
+      };
+      reader.readAsDataURL(blob);
+    });
   }
 
   function updateEnlarged(g: Decoded | null, channel: number, lut: Uint8Array): void {

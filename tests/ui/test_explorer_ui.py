@@ -20,14 +20,22 @@ pytestmark = pytest.mark.ui
 EXPLORER = '[data-testid="explorer"]'
 WIDGET_TIMEOUT_MS = 240_000
 
-# Counts canvases whose pixels are not all one colour.
-NON_BLANK_TILES = """(grid) => Array.from(grid.querySelectorAll('canvas[data-testid="tile"]')).filter((c) => {
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  for (let i = 4; i < d.length; i += 4) {
-    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
-  }
-  return false;
-}).length"""
+# Counts tiles that show their part of the grid's sheet (background applied) and whose part
+# of the sheet is not all one colour.
+NON_BLANK_TILES = """(grid) => {
+  const sheet = grid.parentElement.querySelector('canvas[data-testid="tile-sheet"]');
+  const cols = Number(sheet.dataset.cols), w = Number(sheet.dataset.tileW), h = Number(sheet.dataset.tileH);
+  const ctx = sheet.getContext('2d');
+  return Array.from(grid.querySelectorAll('[data-testid="tile"]')).filter((t) => {
+    if (!getComputedStyle(t).backgroundImage.startsWith('url(')) return false;
+    const c = Number(t.dataset.channel);
+    const d = ctx.getImageData((c % cols) * w, Math.floor(c / cols) * h, w, h).data;
+    for (let i = 4; i < d.length; i += 4) {
+      if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+    }
+    return false;
+  }).length;
+}"""
 PIXELS = """(c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"""
 
 
@@ -88,7 +96,8 @@ def wait_idle(page, explorer) -> None:
 
 def select_layer(page, explorer, name: str) -> float:
     """Click a layer in the tree; return milliseconds from the click event to the grid drawn
-    for it (measured in the page: click listener to the grid's data-layer attribute)."""
+    for it (measured in the page: click listener to the grid's data-layer attribute with its
+    tile sheet shown)."""
     explorer.locator('[data-testid="layer-filter"]').fill(name)
     row = explorer.locator(f'[data-testid="layer"][data-name="{name}"]')
     row.scroll_into_view_if_needed()
@@ -99,7 +108,7 @@ def select_layer(page, explorer, name: str) -> float:
           row.addEventListener('click', () => { window.__gridTiming.click = performance.now(); },
                                { once: true, capture: true });
           const observer = new MutationObserver(() => {
-            if (grid.getAttribute('data-layer') === name) {
+            if (grid.getAttribute('data-layer') === name && grid.getAttribute('data-sheet') === 'ready') {
               window.__gridTiming.drawn = performance.now();
               observer.disconnect();
             }
@@ -109,7 +118,9 @@ def select_layer(page, explorer, name: str) -> float:
         name,
     )
     row.click()
-    explorer.locator(f'[data-testid="grid"][data-layer="{name}"]').wait_for(timeout=60_000)
+    explorer.locator(f'[data-testid="grid"][data-layer="{name}"][data-sheet="ready"]').wait_for(
+        timeout=60_000
+    )
     timing = page.evaluate("() => window.__gridTiming")
     return float(timing["drawn"] - timing["click"])
 
@@ -132,7 +143,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     elapsed_ms = select_layer(page, explorer, "_blocks.2")
     grid = explorer.locator('[data-testid="grid"]')
     assert grid.get_attribute("data-count") == "24"
-    assert explorer.locator('canvas[data-testid="tile"]').count() == 24
+    assert explorer.locator('[data-testid="tile"]').count() == 24
     assert grid.evaluate(NON_BLANK_TILES) >= 20
     warm_ms = select_layer(page, explorer, "_blocks.4")
     (ARTIFACTS / "click_to_grid_ms.txt").write_text(
@@ -192,7 +203,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     after = overlay.evaluate(PIXELS)
     explorer.locator('[data-testid="sort"]').select_option("mean")
     expected = channels_by_mean("_swish")
-    tiles = explorer.locator('canvas[data-testid="tile"]')
+    tiles = explorer.locator('[data-testid="tile"]')
     page.wait_for_function(
         "([t, c]) => t.getAttribute('data-channel') === String(c)",
         arg=[tiles.first.element_handle(), expected[0]],
@@ -245,7 +256,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     )
 
     # A tile click enlarges that channel.
-    explorer.locator('canvas[data-testid="tile"]').nth(5).click()
+    explorer.locator('[data-testid="tile"]').nth(5).click()
     assert explorer.locator('canvas[data-testid="channel-view"]').is_visible()
     explorer.screenshot(path=str(ARTIFACTS / "explorer-channel.png"))
     live_synthesis(page, explorer)
@@ -260,7 +271,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     message.wait_for(state="visible", timeout=60_000)
     assert "notes.txt" in message.inner_text() and message.get_attribute("data-level") == "error"
     select_layer(page, explorer, "_blocks.5")
-    assert explorer.locator('canvas[data-testid="tile"]').count() == 80
+    assert explorer.locator('[data-testid="tile"]').count() == 80
     assert grid.evaluate(NON_BLANK_TILES) >= 60
 
     # A real photo uploaded through the file picker replaces the image and the predictions.
@@ -450,10 +461,10 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     wait_idle(page, explorer)
     assert explorer.locator('[data-testid="prediction"]').count() == 5
     select_layer(page, explorer, "_blocks.0")
-    assert explorer.locator('canvas[data-testid="tile"]').count() == 16
+    assert explorer.locator('[data-testid="tile"]').count() == 16
     assert explorer.locator('[data-testid="grid"]').evaluate(NON_BLANK_TILES) >= 12
     # The synthesis panel works here too: a short channel visualization runs to its end.
-    explorer.locator('canvas[data-testid="tile"]').nth(3).click()
+    explorer.locator('[data-testid="tile"]').nth(3).click()
     panel = explorer.locator('[data-testid="synthesis"]')
     steps = panel.locator('[data-testid="synth-params"] input[data-param="steps"]')
     steps.fill("20")
@@ -567,7 +578,7 @@ def live_synthesis(page, explorer) -> None:
     layer = explorer.locator('[data-testid="grid"]').get_attribute("data-layer")
     assert features.get_attribute("data-layer") == layer
     tiles = features.locator("canvas[data-channel]")
-    activation_tiles = explorer.locator('canvas[data-testid="tile"]')
+    activation_tiles = explorer.locator('[data-testid="tile"]')
     assert tiles.count() == activation_tiles.count()
     order = [tiles.nth(i).get_attribute("data-channel") for i in range(4)]
     assert order == [activation_tiles.nth(i).get_attribute("data-channel") for i in range(4)]
