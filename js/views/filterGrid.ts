@@ -110,8 +110,10 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     selectedTile = null;
   }
 
-  /** Draw every channel into the sheet, then show it behind the tiles once encoded. */
-  function drawTiles(g: Decoded, lut: Uint8Array): void {
+  /** Draw every channel into the sheet, then show it behind the tiles once encoded. A new
+   * grid (`fresh`) hides the previous sheet meanwhile, so no tile shows another layer's
+   * pixels; a new colormap keeps it until the recoloured one is ready. */
+  function drawTiles(g: Decoded, lut: Uint8Array, fresh: boolean): void {
     const [count = 0, mapH = 0, mapW = 0] = g.shape;
     const cols = sheetColumns(count);
     const rows = Math.max(1, Math.ceil(count / cols));
@@ -122,20 +124,22 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     sheet.dataset.tileH = String(mapH);
     const ctx = sheet.getContext("2d");
     if (ctx === null || mapW === 0 || mapH === 0) return;
-    const scale = Math.min(1, mapW / mapH); // the tile box keeps the map's aspect ratio
+    // The tile box keeps the map's aspect ratio within a --cv-tile square.
+    const width = `calc(var(--cv-tile) * ${Math.min(1, mapW / mapH)})`;
     const height = `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`;
     for (const tile of tiles) {
       const heat = channelHeat(g, tile.channel);
       const { col, row } = sheetCell(tile.channel, cols);
       if (heat !== null) drawMapAt(ctx, heat, lut, col * mapW, row * mapH);
       const style = tile.image.style;
-      style.width = `calc(var(--cv-tile) * ${scale})`;
+      style.width = width;
       style.height = height;
       style.backgroundSize = `${cols * 100}% ${rows * 100}%`;
       style.backgroundPosition = `${backgroundPercent(col, cols)}% ${backgroundPercent(row, rows)}%`;
     }
     const version = ++sheetVersion;
     grid.dataset.sheet = "pending";
+    if (fresh) grid.style.removeProperty("--cv-sheet");
     // A data: URL rather than blob: works under VS Code's stricter webview policy.
     sheet.toBlob((blob) => {
       if (blob === null || version !== sheetVersion) return;
@@ -196,9 +200,9 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
 
       if (g !== drawnGrid) {
         if (tiles.length !== count) buildTiles(count);
-        if (valid) drawTiles(g, lut);
+        if (valid) drawTiles(g, lut, true);
       } else if (lut !== drawnLut && valid) {
-        drawTiles(g, lut);
+        drawTiles(g, lut, false);
       }
 
       const sortBy = model.get("sort_by") ?? "index";
