@@ -62,7 +62,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   const note = h("div", { class: "cv-empty", hidden: true });
   const channelSlot = h("div", { class: "cv-channel", hidden: true });
   const grid = h("div", { class: "cv-grid", "data-testid": "grid", "data-count": "0" });
-  const sheet = h("canvas", { class: "cv-tile-sheet", "data-testid": "tile-sheet", hidden: true });
+  const sheet = h("canvas", { "data-testid": "tile-sheet", hidden: true });
   let sheetVersion = 0;
   const el = h(
     "div",
@@ -95,10 +95,17 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     model.save_changes();
   });
 
+  /** One tile per channel, each placed on its cell of the sheet (the layout depends on the
+   * count only; the sheet's size and the tile box are set on the grid by drawTiles). */
   function buildTiles(count: number): void {
     tiles = [];
+    const cols = sheetColumns(count);
+    const rows = Math.max(1, Math.ceil(count / cols));
+    grid.style.setProperty("--cv-sheet-size", `${cols * 100}% ${rows * 100}%`);
     for (let c = 0; c < count; c++) {
+      const { col, row } = sheetCell(c, cols);
       const image = h("span", { class: "cv-tile-image", "data-testid": "tile", "data-channel": c });
+      image.style.backgroundPosition = `${backgroundPercent(col, cols)}% ${backgroundPercent(row, rows)}%`;
       const tile = h(
         "div",
         { class: "cv-tile", "data-channel": c, "data-selected": "false", title: `channel ${c}` },
@@ -125,17 +132,12 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     const ctx = sheet.getContext("2d");
     if (ctx === null || mapW === 0 || mapH === 0) return;
     // The tile box keeps the map's aspect ratio within a --cv-tile square.
-    const width = `calc(var(--cv-tile) * ${Math.min(1, mapW / mapH)})`;
-    const height = `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`;
+    grid.style.setProperty("--cv-tile-w", `calc(var(--cv-tile) * ${Math.min(1, mapW / mapH)})`);
+    grid.style.setProperty("--cv-tile-h", `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`);
     for (const tile of tiles) {
       const heat = channelHeat(g, tile.channel);
       const { col, row } = sheetCell(tile.channel, cols);
       if (heat !== null) drawMapAt(ctx, heat, lut, col * mapW, row * mapH);
-      const style = tile.image.style;
-      style.width = width;
-      style.height = height;
-      style.backgroundSize = `${cols * 100}% ${rows * 100}%`;
-      style.backgroundPosition = `${backgroundPercent(col, cols)}% ${backgroundPercent(row, rows)}%`;
     }
     const version = ++sheetVersion;
     grid.dataset.sheet = "pending";
