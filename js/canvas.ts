@@ -145,18 +145,30 @@ export function drawImage(canvas: HTMLCanvasElement, image: Decoded): boolean {
   const [h = 0, w = 0, c = 0] = image.shape;
   if (image.shape.length !== 3 || c !== 3 || h === 0 || w === 0) return false;
   resize(canvas, w, h);
-  const ctx = context(canvas);
+  return drawImageAt(context(canvas), image, 0, 0);
+}
+
+/** Draw an (H, W, 3) RGB image (uint8, or floats taken as 0..1) at native resolution with its
+ * top-left corner at (x, y) pixels; false (nothing drawn) for any other shape. */
+export function drawImageAt(
+  ctx: CanvasRenderingContext2D,
+  image: Decoded,
+  x: number,
+  y: number,
+): boolean {
+  const [h = 0, w = 0, c = 0] = image.shape;
+  if (image.shape.length !== 3 || c !== 3 || h === 0 || w === 0) return false;
   const img = ctx.createImageData(w, h);
   const src = image.data;
   const dst = img.data;
-  const scale = image.dtype === "uint8" ? 1 : 255; // float images are taken as 0..1
+  const scale = image.dtype === "uint8" ? 1 : 255;
   for (let i = 0, j = 0; i < w * h; i++, j += 3) {
     dst[4 * i] = (src[j] as number) * scale;
     dst[4 * i + 1] = (src[j + 1] as number) * scale;
     dst[4 * i + 2] = (src[j + 2] as number) * scale;
     dst[4 * i + 3] = 255;
   }
-  ctx.putImageData(img, 0, 0);
+  ctx.putImageData(img, x, y);
   return true;
 }
 

@@ -165,6 +165,24 @@ def test_frozen_inference_gives_the_models_logits_with_either_choice(monkeypatch
     assert runner(x.requires_grad_(True)).requires_grad
 
 
+def test_a_last_partial_batch_is_padded_to_a_decided_one(monkeypatch) -> None:
+    import cnnvis_widget.methods.frozen_inference as frozen
+
+    monkeypatch.setattr(frozen.FrozenInference, "_faster", staticmethod(lambda best: True))
+    model = _resnet()
+    x = torch.randn(4, 3, 64, 64)
+    runner = frozen.FrozenInference(fast_model(model, x[:1]))
+    with torch.no_grad():
+        expected = model(x)
+        runner(x)  # decides batch 4
+        got = runner(x[:3])  # padded to 4: no new checks or timings
+        assert runner._use_graph == {tuple(x.shape): True}
+        torch.testing.assert_close(got, expected[:3], rtol=1e-4, atol=1e-3)
+        assert torch.equal(got, runner(x[:3]))
+        runner(x[:1])  # less than half: a shape of its own
+    assert (1, *x.shape[1:]) in runner._use_graph
+
+
 def test_frozen_inference_refuses_value_dependent_branches(monkeypatch) -> None:
     import cnnvis_widget.methods.frozen_inference as frozen
 

@@ -558,8 +558,108 @@ def test_folded_layer_stand_in_matches_the_model_and_its_input_gradient() -> Non
         outputs[name] = (acts.detach(), gradient)
     torch.testing.assert_close(outputs["folded"][0], outputs["exact"][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(outputs["folded"][1], outputs["exact"][1], rtol=1e-3, atol=1e-3)
-    assert layer_stand_in(model, "layer3", x[:1]) is not None  # it was used, and is cached
+    assert layer_stand_in(model, ["layer3"], x[:1]) is not None  # it was used, and is cached
     assert hook_count(model) == 0 and all(p.requires_grad for p in model.parameters())
     # ResNet runs `relu` twice per block; the cut graph would end at its first call, not the
     # last one the name means, so the check refuses it and the model itself is used.
-    assert layer_stand_in(model, "layer1.0.relu", x[:1]) is None
+    assert layer_stand_in(model, ["layer1.0.relu"], x[:1]) is None
+
+
+def _folded_and_exact(
+    model: nn.Module, names: list[str], x: torch.Tensor
+) -> dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Features of ``names`` and the input gradient of their summed squares, computed through
+    the folded stand-in and through the model with hooks."""
+    outputs = {}
+    for fold in (True, False):
+        net = SynthesisNet.of(model)
+        net.fold = fold
+        images = net.denormalize(x).requires_grad_(True)
+        with net.session():
+            features = net.features(images, names)
+            loss = sum(f.float().square().mean() for f in features.values())
+            (gradient,) = torch.autograd.grad(loss, images)
+        outputs["folded" if fold else "exact"] = (
+            {k: v.detach() for k, v in features.items()},
+            gradient,
+        )
+    return outputs
+
+
+def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
+    import torchvision
+
+    from cnnvis_widget.methods.synthesis.network import LOGITS
+    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 64, 64)
+    names = ["layer3", "layer1", LOGITS]
+    out = _folded_and_exact(model, names, x)
+    assert list(out["folded"][0]) == names
+    for name in names:
+        torch.testing.assert_close(
+            out["folded"][0][name], out["exact"][0][name], rtol=1e-4, atol=1e-4
+        )
+    torch.testing.assert_close(out["folded"][1], out["exact"][1], rtol=1e-3, atol=1e-4)
+    assert layer_stand_in(model, ["layer3", "layer1"], x[:1], logits=True) is not None
+    assert hook_count(model) == 0
+
+
+def test_stand_in_gives_convs_and_batch_norms_that_were_folded_together() -> None:
+    """A conv whose batch norm was folded into it gives its own output (the norm undone), the
+    batch norm gives the folded conv's."""
+    import torchvision
+
+    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(1, 3, 64, 64)
+    names = ["conv1", "bn1", "layer1.0.conv2", "layer1.0.bn2"]
+    assert layer_stand_in(model, names, x) is not None
+    out = _folded_and_exact(model, names, x)
+    for name in names:
+        torch.testing.assert_close(
+            out["folded"][0][name], out["exact"][0][name], rtol=1e-4, atol=1e-4
+        )
+    torch.testing.assert_close(out["folded"][1], out["exact"][1], rtol=1e-3, atol=1e-5)
+    assert not torch.allclose(out["folded"][0]["conv1"], out["folded"][0]["bn1"], atol=1e-2)
+
+
+class _InPlaceAfterBlock(nn.Module):
+    """conv + batch norm, then an in-place ReLU on that block's output, then another block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu(self.block(x)))
+
+
+def test_stand_in_keeps_a_layer_output_that_a_later_in_place_relu_overwrites() -> None:
+    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+
+    torch.manual_seed(0)
+    model = _InPlaceAfterBlock().eval()
+    x = torch.randn(1, 3, 12, 12)
+    out = _folded_and_exact(model, ["block", "head"], x)
+    assert layer_stand_in(model, ["block", "head"], x) is not None
+    block = out["folded"][0]["block"]
+    assert (block < 0).any()  # the block's output, not the ReLU's
+    torch.testing.assert_close(block, out["exact"][0]["block"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out["folded"][1], out["exact"][1], rtol=1e-3, atol=1e-5)

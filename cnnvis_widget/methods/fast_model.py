@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
@@ -137,12 +138,35 @@ def _fold_batch_norms(graph_module: fx.GraphModule) -> fx.GraphModule:
         fused.weight = nn.Parameter(weight.detach(), requires_grad=False)
         fused.bias = nn.Parameter(bias.detach(), requires_grad=False)
         _set_submodule(graph_module, str(source.target), fused)
+        source.meta["folded_norm"] = FoldedNorm.of(str(node.target), norm)
         node.replace_all_uses_with(source)
         graph_module.graph.erase_node(node)
     graph_module.graph.lint()
     graph_module.recompile()
     graph_module.delete_all_unused_submodules()
     return graph_module
+
+
+@dataclass(frozen=True)
+class FoldedNorm:
+    """The batch norm ``name`` folded into a conv node (``node.meta["folded_norm"]``): it
+    computed ``scale * y + shift`` per channel, ``scale``/``shift`` shaped (1, C, 1, 1)."""
+
+    name: str
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    @classmethod
+    def of(cls, name: str, norm: nn.BatchNorm2d) -> FoldedNorm:
+        assert norm.running_mean is not None and norm.running_var is not None
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias
+        return cls(name, scale.detach().view(1, -1, 1, 1), shift.detach().view(1, -1, 1, 1))
 
 
 def _set_submodule(root: nn.Module, target: str, replacement: nn.Module) -> None:

@@ -3,9 +3,7 @@
  * current colormap, ordered by channel index or by mean activation. A click selects (or
  * deselects) a channel, which is shown enlarged above the grid.
  *
- * All channels are drawn into one hidden canvas (the sheet) and each tile shows its part of
- * it as a CSS background. A canvas per tile made every frame of the page re-layerize up to
- * thousands of canvases (40-100 ms per frame without a GPU), which delayed every update.
+ * All channels are drawn into one tile sheet (see ./tileSheet).
  */
 import { drawMap, drawMapAt, finiteRange, type Heat, heatFromUint8, mapFrom } from "../canvas";
 import type { Decoded } from "../codecs";
@@ -13,26 +11,12 @@ import { getLut } from "../colormaps";
 import { formatNumber, h, setText } from "../dom";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
+import { createTileSheet } from "./tileSheet";
 
 interface Tile {
   channel: number;
   el: HTMLElement;
   image: HTMLElement;
-}
-
-/** Where channel c sits in a sheet of `cols` columns. */
-export function sheetCell(channel: number, cols: number): { col: number; row: number } {
-  return { col: channel % cols, row: Math.floor(channel / cols) };
-}
-
-/** Columns of a near-square sheet of `count` tiles. */
-export function sheetColumns(count: number): number {
-  return Math.max(1, Math.ceil(Math.sqrt(count)));
-}
-
-/** CSS background position (percent) of cell `index` out of `cells` along one axis. */
-export function backgroundPercent(index: number, cells: number): number {
-  return cells <= 1 ? 0 : (100 * index) / (cells - 1);
 }
 
 /** Heat for channel c of a (C, h, w) grid: uint8 spans the colormap, floats use min..max. */
@@ -62,8 +46,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   const note = h("div", { class: "cv-empty", hidden: true });
   const channelSlot = h("div", { class: "cv-channel", hidden: true });
   const grid = h("div", { class: "cv-grid", "data-testid": "grid", "data-count": "0" });
-  const sheet = h("canvas", { "data-testid": "tile-sheet", hidden: true });
-  let sheetVersion = 0;
+  const sheet = createTileSheet(grid);
   const el = h(
     "div",
     { class: "cv-filters" },
@@ -71,7 +54,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     channelSlot,
     note,
     grid,
-    sheet,
+    sheet.canvas,
   );
 
   let tiles: Tile[] = [];
@@ -96,16 +79,13 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   });
 
   /** One tile per channel, each placed on its cell of the sheet (the layout depends on the
-   * count only; the sheet's size and the tile box are set on the grid by drawTiles). */
+   * count only; the tile box is set on the grid by drawTiles). */
   function buildTiles(count: number): void {
     tiles = [];
-    const cols = sheetColumns(count);
-    const rows = Math.max(1, Math.ceil(count / cols));
-    grid.style.setProperty("--cv-sheet-size", `${cols * 100}% ${rows * 100}%`);
+    sheet.arrange(count);
     for (let c = 0; c < count; c++) {
-      const { col, row } = sheetCell(c, cols);
       const image = h("span", { class: "cv-tile-image", "data-testid": "tile", "data-channel": c });
-      image.style.backgroundPosition = `${backgroundPercent(col, cols)}% ${backgroundPercent(row, rows)}%`;
+      image.style.backgroundPosition = sheet.position(c);
       const tile = h(
         "div",
         { class: "cv-tile", "data-channel": c, "data-selected": "false", title: `channel ${c}` },
@@ -117,42 +97,21 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     selectedTile = null;
   }
 
-  /** Draw every channel into the sheet, then show it behind the tiles once encoded. A new
-   * grid (`fresh`) hides the previous sheet meanwhile, so no tile shows another layer's
-   * pixels; a new colormap keeps it until the recoloured one is ready. */
+  /** Draw every channel into the sheet and publish it (`fresh`: a new grid, see
+   * TileSheet.publish; false: a new colormap). */
   function drawTiles(g: Decoded, lut: Uint8Array, fresh: boolean): void {
-    const [count = 0, mapH = 0, mapW = 0] = g.shape;
-    const cols = sheetColumns(count);
-    const rows = Math.max(1, Math.ceil(count / cols));
-    sheet.width = Math.max(1, cols * mapW);
-    sheet.height = Math.max(1, rows * mapH);
-    sheet.dataset.cols = String(cols);
-    sheet.dataset.tileW = String(mapW);
-    sheet.dataset.tileH = String(mapH);
-    const ctx = sheet.getContext("2d");
-    if (ctx === null || mapW === 0 || mapH === 0) return;
+    const [, mapH = 0, mapW = 0] = g.shape;
+    const ctx = sheet.begin(mapW, mapH);
+    if (ctx === null) return;
     // The tile box keeps the map's aspect ratio within a --cv-tile square.
     grid.style.setProperty("--cv-tile-w", `calc(var(--cv-tile) * ${Math.min(1, mapW / mapH)})`);
     grid.style.setProperty("--cv-tile-h", `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`);
     for (const tile of tiles) {
       const heat = channelHeat(g, tile.channel);
-      const { col, row } = sheetCell(tile.channel, cols);
-      if (heat !== null) drawMapAt(ctx, heat, lut, col * mapW, row * mapH);
+      const { x, y } = sheet.origin(tile.channel);
+      if (heat !== null) drawMapAt(ctx, heat, lut, x, y);
     }
-    const version = ++sheetVersion;
-    grid.dataset.sheet = "pending";
-    if (fresh) grid.style.removeProperty("--cv-sheet");
-    // A data: URL rather than blob: works under VS Code's stricter webview policy.
-    sheet.toBlob((blob) => {
-      if (blob === null || version !== sheetVersion) return;
-      const reader = new FileReader();
-      reader.onload = () => {
-        if (version !== sheetVersion || typeof reader.result !== "string") return;
-        grid.style.setProperty("--cv-sheet", `url("${reader.result}")`);
-        grid.dataset.sheet = "ready";
-      };
-      reader.readAsDataURL(blob);
-    });
+    sheet.publish(fresh);
   }
 
   function updateEnlarged(g: Decoded | null, channel: number, lut: Uint8Array): void {

@@ -8,7 +8,7 @@
  * (its element, `featureGrid`, is placed beside that grid).
  * Actions travel as custom messages `{type: "synth", action}`.
  */
-import { drawImage } from "../canvas";
+import { drawImage, drawImageAt } from "../canvas";
 import { decodeOptional } from "../codecs";
 import { h, setText } from "../dom";
 import { jobView } from "../jobs";
@@ -17,6 +17,7 @@ import { curvePoints, imageAt, predictionText, sideBySide, validKinds } from "..
 import type { ExplorerModel, View } from "../types";
 import { channelOrder } from "./filterGrid";
 import { controlElement, showValue } from "./methods";
+import { createTileSheet } from "./tileSheet";
 
 const CURVE_W = 220;
 const CURVE_H = 60;
@@ -77,6 +78,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   const pins = h("div", { class: "cv-synth-pins", "data-testid": "synth-pins" });
   const gridStatus = h("div", { class: "cv-job-text", "data-testid": "feature-grid-status" });
   const grid = h("div", { class: "cv-synth-grid", "data-testid": "feature-grid" });
+  const sheet = createTileSheet(grid);
 
   const el = h(
     "details",
@@ -102,6 +104,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     { class: "cv-feature-grid" },
     h("div", { class: "cv-controls" }, layerButton, layerStop, gridStatus),
     grid,
+    sheet.canvas,
   );
 
   let inputs: { control: ParamControl; el: HTMLInputElement | HTMLSelectElement }[] = [];
@@ -109,6 +112,8 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   let shownSynthesis: unknown;
   let shownPins: unknown;
   let shownGrid: unknown[] = [];
+  let gridTiles: HTMLElement[] = [];
+  let gridLayer = "";
 
   const send = (action: string, extra: Record<string, unknown> = {}) =>
     model.send({ type: "synth", action, ...extra });
@@ -122,6 +127,15 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   pin.addEventListener("click", () => send("pin"));
   layerButton.addEventListener("click", () => send("layer"));
   layerStop.addEventListener("click", () => send("stop_layer"));
+  // A click on a feature tile picks the channel, as a click on its activation tile does.
+  grid.addEventListener("click", (event) => {
+    const tile = (event.target as Element).closest<HTMLElement>(".cv-synth-tile");
+    const channel = Number(tile?.dataset.channel);
+    if (tile === null || !Number.isInteger(channel)) return;
+    if (grid.dataset.layer !== model.get("grid_layer")) return;
+    model.set("selected_channel", channel);
+    model.save_changes();
+  });
   select.addEventListener("change", () => {
     model.set("synth_kind", select.value);
     model.set("synth_params", {});
@@ -193,41 +207,48 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     );
   }
 
+  /** The layer's feature visualizations: one tile per channel showing its cell of the
+   * sheet, redrawn as batches arrive; ordered as the activation grid when it shows the same
+   * layer. */
   function drawGrid(): void {
     const payload = model.get("feature_grid") as Payload;
     const key = [payload, model.get("sort_by"), model.get("grid_means"), model.get("grid_layer")];
     if (key.every((k, i) => k === shownGrid[i])) return;
-    shownGrid = key;
     const images = payload ? decodeOptional(payload.images) : null;
     const layer = payload ? String(payload.layer ?? "") : "";
+    const count = images?.shape.length === 4 ? (images.shape[0] ?? 0) : 0;
     grid.dataset.layer = layer;
-    if (images === null) {
-      grid.replaceChildren();
-      return;
-    }
-    const count = images.shape[0] ?? 0;
-    // Same order as the activation grid when it shows the same layer.
-    const means =
-      layer === model.get("grid_layer") ? decodeOptional(model.get("grid_means")) : null;
-    const order = channelOrder(count, model.get("sort_by"), means);
-    grid.replaceChildren(
-      ...order.map((channel) => {
-        const c = h("canvas", {
+    const fresh = count !== gridTiles.length || layer !== gridLayer;
+    if (fresh) {
+      sheet.arrange(count);
+      gridTiles = Array.from({ length: count }, (_, channel) => {
+        const tile = h("span", {
           class: "cv-synth-tile",
           "data-channel": channel,
           title: `channel ${channel}`,
         });
-        const image = imageAt(images, channel);
-        if (image) drawImage(c, image);
-        // A click picks the channel, as a click on its activation tile does.
-        c.addEventListener("click", () => {
-          if (layer !== model.get("grid_layer")) return;
-          model.set("selected_channel", channel);
-          model.save_changes();
-        });
-        return c;
-      }),
-    );
+        tile.style.backgroundPosition = sheet.position(channel);
+        return tile;
+      });
+      gridLayer = layer;
+    }
+    if (images !== null && payload !== shownGrid[0]) {
+      const [, tileH = 0, tileW = 0] = images.shape;
+      const ctx = sheet.begin(tileW, tileH);
+      if (ctx !== null) {
+        for (let channel = 0; channel < count; channel++) {
+          const image = imageAt(images, channel);
+          const { x, y } = sheet.origin(channel);
+          if (image) drawImageAt(ctx, image, x, y);
+        }
+        sheet.publish(fresh);
+      }
+    }
+    const means =
+      layer === model.get("grid_layer") ? decodeOptional(model.get("grid_means")) : null;
+    const order = channelOrder(count, model.get("sort_by"), means);
+    grid.replaceChildren(...order.map((channel) => gridTiles[channel] as HTMLElement));
+    shownGrid = key;
   }
 
   return {

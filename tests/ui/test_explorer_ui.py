@@ -20,22 +20,27 @@ pytestmark = pytest.mark.ui
 EXPLORER = '[data-testid="explorer"]'
 WIDGET_TIMEOUT_MS = 240_000
 
-# Counts tiles that show their part of the grid's sheet (background applied) and whose part
-# of the sheet is not all one colour.
-NON_BLANK_TILES = """(grid) => {
+# Counts the tiles (``selector``, each with data-channel) that show their part of the grid's
+# sheet (background applied) and whose part of the sheet has more than ``colours`` distinct red
+# levels (1: not all one colour).
+DRAWN_TILES = """(grid, [selector, colours]) => {
   const sheet = grid.parentElement.querySelector('canvas[data-testid="tile-sheet"]');
   const cols = Number(sheet.dataset.cols), w = Number(sheet.dataset.tileW), h = Number(sheet.dataset.tileH);
   const ctx = sheet.getContext('2d');
-  return Array.from(grid.querySelectorAll('[data-testid="tile"]')).filter((t) => {
+  return Array.from(grid.querySelectorAll(selector)).filter((t) => {
     if (!getComputedStyle(t).backgroundImage.startsWith('url(')) return false;
     const c = Number(t.dataset.channel);
     const d = ctx.getImageData((c % cols) * w, Math.floor(c / cols) * h, w, h).data;
-    for (let i = 4; i < d.length; i += 4) {
-      if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
-    }
-    return false;
+    return new Set(d.filter((_, i) => i % 4 === 0)).size > colours;
   }).length;
 }"""
+
+
+def non_blank_tiles(grid) -> int:
+    """Activation tiles drawn from the sheet and not all one colour."""
+    return grid.evaluate(DRAWN_TILES, ['[data-testid="tile"]', 1])
+
+
 PIXELS = """(c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"""
 
 
@@ -144,7 +149,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     grid = explorer.locator('[data-testid="grid"]')
     assert grid.get_attribute("data-count") == "24"
     assert explorer.locator('[data-testid="tile"]').count() == 24
-    assert grid.evaluate(NON_BLANK_TILES) >= 20
+    assert non_blank_tiles(grid) >= 20
     warm_ms = select_layer(page, explorer, "_blocks.4")
     (ARTIFACTS / "click_to_grid_ms.txt").write_text(
         f"first layer click (_blocks.2, 24x56x56): {elapsed_ms:.0f} ms\n"
@@ -272,7 +277,7 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     assert "notes.txt" in message.inner_text() and message.get_attribute("data-level") == "error"
     select_layer(page, explorer, "_blocks.5")
     assert explorer.locator('[data-testid="tile"]').count() == 80
-    assert grid.evaluate(NON_BLANK_TILES) >= 60
+    assert non_blank_tiles(grid) >= 60
 
     # A real photo uploaded through the file picker replaces the image and the predictions.
     explorer.locator('[data-testid="upload"]').set_input_files(
@@ -462,7 +467,7 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     assert explorer.locator('[data-testid="prediction"]').count() == 5
     select_layer(page, explorer, "_blocks.0")
     assert explorer.locator('[data-testid="tile"]').count() == 16
-    assert explorer.locator('[data-testid="grid"]').evaluate(NON_BLANK_TILES) >= 12
+    assert non_blank_tiles(explorer.locator('[data-testid="grid"]')) >= 12
     # The synthesis panel works here too: a short channel visualization runs to its end.
     explorer.locator('[data-testid="tile"]').nth(3).click()
     panel = explorer.locator('[data-testid="synthesis"]')
@@ -480,6 +485,48 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     )
     assert len(set(canvas.evaluate(PIXELS)[0::4])) > 10, "the visualization looks blank"
     explorer.screenshot(path=str(ARTIFACTS / "explorer-notebook7.png"))
+    vscode_dark_theme(explorer)
+
+
+# What a VS Code notebook webview gives the widget: --vscode-* theme variables, no --jp-* ones
+# (here a dark theme; the --jp-* variables of the page are made invalid on the widget).
+VSCODE_DARK = {
+    "--vscode-editor-background": "rgb(31, 31, 31)",
+    "--vscode-editor-foreground": "rgb(204, 204, 204)",
+    "--vscode-widget-border": "rgb(68, 68, 68)",
+    "--vscode-input-background": "rgb(49, 49, 49)",
+}
+JP_VARIABLES = [
+    "--jp-layout-color1",
+    "--jp-ui-font-color1",
+    "--jp-border-color2",
+    "--jp-input-background",
+]
+
+
+def vscode_dark_theme(explorer) -> None:
+    """The widget takes VS Code's theme colours where JupyterLab's are missing."""
+    explorer.evaluate(
+        """(el, [vscode, jp]) => {
+             for (const [name, value] of Object.entries(vscode)) el.style.setProperty(name, value);
+             for (const name of jp) el.style.setProperty(name, 'initial');
+           }""",
+        [VSCODE_DARK, JP_VARIABLES],
+    )
+    style = explorer.evaluate(
+        """(el) => {
+             const s = getComputedStyle(el);
+             const select = getComputedStyle(el.querySelector('[data-testid="method-select"]'));
+             return [s.backgroundColor, s.color, s.borderTopColor, select.backgroundColor];
+           }"""
+    )
+    assert style == [
+        VSCODE_DARK["--vscode-editor-background"],
+        VSCODE_DARK["--vscode-editor-foreground"],
+        VSCODE_DARK["--vscode-widget-border"],
+        VSCODE_DARK["--vscode-input-background"],
+    ]
+    explorer.screenshot(path=str(ARTIFACTS / "explorer-vscode-dark.png"))
 
 
 def live_synthesis(page, explorer) -> None:
@@ -571,23 +618,20 @@ def live_synthesis(page, explorer) -> None:
     explorer.locator('[data-testid="synth-layer"]').click()
     features = explorer.locator('[data-testid="feature-grid"]')
     page.wait_for_function(
-        "(g) => g.querySelectorAll('canvas[data-channel]').length > 0",
+        "(g) => g.querySelectorAll('.cv-synth-tile[data-channel]').length > 0",
         arg=features.element_handle(),
         timeout=240_000,
     )
     layer = explorer.locator('[data-testid="grid"]').get_attribute("data-layer")
     assert features.get_attribute("data-layer") == layer
-    tiles = features.locator("canvas[data-channel]")
+    tiles = features.locator(".cv-synth-tile[data-channel]")
     activation_tiles = explorer.locator('[data-testid="tile"]')
     assert tiles.count() == activation_tiles.count()
     order = [tiles.nth(i).get_attribute("data-channel") for i in range(4)]
     assert order == [activation_tiles.nth(i).get_attribute("data-channel") for i in range(4)]
-    # Batches of 4 channels on a CPU: wait for two of them, drawn (not grey).
+    # Batches of 4 channels on a CPU: wait for two of them, drawn (not grey) and shown.
     page.wait_for_function(
-        """(g) => Array.from(g.querySelectorAll('canvas[data-channel]')).filter((c) => {
-             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-             return new Set(d.filter((_, i) => i % 4 === 0)).size > 10;
-           }).length >= 8""",
+        f"(g) => ({DRAWN_TILES})(g, ['.cv-synth-tile', 10]) >= 8",
         arg=features.element_handle(),
         timeout=240_000,
     )

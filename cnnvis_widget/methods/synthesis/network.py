@@ -50,10 +50,10 @@ class SynthesisNet:
     std: tuple[float, float, float] = IMAGENET_STD
     labels: list[str] = field(default_factory=list)
     fold: bool = True
-    """Run single-layer passes on a batch-norm-folded stand-in (same function up to float
-    rounding, checked when built; see :mod:`.stand_in`)."""
+    """Run passes on a batch-norm-folded stand-in cut after the wanted outputs (same function
+    up to float rounding, checked when built; see :mod:`.stand_in`)."""
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
-    _stand_ins: dict[str, nn.Module | None] = field(default_factory=dict, repr=False)
+    _stand_ins: dict[tuple[str, ...], nn.Module | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(
@@ -134,18 +134,23 @@ class SynthesisNet:
         return self._run(x.contiguous(memory_format=self._layout(x, names)), names)
 
     def _run(self, x: torch.Tensor, names: Sequence[str]) -> Features:
-        """The forward pass of :meth:`features` on model input ``x``: through the layer's
-        batch-norm-folded stand-in when there is one (one plain layer, no logits), else
-        through the model with hooks, stopping after the last wanted output."""
-        if self.fold and len(names) == 1 and names[0] != LOGITS and "@" not in names[0]:
-            if names[0] not in self._stand_ins:  # looked up once per run, not per step
+        """The forward pass of :meth:`features` on model input ``x``: through a batch-norm-
+        folded stand-in cut after the wanted outputs when there is one (plain layer names and
+        the logits), else through the model with hooks, stopping after the last wanted
+        output."""
+        if self.fold and not any("@" in name for name in names):
+            key = tuple(names)
+            if key not in self._stand_ins:  # looked up once per run, not per step
+                layers = [name for name in names if name != LOGITS]
                 with torch.autocast(x.device.type, enabled=False), torch.no_grad():
-                    self._stand_ins[names[0]] = layer_stand_in(
-                        self.module, names[0], x[:1].detach()
+                    self._stand_ins[key] = layer_stand_in(
+                        self.module, layers, x[:1].detach(), logits=LOGITS in names
                     )
-            stand_in = self._stand_ins[names[0]]
+            stand_in = self._stand_ins[key]
             if stand_in is not None:
-                return {names[0]: stand_in(x)}
+                order = [name for name in names if name != LOGITS]
+                order += [LOGITS] if LOGITS in names else []
+                return dict(zip(order, stand_in(x), strict=True))
         wanted = [name for name in names if name != LOGITS]
         recorded: Features = {}
         stop_early = LOGITS not in names and all(name in self._calls for name in wanted)
@@ -165,7 +170,8 @@ class SynthesisNet:
             except _ForwardDone:
                 pass
             else:
-                recorded[LOGITS] = logits_of(output)
+                if LOGITS in names:
+                    recorded[LOGITS] = logits_of(output)
         finally:
             for handle in handles:
                 handle.remove()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backgroundPercent, sheetCell, sheetColumns } from "./views/filterGrid";
+import { backgroundPercent, sheetCell, sheetColumns } from "./views/tileSheet";
 
 describe("tile sheet layout", () => {
   it("is near-square and holds every channel", () => {
