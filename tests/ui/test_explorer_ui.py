@@ -7,6 +7,7 @@ message and the widget keeps working. Saves screenshots to test-results/ (and do
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -488,44 +489,61 @@ def test_explorer_in_notebook7(page, jupyter_server) -> None:
     vscode_dark_theme(explorer)
 
 
-# What a VS Code notebook webview gives the widget: --vscode-* theme variables, no --jp-* ones
-# (here a dark theme; the --jp-* variables of the page are made invalid on the widget).
+# What a VS Code notebook webview gives the widget: --vscode-* theme variables (here from its
+# "Dark Modern" theme) and no --jp-* ones; every --jp-* variable the widget's CSS reads is made
+# invalid on the widget.
 VSCODE_DARK = {
     "--vscode-editor-background": "rgb(31, 31, 31)",
     "--vscode-editor-foreground": "rgb(204, 204, 204)",
-    "--vscode-widget-border": "rgb(68, 68, 68)",
+    "--vscode-descriptionForeground": "rgb(157, 157, 157)",
+    "--vscode-disabledForeground": "rgb(126, 126, 126)",
+    "--vscode-editorWidget-background": "rgb(32, 32, 32)",
+    "--vscode-widget-border": "rgb(49, 49, 49)",
+    "--vscode-focusBorder": "rgb(0, 120, 212)",
     "--vscode-input-background": "rgb(49, 49, 49)",
+    "--vscode-input-border": "rgb(60, 60, 60)",
 }
-JP_VARIABLES = [
-    "--jp-layout-color1",
-    "--jp-ui-font-color1",
-    "--jp-border-color2",
-    "--jp-input-background",
-]
 
 
 def vscode_dark_theme(explorer) -> None:
-    """The widget takes VS Code's theme colours where JupyterLab's are missing."""
+    """The widget takes VS Code's theme colours where JupyterLab's are missing: page, text,
+    muted text, inputs and buttons."""
+    css = (ROOT / "js" / "explorer.css").read_text()
+    jp_variables = sorted(set(re.findall(r"var\((--jp-[\w-]+)", css)))
+    assert len(jp_variables) >= 10
     explorer.evaluate(
         """(el, [vscode, jp]) => {
              for (const [name, value] of Object.entries(vscode)) el.style.setProperty(name, value);
              for (const name of jp) el.style.setProperty(name, 'initial');
            }""",
-        [VSCODE_DARK, JP_VARIABLES],
+        [VSCODE_DARK, jp_variables],
     )
     style = explorer.evaluate(
         """(el) => {
+             const of = (selector) => getComputedStyle(el.querySelector(selector));
              const s = getComputedStyle(el);
-             const select = getComputedStyle(el.querySelector('[data-testid="method-select"]'));
-             return [s.backgroundColor, s.color, s.borderTopColor, select.backgroundColor];
+             return {
+               background: s.backgroundColor,
+               text: s.color,
+               border: s.borderTopColor,
+               muted: of('.cv-muted').color,
+               select: of('[data-testid="method-select"]').backgroundColor,
+               search: of('.cv-class-search').backgroundColor,
+               button: of('[data-testid="synth-start"]').backgroundColor,
+               buttonText: of('[data-testid="synth-start"]').color,
+             };
            }"""
     )
-    assert style == [
-        VSCODE_DARK["--vscode-editor-background"],
-        VSCODE_DARK["--vscode-editor-foreground"],
-        VSCODE_DARK["--vscode-widget-border"],
-        VSCODE_DARK["--vscode-input-background"],
-    ]
+    assert style == {
+        "background": VSCODE_DARK["--vscode-editor-background"],
+        "text": VSCODE_DARK["--vscode-editor-foreground"],
+        "border": VSCODE_DARK["--vscode-widget-border"],
+        "muted": VSCODE_DARK["--vscode-disabledForeground"],
+        "select": VSCODE_DARK["--vscode-input-background"],
+        "search": VSCODE_DARK["--vscode-input-background"],
+        "button": VSCODE_DARK["--vscode-editorWidget-background"],
+        "buttonText": VSCODE_DARK["--vscode-editor-foreground"],
+    }
     explorer.screenshot(path=str(ARTIFACTS / "explorer-vscode-dark.png"))
 
 
