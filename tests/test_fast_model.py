@@ -181,6 +181,13 @@ def test_a_last_partial_batch_is_padded_to_a_decided_one(monkeypatch) -> None:
         assert torch.equal(got, runner(x[:3]))
         runner(x[:1])  # less than half: a shape of its own
     assert (1, *x.shape[1:]) in runner._use_graph
+    # Where the full batch chose eager, a smaller one runs eager unpadded.
+    monkeypatch.setattr(frozen.FrozenInference, "_faster", staticmethod(lambda best: False))
+    runner = frozen.FrozenInference(fast_model(model, x[:1]))
+    with torch.no_grad():
+        runner(x)
+        torch.testing.assert_close(runner(x[:3]), expected[:3], rtol=1e-4, atol=1e-3)
+    assert runner._use_graph == {tuple(x.shape): False}
 
 
 def test_frozen_inference_refuses_value_dependent_branches(monkeypatch) -> None:

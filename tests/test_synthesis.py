@@ -560,9 +560,15 @@ def test_folded_layer_stand_in_matches_the_model_and_its_input_gradient() -> Non
     torch.testing.assert_close(outputs["folded"][1], outputs["exact"][1], rtol=1e-3, atol=1e-3)
     assert layer_stand_in(model, ["layer3"], x[:1]) is not None  # it was used, and is cached
     assert hook_count(model) == 0 and all(p.requires_grad for p in model.parameters())
-    # ResNet runs `relu` twice per block; the cut graph would end at its first call, not the
-    # last one the name means, so the check refuses it and the model itself is used.
-    assert layer_stand_in(model, ["layer1.0.relu"], x[:1]) is None
+    # ResNet runs `relu` twice per block: the plain name means its last call, in the cut graph
+    # as through the hooks.
+    assert layer_stand_in(model, ["layer1.0.relu"], x[:1]) is not None
+    out = _folded_and_exact(model, ["layer1.0.relu"], x)
+    torch.testing.assert_close(
+        out["folded"][0]["layer1.0.relu"], out["exact"][0]["layer1.0.relu"], rtol=1e-4, atol=1e-4
+    )
+    # The exact path returns what was asked for, also on its first (not stopped early) call.
+    assert list(out["exact"][0]) == ["layer1.0.relu"]
 
 
 def _folded_and_exact(
@@ -611,9 +617,8 @@ def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
     assert hook_count(model) == 0
 
 
-def test_stand_in_gives_convs_and_batch_norms_that_were_folded_together() -> None:
-    """A conv whose batch norm was folded into it gives its own output (the norm undone), the
-    batch norm gives the folded conv's."""
+def test_stand_in_gives_convs_and_their_batch_norms() -> None:
+    """Wanted convs and their batch norms each give their own output."""
     import torchvision
 
     from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
@@ -636,6 +641,30 @@ def test_stand_in_gives_convs_and_batch_norms_that_were_folded_together() -> Non
         )
     torch.testing.assert_close(out["folded"][1], out["exact"][1], rtol=1e-3, atol=1e-5)
     assert not torch.allclose(out["folded"][0]["conv1"], out["folded"][0]["bn1"], atol=1e-2)
+
+
+def test_a_wanted_conv_keeps_its_batch_norm_unfolded_even_with_zero_scale() -> None:
+    """A zero batch-norm weight (zero-init residual blocks) cannot be divided out of a folded
+    conv; the wanted conv is simply not folded, and everything else still is."""
+    import torchvision
+
+    from cnnvis_widget.methods.synthesis.network import LOGITS
+    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10, zero_init_residual=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    names = ["layer1.0.conv2", LOGITS]
+    stand_in = layer_stand_in(model, ["layer1.0.conv2"], x, logits=True)
+    assert stand_in is not None
+    kept = {str(n.target) for n in stand_in.graph.nodes if n.op == "call_module"}
+    assert "layer1.0.bn2" in kept and "layer1.0.bn1" not in kept  # bn1 folded, bn2 kept
+    out = _folded_and_exact(model, names, x)
+    for name in names:
+        torch.testing.assert_close(
+            out["folded"][0][name], out["exact"][0][name], rtol=1e-4, atol=1e-4
+        )
+    torch.testing.assert_close(out["folded"][1], out["exact"][1], rtol=1e-3, atol=1e-4)
 
 
 class _InPlaceAfterBlock(nn.Module):

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Collection, Hashable
 
 import torch
 from torch import fx, nn
@@ -73,7 +72,13 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> Measur
     return stand_in
 
 
-def _folded_copy(module: nn.Module, example: torch.Tensor | None) -> nn.Module:
+def _folded_copy(
+    module: nn.Module, example: torch.Tensor | None, keep: Collection[str] = ()
+) -> nn.Module:
+    """A frozen copy of ``module`` with batch norms folded into their convs (a torch.fx
+    GraphModule), except where the fold would change the output of a module named in
+    ``keep``; the unfolded copy when tracing fails, nothing folds or the check on ``example``
+    fails."""
     frozen = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in module.parameters()}
     shared_buffers = {id(b): b for b in module.buffers()}
     twin = copy.deepcopy(module, memo={**frozen, **shared_buffers})
@@ -86,7 +91,7 @@ def _folded_copy(module: nn.Module, example: torch.Tensor | None) -> nn.Module:
     if not any(isinstance(sub, nn.BatchNorm2d) for sub in twin.modules()):
         return twin
     try:
-        folded = _fold_batch_norms(_trace(twin))
+        folded = _fold_batch_norms(_trace(twin), keep)
     except Exception:  # untraceable (data-dependent control flow): run unfolded
         return twin
     if example is not None and not same_function(twin, folded, example):
@@ -107,9 +112,11 @@ def _trace(module: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(module, graph)
 
 
-def _fold_batch_norms(graph_module: fx.GraphModule) -> fx.GraphModule:
+def _fold_batch_norms(graph_module: fx.GraphModule, keep: Collection[str] = ()) -> fx.GraphModule:
     """Fold every eval-mode ``BatchNorm2d`` that is the only user of a ``Conv2d`` (or a
-    subclass, e.g. same-padding convs) into a copy of that conv."""
+    subclass, e.g. same-padding convs) into a copy of that conv, unless the conv lies inside a
+    module of ``keep`` and the batch norm outside it (that module's output would change). The
+    fused conv node records the folded norm's name in ``node.meta["folded_norm"]``."""
     modules = dict(graph_module.named_modules())
     for node in list(graph_module.graph.nodes):
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
@@ -125,6 +132,8 @@ def _fold_batch_norms(graph_module: fx.GraphModule) -> fx.GraphModule:
         conv, norm = modules[source.target], modules[node.target]
         if norm.running_mean is None or norm.running_var is None:
             continue
+        if any(_inside(source.target, k) and not _inside(node.target, k) for k in keep):
+            continue
         fused = copy.deepcopy(conv)
         weight, bias = fuse_conv_bn_weights(
             conv.weight,
@@ -138,7 +147,7 @@ def _fold_batch_norms(graph_module: fx.GraphModule) -> fx.GraphModule:
         fused.weight = nn.Parameter(weight.detach(), requires_grad=False)
         fused.bias = nn.Parameter(bias.detach(), requires_grad=False)
         _set_submodule(graph_module, str(source.target), fused)
-        source.meta["folded_norm"] = FoldedNorm.of(str(node.target), norm)
+        source.meta["folded_norm"] = str(node.target)
         node.replace_all_uses_with(source)
         graph_module.graph.erase_node(node)
     graph_module.graph.lint()
@@ -147,26 +156,9 @@ def _fold_batch_norms(graph_module: fx.GraphModule) -> fx.GraphModule:
     return graph_module
 
 
-@dataclass(frozen=True)
-class FoldedNorm:
-    """The batch norm ``name`` folded into a conv node (``node.meta["folded_norm"]``): it
-    computed ``scale * y + shift`` per channel, ``scale``/``shift`` shaped (1, C, 1, 1)."""
-
-    name: str
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    @classmethod
-    def of(cls, name: str, norm: nn.BatchNorm2d) -> FoldedNorm:
-        assert norm.running_mean is not None and norm.running_var is not None
-        with torch.no_grad():
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight
-            shift = -norm.running_mean * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias
-        return cls(name, scale.detach().view(1, -1, 1, 1), shift.detach().view(1, -1, 1, 1))
+def _inside(target: object, name: str) -> bool:
+    """Whether module path ``target`` is module ``name`` or one of its submodules."""
+    return str(target) == name or str(target).startswith(name + ".")
 
 
 def _set_submodule(root: nn.Module, target: str, replacement: nn.Module) -> None:

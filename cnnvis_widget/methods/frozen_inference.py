@@ -75,15 +75,21 @@ class FrozenInference:
         graph = self._graphs.get(tuple(x.shape[1:]))
         return graph(x) if use_graph and graph is not None else self.eager(x)
 
-    def _padded_batch(self, x: torch.Tensor) -> torch.Tensor | None:
+    def _padded_batch(self, x: torch.Tensor) -> object | None:
         """The output for a batch smaller than a decided one of the same image size (a last,
-        partial chunk) but at least half of it, run padded to that size with copies of its
-        last image: cheaper than the checks and timings of a new shape. None otherwise."""
+        partial chunk) but at least half of it: where that size chose the graph, run padded to
+        it with copies of its last image (cheaper than the checks and timings of a new shape);
+        where it chose eager, run eager. None otherwise."""
         n, size = x.shape[0], tuple(x.shape[1:])
-        decided = [s[0] for s in self._use_graph if s[1:] == size and n < s[0] <= 2 * n]
-        if not decided:
+        decided = [  # a copy: another thread may decide a shape meanwhile
+            (s[0], use) for s, use in list(self._use_graph.items()) if s[1:] == size
+        ]
+        larger = sorted((b, use) for b, use in decided if n < b <= 2 * n)
+        if not larger:
             return None
-        full = min(decided)
+        full, use_graph = larger[0]
+        if not use_graph:
+            return self.eager(x)  # eager is as fast unpadded (and may not return a tensor)
         out = self(torch.cat([x, x[-1:].expand(full - n, *size)]))
         return out[:n] if isinstance(out, torch.Tensor) else None
 

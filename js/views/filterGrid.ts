@@ -102,7 +102,10 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
   function drawTiles(g: Decoded, lut: Uint8Array, fresh: boolean): void {
     const [, mapH = 0, mapW = 0] = g.shape;
     const ctx = sheet.begin(mapW, mapH);
-    if (ctx === null) return;
+    if (ctx === null) {
+      sheet.clear();
+      return;
+    }
     // The tile box keeps the map's aspect ratio within a --cv-tile square.
     grid.style.setProperty("--cv-tile-w", `calc(var(--cv-tile) * ${Math.min(1, mapW / mapH)})`);
     grid.style.setProperty("--cv-tile-h", `calc(var(--cv-tile) * ${Math.min(1, mapH / mapW)})`);
@@ -162,6 +165,7 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
       if (g !== drawnGrid) {
         if (tiles.length !== count) buildTiles(count);
         if (valid) drawTiles(g, lut, true);
+        else sheet.clear();
       } else if (lut !== drawnLut && valid) {
         drawTiles(g, lut, false);
       }

@@ -232,16 +232,18 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       });
       gridLayer = layer;
     }
-    if (images !== null && payload !== shownGrid[0]) {
-      const [, tileH = 0, tileW = 0] = images.shape;
-      const ctx = sheet.begin(tileW, tileH);
-      if (ctx !== null) {
+    if (payload !== shownGrid[0]) {
+      const [, tileH = 0, tileW = 0] = images?.shape ?? [];
+      const ctx = images !== null && count > 0 ? sheet.begin(tileW, tileH) : null;
+      if (images !== null && ctx !== null) {
         for (let channel = 0; channel < count; channel++) {
           const image = imageAt(images, channel);
           const { x, y } = sheet.origin(channel);
           if (image) drawImageAt(ctx, image, x, y);
         }
         sheet.publish(fresh);
+      } else {
+        sheet.clear();
       }
     }
     const means =

@@ -39,6 +39,8 @@ export interface TileSheet {
    * another grid's pixels; otherwise the previous one stays until the new one is ready.
    */
   publish(fresh: boolean): void;
+  /** Show no sheet (nothing to draw), and drop any encoding still under way. */
+  clear(): void;
 }
 
 export function createTileSheet(grid: HTMLElement): TileSheet {
@@ -89,6 +91,11 @@ export function createTileSheet(grid: HTMLElement): TileSheet {
         };
         reader.readAsDataURL(blob);
       });
+    },
+    clear() {
+      version++;
+      grid.style.removeProperty("--cv-sheet");
+      delete grid.dataset.sheet;
     },
   };
 }

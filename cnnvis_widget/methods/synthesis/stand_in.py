@@ -4,10 +4,12 @@ them.
 
 Synthesis passes only need input -> some layer outputs (and maybe the logits) and their input
 gradient; folding batch norm into the convolutions saves a pass over every normalized
-activation. Each layer's output is found in the traced graph by module path (the last node
-recorded inside the module, which for a module that runs several times is its last call); the
-cut graph is checked against the model itself on a probe and not used when it disagrees or
-cannot be built.
+activation. A batch norm is not folded where that would change a wanted layer's output (a
+wanted conv keeps its own batch norm). Each layer's output is found in the traced graph by
+module path (the last node recorded inside the module, which for a module that runs several
+times is its last call); the cut graph is checked against the model itself on a probe and not
+used when it disagrees or cannot be built. Each stand-in holds its own folded weights, so only
+the most recently used few are kept per model.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import torch
 from torch import fx, nn
 
 from ...models import logits_of
-from ..fast_model import FoldedNorm, _fingerprint, _folded_copy
+from ..fast_model import _fingerprint, _folded_copy
 
 StandInKey = tuple[tuple[str, ...], bool]
+KEPT_PER_MODEL = 4
+"""Stand-ins cached per model (layer sets and logits), least recently used dropped first."""
 _CACHE: weakref.WeakKeyDictionary[
     nn.Module, dict[StandInKey, tuple[Hashable, nn.Module | None]]
 ] = weakref.WeakKeyDictionary()
@@ -40,11 +44,14 @@ def layer_stand_in(
     cache_key: StandInKey = (tuple(layers), logits)
     key = _fingerprint(module)
     per_model = _CACHE.setdefault(module, {})
-    cached = per_model.get(cache_key)
+    cached = per_model.pop(cache_key, None)
     if cached is not None and cached[0] == key:
+        per_model[cache_key] = cached  # now the most recently used
         return cached[1]
     stand_in = _build(module, cache_key[0], logits, probe)
     per_model[cache_key] = (key, stand_in)
+    while len(per_model) > KEPT_PER_MODEL:
+        per_model.pop(next(iter(per_model)))
     return stand_in
 
 
@@ -54,24 +61,24 @@ def _build(
     from ...capture import capture
 
     try:
-        folded = _folded_copy(module, probe)
+        folded = _folded_copy(module, probe, keep=layers)
         if not isinstance(folded, fx.GraphModule):
             return None
         graph = folded.graph
         output = next(node for node in graph.nodes if node.op == "output")
-        wanted: list[tuple[fx.Node, FoldedNorm | None]] = []
+        wanted: list[fx.Node] = []
         for layer in layers:
-            located = _located(graph, layer)
-            if located is None:
+            node = _located(graph, layer)
+            if node is None:
                 return None
-            wanted.append(located)
+            wanted.append(node)
         if logits:
             if not isinstance(output.args[0], fx.Node):
                 return None  # a structured output: logits_of picks from it at run time
-            wanted.append((output.args[0], None))
-        output.args = (tuple(node for node, _ in wanted),)
+            wanted.append(output.args[0])
+        output.args = (tuple(wanted),)
         graph.eliminate_dead_code()
-        output.args = (tuple(_kept(folded, node, undo, output) for node, undo in wanted),)
+        output.args = (tuple(_kept(graph, node, output) for node in wanted),)
         graph.lint()
         folded.recompile()
         folded.delete_all_unused_submodules()
@@ -93,51 +100,23 @@ def _build(
     return folded.eval()
 
 
-def _located(graph: fx.Graph, layer: str) -> tuple[fx.Node, FoldedNorm | None] | None:
-    """The node whose output is ``layer``'s in the folded graph, with the batch norm to undo
-    when ``layer`` is a conv that a batch norm was folded into; None if not found."""
-    inside = [n for n in graph.nodes if layer in n.meta.get("nn_module_stack", {})]
-    if inside:
-        last = inside[-1]
-        norm = last.meta.get("folded_norm")
-        own_conv = last.op == "call_module" and last.target == layer
-        return last, norm if own_conv else None
-    for node in graph.nodes:  # a batch norm folded away: its output is its conv's now
-        norm = node.meta.get("folded_norm")
-        if norm is not None and norm.name == layer:
-            return node, None
+def _located(graph: fx.Graph, layer: str) -> fx.Node | None:
+    """The node whose output is ``layer``'s (its last call) in the folded graph: the last node
+    recorded inside the module (torch.fx names its later calls ``layer@1``, ...), or, for a
+    batch norm folded away, the conv it was folded into. None if not found."""
+    for node in reversed(graph.nodes):
+        stack = node.meta.get("nn_module_stack", {})
+        if any(key == layer or key.startswith(layer + "@") for key in stack):
+            return node
+    for node in reversed(graph.nodes):
+        if node.meta.get("folded_norm") == layer:
+            return node
     return None
 
 
-class _UndoNorm(nn.Module):
-    """y = (x - shift) / scale per channel: a conv's own output from its batch-norm-folded
-    output."""
-
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    def __init__(self, norm: FoldedNorm) -> None:
-        super().__init__()
-        self.register_buffer("scale", norm.scale.clone())
-        self.register_buffer("shift", norm.shift.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.scale
-
-
-def _kept(
-    module: fx.GraphModule, node: fx.Node, undo: FoldedNorm | None, output: fx.Node
-) -> fx.Node:
-    """What the stand-in returns for ``node``: the conv's own output when a batch norm folded
-    into it is to be undone; else ``node``, or a copy of it taken right after it when later
-    operations also use it (one of them may change it in place, as ``ReLU(inplace=True)``
-    does)."""
-    graph = module.graph
-    if undo is not None:
-        name = f"_undo_norm_{len(module._modules)}"
-        module.add_submodule(name, _UndoNorm(undo))
-        with graph.inserting_after(node):
-            return graph.call_module(name, (node,))
+def _kept(graph: fx.Graph, node: fx.Node, output: fx.Node) -> fx.Node:
+    """``node``, or a copy of it taken right after it when later operations also use it
+    (one of them may change it in place, as ``ReLU(inplace=True)`` does)."""
     if all(user is output for user in node.users):
         return node
     with graph.inserting_after(node):
