@@ -104,3 +104,19 @@ def reused_relu_layers(
     score = logits.gather(1, torch.tensor(targets).view(-1, 1)).sum()
     g_block, g_last = torch.autograd.grad(score, [block, last])
     return {"relu@1": (block.detach(), g_block), "relu": (last.detach(), g_last)}
+
+
+def resnet18_with_batch_norm_statistics(num_classes: int = 1000) -> nn.Module:
+    """A seeded torchvision ResNet-18 in eval mode whose batch norms have non-trivial running
+    statistics and affine parameters, so that folding them into the convs is really tested."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=num_classes).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model

@@ -4,8 +4,7 @@ follows weight changes."""
 from __future__ import annotations
 
 import torch
-import torchvision.models as tvm
-from support import hook_count
+from support import hook_count, resnet18_with_batch_norm_statistics
 from torch import nn
 
 import cnnvis_widget as cv
@@ -13,16 +12,7 @@ from cnnvis_widget.methods.fast_model import fast_model
 
 
 def _resnet() -> nn.Module:
-    torch.manual_seed(0)
-    model = tvm.resnet18().eval()
-    # Non-trivial batch-norm statistics, so folding them is actually tested.
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model
+    return resnet18_with_batch_norm_statistics()
 
 
 def test_stand_in_folds_batch_norm_and_computes_the_same_function() -> None:

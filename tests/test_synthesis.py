@@ -8,7 +8,13 @@ import itertools
 
 import pytest
 import torch
-from support import TinyCNN, TinyResidual, hook_count, seeded
+from support import (
+    TinyCNN,
+    TinyResidual,
+    hook_count,
+    resnet18_with_batch_norm_statistics,
+    seeded,
+)
 from torch import nn
 
 import cnnvis_widget as cv
@@ -593,17 +599,11 @@ def _folded_and_exact(
 
 
 def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
-    import torchvision
 
     from cnnvis_widget.methods.synthesis.network import LOGITS
     from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
+    model = resnet18_with_batch_norm_statistics(num_classes=10)
     x = torch.randn(2, 3, 64, 64)
     names = ["layer3", "layer1", LOGITS]
     out = _folded_and_exact(model, names, x)
@@ -619,18 +619,10 @@ def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
 
 def test_stand_in_gives_convs_and_their_batch_norms() -> None:
     """Wanted convs and their batch norms each give their own output."""
-    import torchvision
 
     from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
+    model = resnet18_with_batch_norm_statistics(num_classes=10)
     x = torch.randn(1, 3, 64, 64)
     names = ["conv1", "bn1", "layer1.0.conv2", "layer1.0.bn2"]
     assert layer_stand_in(model, names, x) is not None
