@@ -138,20 +138,18 @@ class SynthesisNet:
         folded stand-in cut after the wanted outputs when there is one (plain layer names and
         the logits), else through the model with hooks, stopping after the last wanted
         output."""
+        wanted = [name for name in names if name != LOGITS]
         if self.fold and not any("@" in name for name in names):
             key = tuple(names)
             if key not in self._stand_ins:  # looked up once per run, not per step
-                layers = [name for name in names if name != LOGITS]
                 with torch.autocast(x.device.type, enabled=False), torch.no_grad():
                     self._stand_ins[key] = layer_stand_in(
-                        self.module, layers, x[:1].detach(), logits=LOGITS in names
+                        self.module, wanted, x[:1].detach(), logits=LOGITS in names
                     )
             stand_in = self._stand_ins[key]
-            if stand_in is not None:
-                order = [name for name in names if name != LOGITS]
-                order += [LOGITS] if LOGITS in names else []
+            if stand_in is not None:  # it returns the layers' outputs, then the logits
+                order = [*wanted, LOGITS] if LOGITS in names else wanted
                 return dict(zip(order, stand_in(x), strict=True))
-        wanted = [name for name in names if name != LOGITS]
         recorded: Features = {}
         stop_early = LOGITS not in names and all(name in self._calls for name in wanted)
         counts = dict.fromkeys(wanted, 0)
