@@ -56,8 +56,11 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const methods = createMethodControls(model);
   const camProgress = createJobProgress(model, "cam_job", "cam");
   const compare = createCompare(model, arrays);
-  const filterGrid = createFilterGrid(model, arrays);
   const synthesis = createSynthesis(model);
+  const filterGrid = createFilterGrid(model, arrays, {
+    controls: synthesis.featureControls,
+    grid: synthesis.featureGrid,
+  });
 
   const root = h(
     "div",
@@ -78,7 +81,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
         controls.display,
         predictions.el,
       ),
-      h("div", { class: "cv-col cv-col-filters" }, filterGrid.el, synthesis.featureGrid),
+      h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
     ),
     compare.el,
     synthesis.el,
@@ -105,9 +108,9 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     image_names: [controls],
     image_name: [controls],
     image: [overlay, message, compare],
-    predictions: [predictions, overlay],
-    labels: [predictions],
-    selected_class: [predictions, overlay],
+    predictions: [predictions, overlay, compare],
+    labels: [predictions, overlay, compare],
+    selected_class: [predictions, overlay, compare],
     layers: [layerTree, compare],
     selected_layer: [layerTree],
     cam_layer: [overlay],
@@ -130,7 +133,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     colormap: [controls, overlay, filterGrid, compare],
     opacity: [controls, overlay, compare],
     sort_by: [controls, filterGrid, synthesis],
-    selected_channel: [filterGrid, overlay],
+    selected_channel: [filterGrid, overlay, synthesis],
     message: [message],
     busy: [busy],
     synth_kinds: [synthesis],

@@ -33,6 +33,14 @@ describe("jobView", () => {
     expect(jobView({ id: 3, label: "x", state: "done", fraction: 1 }).running).toBe(false);
   });
 
+  it("says why a job failed or was refused", () => {
+    const refused = { id: 0, label: "Adversarial", state: "error", fraction: 0 };
+    expect(jobView(refused).text).toBe("Adversarial: failed");
+    expect(jobView({ ...refused, error: "class 5000 is out of range" }).text).toBe(
+      "Adversarial: failed: class 5000 is out of range",
+    );
+  });
+
   it("treats malformed or empty traits as idle and clamps fractions", () => {
     expect(jobView(null).state).toBe("idle");
     expect(jobView({ state: "exploded" }).state).toBe("idle");

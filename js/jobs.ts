@@ -35,7 +35,7 @@ export function jobView(raw: unknown): JobView {
       : state === "cancelled"
         ? `${label}: stopped at ${percent}`
         : state === "error"
-          ? `${label}: failed`
+          ? `${label}: failed${typeof job.error === "string" && job.error ? `: ${job.error}` : ""}`
           : `${label}: done`;
   const id = Number.isInteger(job.id) ? Number(job.id) : 0;
   return { id, state, fraction, running: state === "running", text };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { findClass } from "./views/predictions";
+import { findClass, searchClass } from "./views/predictions";
 
 const labels = ["tench", "goldfish", "great white shark", "tiger shark", "tabby"];
 
@@ -17,5 +17,20 @@ describe("findClass", () => {
     expect(findClass("zebra", labels)).toBeNull();
     expect(findClass("99", labels)).toBeNull();
     expect(findClass("", labels)).toBeNull();
+  });
+});
+
+describe("searchClass", () => {
+  it("names the problem and the fix when no single class matches", () => {
+    expect(searchClass("shark", labels)).toEqual({
+      index: null,
+      note: "“shark” is in 2 class names (2: great white shark, 3: tiger shark): type more of the name, or pick one from the list.",
+    });
+    expect(searchClass("zebra", labels).note).toBe(
+      "no class name contains “zebra”: type part of a name or an index from 0 to 4.",
+    );
+    expect(searchClass("99", labels).note).toBe("there is no class 99: indices run from 0 to 4.");
+    expect(searchClass(" ", labels)).toEqual({ index: null, note: "" });
+    expect(searchClass("tabby", labels)).toEqual({ index: 4, note: "" });
   });
 });

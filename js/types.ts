@@ -65,6 +65,8 @@ export interface JobInfo {
   label: string;
   state: "running" | "done" | "cancelled" | "error";
   fraction: number;
+  /** Why it failed or was refused (state "error"). */
+  error?: string;
 }
 
 /** One cell of the side-by-side comparison. */
@@ -77,7 +79,9 @@ export interface ComparisonRow {
   map: NdArrayPayload | null;
   deletion: number | null;
   insertion: number | null;
-  state: "queued" | "done";
+  state: "queued" | "running" | "done" | "stopped" | "failed";
+  /** Settings that differ from the method's defaults. */
+  params?: Record<string, ParamValue>;
 }
 
 /** Synced traits of `cnnvis_widget.widgets.explorer.Explorer`. */

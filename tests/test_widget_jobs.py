@@ -253,7 +253,28 @@ def test_comparison_can_be_stopped_inside_a_long_cell(explorer) -> None:
     explorer.compare(["occlusion", "gradcam"])
     stop_midway(explorer, "compare", fractions, below=0.5)
     assert explorer.compare_job["state"] == "cancelled" and explorer.compare_job["fraction"] < 0.5
-    assert [row["state"] for row in explorer.comparison] == ["queued", "queued"]
+    # The cell being computed was marked running; at Stop every unfinished cell says stopped.
+    assert [row["state"] for row in explorer.comparison] == ["stopped", "stopped"]
+
+
+def test_comparison_cells_report_running_and_their_settings(explorer) -> None:
+    seen = record(explorer, "comparison")
+    explorer.method = "smoothgrad"
+    explorer.method_params = {"n_samples": 2}
+    explorer.compare(["smoothgrad", "gradcam"])
+    assert explorer.wait(120)
+    states = [[row["state"] for row in rows] for _, rows, _ in seen]
+    assert ["running", "queued"] in states and ["done", "running"] in states
+    assert states[-1] == ["done", "done"]
+    # The picker's method uses the picker's settings, the others their defaults.
+    assert [row["params"] for row in explorer.comparison] == [{"n_samples": 2}, {}]
+
+
+def test_a_new_image_clears_the_comparison_of_the_old_one(explorer) -> None:
+    explorer.compare(["gradcam", "saliency"])
+    assert explorer.wait(120) and len(explorer.comparison) == 2
+    explorer.image_name = next(n for n in explorer.image_names if n != explorer.image_name)
+    assert explorer.comparison == [] and explorer.compare_job is None
 
 
 def test_superseding_while_partial_maps_flow_does_not_deadlock(explorer) -> None:

@@ -121,9 +121,16 @@ def test_bad_requests_leave_the_panel_usable(explorer) -> None:
     explorer.selected_channel = -1
     explorer._on_custom_message(explorer, {"type": "synth", "action": "start"}, [])
     assert "pick a channel" in explorer.message["text"]
-    assert explorer.synth_job is None
+    # Also beside the panel's buttons: the banner may be scrolled out of view.
+    assert explorer.synth_job["state"] == "error" and explorer.synth_job["id"] == 0
+    assert "pick a channel" in explorer.synth_job["error"]
     explorer._on_custom_message(explorer, {"type": "synth", "action": "resume"}, [])
     assert "nothing to resume" in explorer.message["text"]
+    assert "nothing to resume" in explorer.synth_job["error"]
+    explorer.selected_layer = "_fc"
+    explorer._on_custom_message(explorer, {"type": "synth", "action": "layer"}, [])
+    assert "no channel maps" in explorer.feature_grid_job["error"]
+    explorer.selected_layer = "_blocks.3"
     kind, params = explorer.synth_kind, dict(explorer.synth_params)
     with pytest.raises(ValueError, match="steps"):
         explorer.synthesize("class", steps=0)

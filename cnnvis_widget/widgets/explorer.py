@@ -253,6 +253,7 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         except Exception:
             self._session.current = previous
             raise
+        self._compare_jobs.forget()  # its maps were for the previous image
         with self._apply():
             self._assign(update)
 
@@ -264,6 +265,8 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
             "predictions": [vars(p) for p in predictions],
             "image_name": name,
             "selected_class": target,
+            "comparison": [],  # maps of another image: not to be drawn over this one
+            "compare_job": None,
             **self._grid_for(self.selected_layer),
             **self._cam_view(self.selected_layer, target),
         }
@@ -366,7 +369,7 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         self._publish(
             job,
             {
-                "cam_job": job_state(job, "error", 0.0),
+                "cam_job": job_state(job, "error", 0.0, error=str(error)),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -393,11 +396,19 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
             self.message = {"level": "error", "text": str(error)}
             raise
         target, x = self.selected_class, self._session.input
-        rows = [_comparison_row(method, layer, self.selected_class) for method, layer in items]
+        # The method in the picker uses the picker's settings; the others their defaults.
+        settings = [dict(self.method_params) if m == self.method else {} for m, _ in items]
+        rows = [
+            _comparison_row(method, layer, target, params)
+            for (method, layer), params in zip(items, settings, strict=True)
+        ]
 
         def work(step: Step) -> list[dict[str, Any]]:
             for index, (method, layer) in enumerate(items):
-                params = dict(self.method_params) if method == self.method else {}
+                params = settings[index]
+                rows[index] = {**rows[index], "state": "running"}
+                if not step(list(rows), index / len(items)):
+                    break
 
                 def within_cell(_partial: Any, fraction: float, index: int = index) -> bool:
                     # Progress (and a chance to stop) inside a long cell; rows are unchanged,
@@ -428,13 +439,20 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
 
     def _compare_cancelled(self, job: Job) -> None:
         fraction = (self.compare_job or {}).get("fraction", 0.0)
-        self._publish(job, {"compare_job": job_state(job, "cancelled", fraction)})
+        self._publish(
+            job,
+            {
+                "comparison": _unfinished_rows_marked(self.comparison, "stopped"),
+                "compare_job": job_state(job, "cancelled", fraction),
+            },
+        )
 
     def _compare_failed(self, job: Job, error: BaseException) -> None:
         self._publish(
             job,
             {
-                "compare_job": job_state(job, "error", 0.0),
+                "comparison": _unfinished_rows_marked(self.comparison, "failed"),
+                "compare_job": job_state(job, "error", 0.0, error=str(error)),
                 "message": {"level": "error", "text": f"comparison: {error}"},
             },
         )
@@ -463,7 +481,12 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _comparison_row(method: str, layer: str | None, target: int) -> dict[str, Any]:
+def _comparison_row(
+    method: str, layer: str | None, target: int, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A comparison cell before it is computed. ``params``: the settings that differ from the
+    method's defaults (shown under the cell); ``state`` goes queued, running, then done (or
+    stopped / failed)."""
     descriptor = METHODS[method]
     return {
         "method": method,
@@ -471,11 +494,17 @@ def _comparison_row(method: str, layer: str | None, target: int) -> dict[str, An
         "layer": layer or "",
         "signed": descriptor.signed,
         "target": target,
+        "params": params,
         "map": None,
         "deletion": None,
         "insertion": None,
         "state": "queued",
     }
+
+
+def _unfinished_rows_marked(rows: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """``rows`` with every cell not done set to ``state`` (a comparison that ended early)."""
+    return [row if row.get("state") == "done" else {**row, "state": state} for row in rows]
 
 
 def _name(image: ImageSource | None) -> str:

@@ -39,13 +39,22 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-def job_state(job: Job | None, label_or_state: str, fraction: float) -> dict[str, Any]:
+def job_state(
+    job: Job | None, label_or_state: str, fraction: float, error: str = ""
+) -> dict[str, Any]:
     """A job trait (``cam_job``, ``compare_job``, ``synth_job``, ``feature_grid_job``):
     ``state`` is "running", "done", "cancelled" or "error"; ``fraction`` of the work done in
-    [0, 1]; ``id`` 0 until the job has started."""
+    [0, 1]; ``id`` 0 until the job has started; ``error`` (state "error" only) says why, for
+    the panel that started the job."""
     if job is None:
         return {"id": 0, "label": label_or_state, "state": "running", "fraction": fraction}
-    return {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
+    state = {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
+    return {**state, "error": error} if error else state
+
+
+def refused_job(label: str, error: BaseException) -> dict[str, Any]:
+    """A job trait for work refused before it started (bad input), with the reason."""
+    return {"id": 0, "label": label, "state": "error", "fraction": 0.0, "error": str(error)}
 
 
 class Throttle:

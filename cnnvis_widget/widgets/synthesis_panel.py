@@ -30,7 +30,7 @@ from ..synthesis_tasks import (
     result_payload,
     run_synthesis,
 )
-from .jobs import Job, Step, Throttle, job_state
+from .jobs import Job, Step, Throttle, job_state, refused_job
 
 FRAME_INTERVAL_S = 0.05  # at most 20 frames per second reach the browser
 MAX_PINS = 12
@@ -236,7 +236,7 @@ class SynthesisPanel(traitlets.HasTraits):
         self._publish(
             job,
             {
-                "synth_job": job_state(job, "error", 0.0),
+                "synth_job": job_state(job, "error", 0.0, error=str(error)),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -266,7 +266,7 @@ class SynthesisPanel(traitlets.HasTraits):
         self._publish(
             job,
             {
-                "feature_grid_job": job_state(job, "error", 0.0),
+                "feature_grid_job": job_state(job, "error", 0.0, error=str(error)),
                 "message": {"level": "error", "text": f"{job.label}: {error}"},
             },
         )
@@ -284,7 +284,19 @@ class SynthesisPanel(traitlets.HasTraits):
             return
         if action not in actions:
             raise ValueError(f"unknown synthesis action {action!r}.")
-        actions[action]()
+        try:
+            actions[action]()
+        except Exception as error:
+            # Shown beside the button that was pressed as well as in the widget's banner,
+            # which may be scrolled out of view.
+            with self._apply():
+                if action == "layer":
+                    self.feature_grid_job = refused_job(f"layer {self.selected_layer}", error)
+                else:
+                    kind = KINDS.get(self.synth_kind)
+                    title = kind.title if kind is not None else self.synth_kind
+                    self.synth_job = refused_job(title, error)
+            raise
 
 
 def _label(kind: str, where: SynthesisTarget, bundle: Any) -> str:

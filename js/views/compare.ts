@@ -8,6 +8,7 @@ import { type Decoded, decodeOptional } from "../codecs";
 import { getLut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
 import { comparisonCount, comparisonHint, scoreText } from "../jobs";
+import { classLabel } from "../labels";
 import { validMethods } from "../methods";
 import type { ArrayStore } from "../store";
 import type { ComparisonRow, ExplorerModel, MethodInfo, View } from "../types";
@@ -30,6 +31,21 @@ function decodeRowMap(row: ComparisonRow): Decoded | null {
   return decodedMaps.get(payload) ?? null;
 }
 
+const CELL_STATES: Record<string, string> = {
+  queued: "queued",
+  running: "computing…",
+  stopped: "stopped",
+  failed: "failed",
+};
+
+/** "default settings" or "steps 400, baseline 0.5": what a cell was computed with. */
+export function settingsText(params: unknown): string {
+  if (params === null || typeof params !== "object") return "default settings";
+  const entries = Object.entries(params as Record<string, unknown>);
+  if (entries.length === 0) return "default settings";
+  return entries.map(([name, value]) => `${name} ${String(value)}`).join(", ");
+}
+
 function stringList(raw: unknown): string[] {
   return Array.isArray(raw) ? raw.filter((v): v is string => typeof v === "string") : [];
 }
@@ -50,6 +66,7 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
     "Compare",
   );
   const progress = createJobProgress(model, "compare_job", "compare");
+  const heading = h("div", { class: "cv-muted", "data-testid": "compare-heading" });
   const cells = h("div", { class: "cv-compare-cells", "data-testid": "compare-cells" });
   const el = h(
     "details",
@@ -64,6 +81,7 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
       hint,
     ),
     progress.el,
+    heading,
     cells,
   );
 
@@ -153,8 +171,11 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
             "figcaption",
             {},
             h("strong", {}, title),
+            row.state === "done" ? null : ` · ${CELL_STATES[row.state] ?? row.state}`,
             h("br"),
             scoreText(row.deletion, row.insertion),
+            h("br"),
+            h("span", { class: "cv-muted" }, settingsText(row.params)),
           ),
         );
       }),
@@ -182,6 +203,16 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
         cellsRaw = rows;
         drawCells(Array.isArray(rows) ? rows : []);
       }
+      const target = Array.isArray(rows) ? rows[0]?.target : undefined;
+      const stale = typeof target === "number" && target !== model.get("selected_class");
+      cells.dataset.stale = String(stale);
+      setText(
+        heading,
+        typeof target !== "number"
+          ? ""
+          : `for “${classLabel(model, target)}” (class ${target})` +
+              (stale ? " — not the class selected now: press Compare again to update" : ""),
+      );
     },
   };
 }

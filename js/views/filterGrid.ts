@@ -3,7 +3,8 @@
  * current colormap, ordered by channel index or by mean activation. A click selects (or
  * deselects) a channel, which is shown enlarged above the grid.
  *
- * All channels are drawn into one tile sheet (see ./tileSheet).
+ * All channels are drawn into one tile sheet (see ./tileSheet). A companion grid (the layer's
+ * feature visualizations) sits beside it in the same columns, scrolled with it.
  */
 import { drawMap, drawMapAt, finiteRange, type Heat, heatFromUint8, mapFrom } from "../canvas";
 import type { Decoded } from "../codecs";
@@ -40,7 +41,32 @@ export function channelOrder(count: number, sortBy: string, means: Decoded | nul
   return order.sort((a, b) => key(b) - key(a) || a - b);
 }
 
-export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View {
+/** A grid shown beside the activation grid, tile for tile: its controls go above both. */
+export interface CompanionGrid {
+  controls: HTMLElement;
+  grid: HTMLElement;
+}
+
+/** Keep `b` scrolled as `a` while both hold the same number of tiles (same rows). */
+function scrollTogether(a: HTMLElement, b: HTMLElement): void {
+  const follow = (from: HTMLElement, to: HTMLElement) =>
+    from.addEventListener(
+      "scroll",
+      () => {
+        if (from.dataset.count !== to.dataset.count) return;
+        if (to.scrollTop !== from.scrollTop) to.scrollTop = from.scrollTop;
+      },
+      { passive: true },
+    );
+  follow(a, b);
+  follow(b, a);
+}
+
+export function createFilterGrid(
+  model: ExplorerModel,
+  arrays: ArrayStore,
+  companion?: CompanionGrid,
+): View {
   const title = h("span", { class: "cv-grid-layer" });
   const countLabel = h("span", { class: "cv-grid-count" });
   const note = h("div", { class: "cv-empty", hidden: true });
@@ -53,9 +79,11 @@ export function createFilterGrid(model: ExplorerModel, arrays: ArrayStore): View
     h("div", { class: "cv-section-title" }, "Filters ", title, " ", countLabel),
     channelSlot,
     note,
-    grid,
+    companion?.controls ?? null,
+    h("div", { class: "cv-grid-pair" }, grid, companion?.grid ?? null),
     sheet.canvas,
   );
+  if (companion !== undefined) scrollTogether(grid, companion.grid);
 
   let tiles: Tile[] = [];
   let drawnGrid: Decoded | null | undefined;

@@ -7,6 +7,7 @@ import { composite, type Heat, heatByMax, heatSigned, mapFrom } from "../canvas"
 import { getLut, type Lut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
 import { jobView } from "../jobs";
+import { classLabel } from "../labels";
 import { methodCaption, validMethods } from "../methods";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
@@ -53,12 +54,6 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
   let methodsRaw: unknown;
   let methods = validMethods([]);
 
-  function labelOf(index: number): string {
-    const predictions = model.get("predictions");
-    const p = Array.isArray(predictions) ? predictions.find((q) => q?.index === index) : undefined;
-    return p && typeof p.label === "string" ? p.label : `class ${index}`;
-  }
-
   return {
     el,
     update() {
@@ -95,7 +90,7 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
         if (camMap === null) text = image === null ? "no image" : "image";
         else
           text =
-            methodCaption(methods, camMethod, labelOf(cls), camLayer) +
+            methodCaption(methods, camMethod, classLabel(model, cls), camLayer) +
             (heat === null ? (camSigned ? " (all-zero map)" : " (no positive evidence)") : "");
       }
       const signed = heat?.signed === true;

@@ -1,5 +1,5 @@
 /** Top-5 predictions as buttons (label + probability bar); a click picks the explained class. */
-import { formatPercent, h } from "../dom";
+import { formatPercent, h, setText } from "../dom";
 import type { ExplorerModel, Prediction, View } from "../types";
 
 function isPrediction(p: unknown): p is Prediction {
@@ -8,23 +8,48 @@ function isPrediction(p: unknown): p is Prediction {
   return typeof index === "number" && typeof label === "string" && typeof prob === "number";
 }
 
+/** What a class search found: the class, or why none (a sentence naming the fix). */
+export type ClassSearch = { index: number; note: "" } | { index: null; note: string };
+
+const SHOWN_MATCHES = 4;
+
 /**
- * The class index a search text names: "281", "281: tabby", or a label (case-insensitive,
- * exact first, then the only label that contains the text); null when none or ambiguous.
+ * The class a search text names: "281", "281: tabby", or a label (case-insensitive, exact
+ * first, then the only label that contains the text). Otherwise a note saying what was wrong
+ * and what to type instead (empty text: no class and no note).
  */
-export function findClass(text: string, labels: readonly string[]): number | null {
+export function searchClass(text: string, labels: readonly string[]): ClassSearch {
   const query = text.trim();
-  if (query === "") return null;
+  if (query === "") return { index: null, note: "" };
+  const last = labels.length - 1;
   const numbered = /^(\d+)\s*(?::.*)?$/.exec(query);
   if (numbered) {
     const index = Number(numbered[1]);
-    return index < labels.length ? index : null;
+    if (index <= last) return { index, note: "" };
+    return { index: null, note: `there is no class ${index}: indices run from 0 to ${last}.` };
   }
   const lower = query.toLowerCase();
   const exact = labels.findIndex((label) => label.toLowerCase() === lower);
-  if (exact >= 0) return exact;
+  if (exact >= 0) return { index: exact, note: "" };
   const partial = labels.flatMap((label, i) => (label.toLowerCase().includes(lower) ? [i] : []));
-  return partial.length === 1 ? (partial[0] as number) : null;
+  if (partial.length === 1) return { index: partial[0] as number, note: "" };
+  if (partial.length === 0) {
+    return {
+      index: null,
+      note: `no class name contains “${query}”: type part of a name or an index from 0 to ${last}.`,
+    };
+  }
+  const some = partial.slice(0, SHOWN_MATCHES).map((i) => `${i}: ${labels[i]}`);
+  const more = partial.length > SHOWN_MATCHES ? ", …" : "";
+  return {
+    index: null,
+    note: `“${query}” is in ${partial.length} class names (${some.join(", ")}${more}): type more of the name, or pick one from the list.`,
+  };
+}
+
+/** The class index a search text names, or null (see {@link searchClass}). */
+export function findClass(text: string, labels: readonly string[]): number | null {
+  return searchClass(text, labels).index;
 }
 
 let datalistCount = 0;
@@ -41,12 +66,18 @@ export function createPredictions(model: ExplorerModel): View {
     placeholder: "any class: type a name or index",
     "aria-label": "explain any class",
   });
+  const note = h("div", {
+    class: "cv-search-note",
+    role: "status",
+    "data-testid": "class-search-note",
+  });
   const el = h(
     "div",
     { class: "cv-predictions", "data-testid": "predictions" },
     h("div", { class: "cv-section-title" }, "Predictions"),
     list,
     search,
+    note,
     options,
   );
   let shown: unknown;
@@ -54,13 +85,16 @@ export function createPredictions(model: ExplorerModel): View {
   let labels: string[] = [];
 
   search.addEventListener("change", () => {
-    const index = findClass(search.value, labels);
-    search.setAttribute("aria-invalid", index === null ? "true" : "false");
-    search.title = index === null ? `no single class matches “${search.value}”` : "";
-    if (index === null) return;
-    model.set("selected_class", index);
+    const found = searchClass(search.value, labels);
+    search.setAttribute("aria-invalid", found.note === "" ? "false" : "true");
+    setText(note, found.note);
+    if (found.index === null) return;
+    searched = found.index;
+    model.set("selected_class", found.index);
     model.save_changes();
   });
+  /** The class the search field last picked: the field is cleared once another is picked. */
+  let searched: number | null = null;
   let buttons: HTMLButtonElement[] = [];
 
   list.addEventListener("click", (event) => {
@@ -118,6 +152,12 @@ export function createPredictions(model: ExplorerModel): View {
         rebuild(Array.isArray(raw) ? raw.filter(isPrediction) : []);
       }
       const selected = model.get("selected_class");
+      if (searched !== null && selected !== searched) {
+        searched = null;
+        search.value = "";
+        search.setAttribute("aria-invalid", "false");
+        setText(note, "");
+      }
       for (const button of buttons) {
         const on = Number(button.dataset.index) === selected;
         button.dataset.selected = on ? "true" : "false";

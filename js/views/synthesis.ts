@@ -5,7 +5,7 @@
  * they stream in (`synthesis`), with the objective curve; the adversarial view shows the
  * original, the magnified perturbation, the adversarial image and both predictions. "Visualize
  * layer" fills a feature-visualization grid ordered tile for tile like the activation grid
- * (its element, `featureGrid`, is placed beside that grid).
+ * (its elements, `featureGrid` and `featureControls`, are placed beside and above that grid).
  * Actions travel as custom messages `{type: "synth", action}`.
  */
 import { drawImage, drawImageAt } from "../canvas";
@@ -32,6 +32,8 @@ function button(testid: string, text: string, title: string): HTMLButtonElement 
 export interface SynthesisView extends View {
   /** The layer's feature-visualization grid, shown beside the activation grid. */
   readonly featureGrid: HTMLElement;
+  /** Its Visualize layer / Stop buttons and progress, shown above both grids. */
+  readonly featureControls: HTMLElement;
 }
 
 export function createSynthesis(model: ExplorerModel): SynthesisView {
@@ -75,9 +77,21 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     ),
     h("div", { class: "cv-synth-preds" }, advBefore, advAfter),
   );
+  const live = h(
+    "div",
+    { class: "cv-synth-live", "data-testid": "synth-live" },
+    h("div", {}, canvas, caption),
+    curveBox,
+    adversarial,
+  );
   const pins = h("div", { class: "cv-synth-pins", "data-testid": "synth-pins" });
   const gridStatus = h("div", { class: "cv-job-text", "data-testid": "feature-grid-status" });
-  const grid = h("div", { class: "cv-synth-grid", "data-testid": "feature-grid" });
+  const grid = h("div", {
+    class: "cv-grid cv-synth-grid",
+    "data-testid": "feature-grid",
+    "data-count": "0",
+    hidden: true,
+  });
   const sheet = createTileSheet(grid);
 
   const el = h(
@@ -96,14 +110,15 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     ),
     form,
     status,
-    h("div", { class: "cv-synth-live" }, h("div", {}, canvas, caption), curveBox, adversarial),
+    live,
     pins,
   );
-  const featureGrid = h(
+  const featureControls = h(
     "div",
-    { class: "cv-feature-grid" },
-    h("div", { class: "cv-controls" }, layerButton, layerStop, gridStatus),
-    grid,
+    { class: "cv-controls cv-feature-controls" },
+    layerButton,
+    layerStop,
+    gridStatus,
     sheet.canvas,
   );
 
@@ -114,6 +129,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   let shownGrid: unknown[] = [];
   let gridTiles: HTMLElement[] = [];
   let gridLayer = "";
+  let selectedTile: HTMLElement | null = null;
 
   const send = (action: string, extra: Record<string, unknown> = {}) =>
     model.send({ type: "synth", action, ...extra });
@@ -129,7 +145,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   layerStop.addEventListener("click", () => send("stop_layer"));
   // A click on a feature tile picks the channel, as a click on its activation tile does.
   grid.addEventListener("click", (event) => {
-    const tile = (event.target as Element).closest<HTMLElement>(".cv-synth-tile");
+    const tile = (event.target as Element).closest<HTMLElement>(".cv-tile");
     const channel = Number(tile?.dataset.channel);
     if (tile === null || !Number.isInteger(channel)) return;
     if (grid.dataset.layer !== model.get("grid_layer")) return;
@@ -221,16 +237,21 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     const fresh = count !== gridTiles.length || layer !== gridLayer;
     if (fresh) {
       sheet.arrange(count);
+      // Built as the activation grid's tiles (same box and caption), so both grids have the
+      // same columns and rows and a tile sits beside its channel's activation tile.
       gridTiles = Array.from({ length: count }, (_, channel) => {
-        const tile = h("span", {
-          class: "cv-synth-tile",
-          "data-channel": channel,
-          title: `channel ${channel}`,
-        });
-        tile.style.backgroundPosition = sheet.position(channel);
-        return tile;
+        const image = h("span", { class: "cv-tile-image cv-synth-tile", "data-channel": channel });
+        image.style.backgroundPosition = sheet.position(channel);
+        return h(
+          "div",
+          { class: "cv-tile", "data-channel": channel, title: `channel ${channel}` },
+          image,
+          h("span", { class: "cv-tile-caption" }, String(channel)),
+        );
       });
       gridLayer = layer;
+      selectedTile = null;
+      grid.hidden = count === 0;
     }
     if (payload !== shownGrid[0]) {
       const [, tileH = 0, tileW = 0] = images?.shape ?? [];
@@ -250,12 +271,28 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       layer === model.get("grid_layer") ? decodeOptional(model.get("grid_means")) : null;
     const order = channelOrder(count, model.get("sort_by"), means);
     grid.replaceChildren(...order.map((channel) => gridTiles[channel] as HTMLElement));
+    grid.dataset.count = String(count);
     shownGrid = key;
+  }
+
+  /** Outline the selected channel's feature tile, as its activation tile is. */
+  function markSelected(): void {
+    const channel = model.get("selected_channel");
+    const next = layerShown() && Number.isInteger(channel) ? (gridTiles[channel] ?? null) : null;
+    if (next === selectedTile) return;
+    if (selectedTile !== null) selectedTile.dataset.selected = "false";
+    if (next !== null) next.dataset.selected = "true";
+    selectedTile = next;
+  }
+
+  function layerShown(): boolean {
+    return gridLayer !== "" && gridLayer === model.get("grid_layer");
   }
 
   return {
     el,
-    featureGrid,
+    featureGrid: grid,
+    featureControls,
     update() {
       const kinds = validKinds(model.get("synth_kinds"));
       const current = String(model.get("synth_kind") || "feature");
@@ -294,6 +331,8 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       status.dataset.state = job.state;
       status.dataset.job = String(job.id);
       setText(status, job.text);
+      live.dataset.stale = String(job.state === "error");
+      live.title = job.state === "error" ? "the previous result: the latest run failed" : "";
       stop.disabled = !job.running;
       start.disabled = false;
       resume.disabled = !(job.state === "cancelled" && rawJob?.resumable === true);
@@ -313,6 +352,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       setText(gridStatus, gridJob.text);
       layerStop.disabled = !gridJob.running;
       drawGrid();
+      markSelected();
     },
   };
 }

@@ -23,7 +23,8 @@ export function backgroundPercent(index: number, cells: number): number {
 }
 
 export interface TileSheet {
-  /** The hidden sheet (`data-testid="tile-sheet"`, with `data-cols`, `data-tile-w/h` in px). */
+  /** The hidden sheet (`data-testid="tile-sheet"`, `data-sheet-for` = the grid's test id,
+   * with `data-cols`, `data-tile-w/h` in px). */
   readonly canvas: HTMLCanvasElement;
   /** Lay out `count` tiles (near-square) and size the background to match. */
   arrange(count: number): void;
@@ -44,7 +45,11 @@ export interface TileSheet {
 }
 
 export function createTileSheet(grid: HTMLElement): TileSheet {
-  const canvas = h("canvas", { "data-testid": "tile-sheet", hidden: true });
+  const canvas = h("canvas", {
+    "data-testid": "tile-sheet",
+    "data-sheet-for": grid.dataset.testid ?? null,
+    hidden: true,
+  });
   let cols = 1;
   let rows = 1;
   let tileW = 0;

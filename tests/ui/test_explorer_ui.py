@@ -25,7 +25,8 @@ WIDGET_TIMEOUT_MS = 240_000
 # sheet (background applied) and whose part of the sheet has more than ``colours`` distinct red
 # levels (1: not all one colour).
 DRAWN_TILES = """(grid, [selector, colours]) => {
-  const sheet = grid.parentElement.querySelector('canvas[data-testid="tile-sheet"]');
+  const sheet = grid.closest('[data-testid="explorer"]').querySelector(
+    `canvas[data-sheet-for="${grid.dataset.testid}"]`);
   const cols = Number(sheet.dataset.cols), w = Number(sheet.dataset.tileW), h = Number(sheet.dataset.tileH);
   const ctx = sheet.getContext('2d');
   return Array.from(grid.querySelectorAll(selector)).filter((t) => {
@@ -41,6 +42,20 @@ def non_blank_tiles(grid) -> int:
     """Activation tiles drawn from the sheet and not all one colour."""
     return grid.evaluate(DRAWN_TILES, ['[data-testid="tile"]', 1])
 
+
+# True when every tile of ``grid`` (the feature grid) sits at the same column and row offset
+# within its grid as the tile in the same place of ``other`` (the activation grid), and the
+# two grids are side by side (same top, ``grid`` to the right).
+SAME_CELLS = """(grid, other) => {
+  const a = grid.getBoundingClientRect(), b = other.getBoundingClientRect();
+  if (Math.abs(a.top - b.top) > 1 || a.left < b.right) return false;
+  const mine = grid.querySelectorAll('.cv-tile'), theirs = other.querySelectorAll('.cv-tile');
+  if (mine.length !== theirs.length || mine.length === 0) return false;
+  return Array.from(mine).every((t, i) => {
+    const p = t.getBoundingClientRect(), q = theirs[i].getBoundingClientRect();
+    return Math.abs((p.left - a.left) - (q.left - b.left)) <= 1 && Math.abs(p.top - q.top) <= 1;
+  });
+}"""
 
 PIXELS = """(c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"""
 
@@ -647,6 +662,8 @@ def live_synthesis(page, explorer) -> None:
     assert tiles.count() == activation_tiles.count()
     order = [tiles.nth(i).get_attribute("data-channel") for i in range(4)]
     assert order == [activation_tiles.nth(i).get_attribute("data-channel") for i in range(4)]
+    # Beside it, tile for tile: the same column and row offsets within each grid.
+    assert features.evaluate(SAME_CELLS, explorer.locator('[data-testid="grid"]').element_handle())
     # Batches of 4 channels on a CPU: wait for two of them, drawn (not grey) and shown.
     page.wait_for_function(
         f"(g) => ({DRAWN_TILES})(g, ['.cv-synth-tile', 10]) >= 8",
@@ -656,9 +673,12 @@ def live_synthesis(page, explorer) -> None:
     # A click on a feature tile picks that channel, as a click on its activation tile does.
     picked = tiles.nth(2).get_attribute("data-channel")
     tiles.nth(2).click()
-    explorer.locator(f'.cv-tile[data-channel="{picked}"][data-selected="true"]').wait_for(
-        state="attached", timeout=30_000
-    )
+    explorer.locator(
+        f'[data-testid="grid"] .cv-tile[data-channel="{picked}"][data-selected="true"]'
+    ).wait_for(state="attached", timeout=30_000)
+    assert features.locator(f'.cv-tile[data-channel="{picked}"]').get_attribute(
+        "data-selected"
+    ) == "true"
     explorer.locator('[data-testid="synth-layer-stop"]').click()
     explorer.locator('[data-testid="feature-grid-status"][data-state="cancelled"]').wait_for(
         state="attached", timeout=60_000
