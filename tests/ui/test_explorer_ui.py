@@ -676,9 +676,10 @@ def live_synthesis(page, explorer) -> None:
     explorer.locator(
         f'[data-testid="grid"] .cv-tile[data-channel="{picked}"][data-selected="true"]'
     ).wait_for(state="attached", timeout=30_000)
-    assert features.locator(f'.cv-tile[data-channel="{picked}"]').get_attribute(
-        "data-selected"
-    ) == "true"
+    assert (
+        features.locator(f'.cv-tile[data-channel="{picked}"]').get_attribute("data-selected")
+        == "true"
+    )
     explorer.locator('[data-testid="synth-layer-stop"]').click()
     explorer.locator('[data-testid="feature-grid-status"][data-state="cancelled"]').wait_for(
         state="attached", timeout=60_000
