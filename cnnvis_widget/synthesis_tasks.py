@@ -119,8 +119,10 @@ KINDS: dict[str, SynthesisKind] = {
             (Param("attack", "fgsm", "choice", "fgsm: one step; pgd: projected steps",
                    choices=("fgsm", "pgd")),
              Param("epsilon", 2.0, "float", "in grey levels (1/255)", 0.25, 64),
-             Param("target", -1, "int", "class to reach; -1 = just change the prediction", -1, 100000),
-             _steps(10, 1000), SEED),
+             Param("target", -1, "int", "class index to reach; -1 = any class but the current "
+                   "prediction", -1, 100000),
+             Param("steps", 10, "int", "PGD steps (FGSM takes one step: not used)", 1, 1000),
+             Param("seed", 0, "int", "PGD's random start (FGSM: not used)", 0, 2**31 - 1)),
         ),
     )
 }  # fmt: skip

@@ -156,21 +156,32 @@ describe("parseParamInput", () => {
     ReturnType<typeof paramControls>[number],
     ReturnType<typeof paramControls>[number],
   ];
-  it("rounds ints and clamps numbers to [min, max]", () => {
-    expect(parseParamInput(steps, "7.6")).toBe(8);
-    expect(parseParamInput(steps, "0")).toBe(1);
-    expect(parseParamInput(steps, "1000")).toBe(256);
-    expect(parseParamInput(sigma, "-1")).toBe(0);
-    expect(parseParamInput(sigma, "1e3")).toBe(1000);
+  it("reads numbers within their bounds", () => {
+    expect(parseParamInput(steps, "8")).toEqual({ value: 8 });
+    expect(parseParamInput(sigma, "1e3")).toEqual({ value: 1000 });
+    expect(parseParamInput(steps, "")).toEqual({ value: undefined }); // back to the default
   });
-  it("rejects empty / invalid input", () => {
-    expect(parseParamInput(steps, "")).toBeUndefined();
-    expect(parseParamInput(sigma, "abc")).toBeUndefined();
-    expect(parseParamInput(baseline, "other")).toBeUndefined();
+  it("refuses out-of-range, fractional and non-numeric values with a note", () => {
+    expect(parseParamInput(steps, "0")).toEqual({
+      note: "steps must be between 1 and 256; 0 was not applied.",
+    });
+    expect(parseParamInput(steps, "1000")).toEqual({
+      note: "steps must be between 1 and 256; 1000 was not applied.",
+    });
+    expect(parseParamInput(steps, "7.6")).toEqual({
+      note: "steps must be a whole number between 1 and 256; 7.6 was not applied.",
+    });
+    expect(parseParamInput(sigma, "-1")).toEqual({
+      note: "sigma must be at least 0; -1 was not applied.",
+    });
+    expect(parseParamInput(sigma, "abc")).toEqual({ note: "sigma must be a number, at least 0." });
+    expect(parseParamInput(baseline, "other")).toEqual({
+      note: "baseline: pick one of black, blur, noise.",
+    });
   });
   it("passes booleans and known choices", () => {
-    expect(parseParamInput(abs, false)).toBe(false);
-    expect(parseParamInput(baseline, "blur")).toBe("blur");
+    expect(parseParamInput(abs, false)).toEqual({ value: false });
+    expect(parseParamInput(baseline, "blur")).toEqual({ value: "blur" });
   });
 });
 

@@ -129,30 +129,48 @@ export function paramControls(
   return out;
 }
 
+/** What the user entered, read: the value to send (undefined: back to the default), or a
+ * note saying why it was refused and what is accepted. */
+export type ParsedParam = { value: ParamValue | undefined } | { note: string };
+
 /**
- * The parameter value for what the user entered (a number input's text, a checkbox's
- * checked state, a select's value): int rounded, numbers clamped to [min, max]. undefined
- * when the input is empty or invalid (the caller drops the override / restores the display).
+ * Read what the user entered (a number input's text, a checkbox's checked state, a select's
+ * value). An empty number input means the default. Out-of-range, fractional (for ints) or
+ * non-numeric numbers are refused with a note rather than silently changed, so nothing runs
+ * with a value the user did not choose.
  */
-export function parseParamInput(
-  control: ParamControl,
-  raw: string | boolean,
-): ParamValue | undefined {
+export function parseParamInput(control: ParamControl, raw: string | boolean): ParsedParam {
+  const name = control.name;
   switch (control.type) {
     case "checkbox":
-      return typeof raw === "boolean" ? raw : raw === "true";
+      return { value: typeof raw === "boolean" ? raw : raw === "true" };
     case "select":
-      return typeof raw === "string" && control.choices.includes(raw) ? raw : undefined;
+      return typeof raw === "string" && control.choices.includes(raw)
+        ? { value: raw }
+        : { note: `${name}: pick one of ${control.choices.join(", ")}.` };
     case "number": {
-      if (typeof raw !== "string" || raw.trim() === "") return undefined;
-      let v = Number(raw);
-      if (!Number.isFinite(v)) return undefined;
-      if (control.kind === "int") v = Math.round(v);
-      if (control.min !== null && v < control.min) v = control.min;
-      if (control.max !== null && v > control.max) v = control.max;
-      return v;
+      if (typeof raw !== "string" || raw.trim() === "") return { value: undefined };
+      const v = Number(raw);
+      const range = rangeText(control);
+      if (!Number.isFinite(v)) return { note: `${name} must be a number${range && `,${range}`}.` };
+      if (control.kind === "int" && !Number.isInteger(v)) {
+        return { note: `${name} must be a whole number${range}; ${raw.trim()} was not applied.` };
+      }
+      const low = control.min !== null && v < control.min;
+      const high = control.max !== null && v > control.max;
+      if (low || high) return { note: `${name} must be${range}; ${raw.trim()} was not applied.` };
+      return { value: v };
     }
   }
+}
+
+/** " between 1 and 1000" / " at least 0" / "" for a number control's bounds. */
+function rangeText(control: ParamControl): string {
+  const { min, max } = control;
+  if (min !== null && max !== null) return ` between ${min} and ${max}`;
+  if (min !== null) return ` at least ${min}`;
+  if (max !== null) return ` at most ${max}`;
+  return "";
 }
 
 /** `current` with `name` set to `value` (or removed when undefined), as a new object. */

@@ -81,6 +81,12 @@ def test_reseed_and_pins(explorer) -> None:
     assert not np.array_equal(decode_payload(explorer.synthesis["images"]), first)
     explorer.pin()
     assert [p["label"] for p in explorer.synth_pins] == [explorer.synthesis["label"]] * 2
+    # Pins of the same target are told apart by their seed (and step).
+    seed = explorer.synth_params["seed"]
+    assert [p["detail"] for p in explorer.synth_pins] == [
+        "step 3 · seed 0",
+        f"step 3 · seed {seed}",
+    ]
     explorer._on_custom_message(explorer, {"type": "synth", "action": "unpin", "index": 0}, [])
     assert len(explorer.synth_pins) == 1
 

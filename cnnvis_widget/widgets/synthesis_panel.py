@@ -115,8 +115,22 @@ class SynthesisPanel(traitlets.HasTraits):
         """Keep the current result beside the panel (up to 12; the oldest goes first)."""
         if not self.synthesis:
             raise ValueError("nothing to pin yet: run a synthesis first.")
-        pin = {"label": self.synthesis["label"], "images": self.synthesis["images"]}
+        pin = {
+            "label": self.synthesis["label"],
+            "detail": self._pin_detail(),
+            "images": self.synthesis["images"],
+        }
         self.synth_pins = [*self.synth_pins, pin][-MAX_PINS:]
+
+    def _pin_detail(self) -> str:
+        """What tells pins of one target apart: the step shown and the run's seed."""
+        parts = [f"step {self.synthesis['step']}"] if self.synthesis else []
+        run = self._synth_run
+        if run is not None:
+            seeds = [p.default for p in KINDS[run.kind].params if p.name == "seed"]
+            if seeds:
+                parts.append(f"seed {run.params.get('seed', seeds[0])}")
+        return " · ".join(parts)
 
     def visualize_layer(self, steps: int = 64, size: int = 64) -> None:
         """Visualize every channel of the selected layer in batches, in the background; the

@@ -14,7 +14,7 @@ import {
   parseParamInput,
   validMethods,
 } from "../methods";
-import type { ExplorerModel, MethodInfo, View } from "../types";
+import type { ExplorerModel, MethodInfo, ParamValue, View } from "../types";
 
 let instances = 0;
 
@@ -32,12 +32,15 @@ export function controlElement(
     return h("select", common, ...control.choices.map((c) => h("option", { value: c }, c)));
   }
   if (control.type === "checkbox") return h("input", { ...common, type: "checkbox" });
+  // Wide enough for the longest allowed value (a 10-digit seed), at least 7 characters.
+  const digits = Math.max(String(control.max ?? "").length, String(control.value ?? "").length);
   return h("input", {
     ...common,
     type: "number",
     min: control.min,
     max: control.max,
     step: control.step,
+    style: `width: ${Math.max(7, digits + 3)}ch`,
   });
 }
 
@@ -54,6 +57,36 @@ export function showValue(el: HTMLInputElement | HTMLSelectElement, control: Par
   if (el.value !== text) el.value = text;
 }
 
+export interface ParamInput {
+  control: ParamControl;
+  el: HTMLInputElement | HTMLSelectElement;
+}
+
+/** A form note (`role=status`) saying why the last value entered was refused. */
+export function paramNote(testid: string): HTMLElement {
+  return h("div", { class: "cv-param-note", role: "status", "data-testid": testid });
+}
+
+/**
+ * The params trait's next value after `entry`'s control changed (`current`: the trait now),
+ * or null when the value was refused: the field is marked invalid, `note` says why and what
+ * is accepted, and nothing is sent.
+ */
+export function readParamChange(
+  entry: ParamInput,
+  current: unknown,
+  note: HTMLElement,
+): Record<string, ParamValue> | null {
+  const input = entry.el;
+  const raw =
+    input instanceof HTMLInputElement && input.type === "checkbox" ? input.checked : input.value;
+  const parsed = parseParamInput(entry.control, raw);
+  const refused = "note" in parsed;
+  input.setAttribute("aria-invalid", String(refused));
+  setText(note, refused ? parsed.note : "");
+  return refused ? null : mergeParams(current, entry.control.name, parsed.value);
+}
+
 export function createMethodControls(model: ExplorerModel): View {
   const uid = ++instances;
   const select = h("select", {
@@ -63,6 +96,7 @@ export function createMethodControls(model: ExplorerModel): View {
   });
   const cost = h("span", { class: "cv-method-cost", "data-testid": "method-cost" });
   const form = h("div", { class: "cv-method-params", "data-testid": "method-params" });
+  const note = paramNote("method-params-note");
   const el = h(
     "div",
     { class: "cv-methods", "data-testid": "methods" },
@@ -73,13 +107,14 @@ export function createMethodControls(model: ExplorerModel): View {
       cost,
     ),
     form,
+    note,
   );
 
   let methods: MethodInfo[] = [];
   let shownMethodsRaw: unknown;
   let optionsKey = "";
   let formKey: unknown[] = [];
-  let inputs: { control: ParamControl; el: HTMLInputElement | HTMLSelectElement }[] = [];
+  let inputs: ParamInput[] = [];
 
   select.addEventListener("change", () => {
     const value = select.value;
@@ -94,11 +129,9 @@ export function createMethodControls(model: ExplorerModel): View {
     const entry = inputs.find((i) => i.el === target);
     if (entry === undefined) return;
     const { control, el: input } = entry;
-    const raw =
-      input instanceof HTMLInputElement && input.type === "checkbox" ? input.checked : input.value;
-    const value = parseParamInput(control, raw);
-    const next = mergeParams(model.get("method_params"), control.name, value);
-    // Show the value that was actually sent (clamped / rounded / back to the default).
+    const next = readParamChange(entry, model.get("method_params"), note);
+    if (next === null) return;
+    // Show the value that was actually sent (back to the default when emptied).
     const shown = paramControls([paramOf(control.name)], next)[0];
     if (shown !== undefined) {
       entry.control = shown;
@@ -145,6 +178,7 @@ export function createMethodControls(model: ExplorerModel): View {
       control,
       el: controlElement(control, `cv-m${uid}-p${i}`),
     }));
+    setText(note, "");
     if (inputs.length === 0) {
       form.replaceChildren(h("span", { class: "cv-muted" }, "no parameters"));
       return;

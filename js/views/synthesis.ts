@@ -10,13 +10,13 @@
  */
 import { drawImage, drawImageAt } from "../canvas";
 import { decodeOptional } from "../codecs";
-import { h, setText } from "../dom";
+import { formatNumber, h, setText } from "../dom";
 import { jobView } from "../jobs";
-import { mergeParams, type ParamControl, paramControls, parseParamInput } from "../methods";
+import { paramControls } from "../methods";
 import { curvePoints, imageAt, predictionText, sideBySide, validKinds } from "../synthesis";
 import type { ExplorerModel, View } from "../types";
 import { channelOrder } from "./filterGrid";
-import { controlElement, showValue } from "./methods";
+import { controlElement, type ParamInput, paramNote, readParamChange, showValue } from "./methods";
 import { createTileSheet } from "./tileSheet";
 
 const CURVE_W = 220;
@@ -24,6 +24,17 @@ const CURVE_H = 60;
 const SVG = "http://www.w3.org/2000/svg";
 
 type Payload = Record<string, unknown> | null;
+
+/** Under the objective curve: what it plots, the step reached, and the latest value. */
+function curveText(
+  payload: Record<string, unknown>,
+  values: ArrayLike<number> | undefined,
+): string {
+  const name = String(payload.trace_name ?? "objective");
+  const last = values && values.length > 0 ? values[values.length - 1] : undefined;
+  const step = `step ${String(payload.step ?? 0)} of ${String(payload.total ?? "?")}`;
+  return last === undefined ? `${name} · ${step}` : `${name} · ${step} · now ${formatNumber(last)}`;
+}
 
 function button(testid: string, text: string, title: string): HTMLButtonElement {
   return h("button", { class: "cv-button", type: "button", "data-testid": testid, title }, text);
@@ -38,11 +49,12 @@ export interface SynthesisView extends View {
 
 export function createSynthesis(model: ExplorerModel): SynthesisView {
   const select = h("select", {
-    class: "cv-select",
+    class: "cv-select cv-synth-kind",
     "data-testid": "synth-kind",
     "aria-label": "synthesis kind",
   });
   const form = h("div", { class: "cv-method-params", "data-testid": "synth-params" });
+  const note = paramNote("synth-params-note");
   const start = button("synth-start", "Start", "start the optimization");
   const stop = button("synth-stop", "Stop", "stop at the next step");
   const resume = button("synth-resume", "Resume", "continue a stopped channel visualization");
@@ -109,6 +121,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       pin,
     ),
     form,
+    note,
     status,
     live,
     pins,
@@ -122,7 +135,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     sheet.canvas,
   );
 
-  let inputs: { control: ParamControl; el: HTMLInputElement | HTMLSelectElement }[] = [];
+  let inputs: ParamInput[] = [];
   let formKey: unknown[] = [];
   let shownSynthesis: unknown;
   let shownPins: unknown;
@@ -160,14 +173,8 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
   form.addEventListener("change", (event) => {
     const entry = inputs.find((i) => i.el === event.target);
     if (entry === undefined) return;
-    const input = entry.el;
-    const raw =
-      input instanceof HTMLInputElement && input.type === "checkbox" ? input.checked : input.value;
-    const next = mergeParams(
-      model.get("synth_params"),
-      entry.control.name,
-      parseParamInput(entry.control, raw),
-    );
+    const next = readParamChange(entry, model.get("synth_params"), note);
+    if (next === null) return;
     model.set("synth_params", next);
     model.save_changes();
   });
@@ -188,7 +195,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     const trace = payload ? decodeOptional(payload.trace) : null;
     polyline.setAttribute("points", trace ? curvePoints(trace.data, CURVE_W, CURVE_H) : "");
     curve.setAttribute("data-points", String(trace?.data.length ?? 0));
-    setText(curveLabel, payload ? String(payload.trace_name ?? "") : "");
+    setText(curveLabel, payload ? curveText(payload, trace?.data) : "");
     adversarial.hidden = adv === null;
     if (adv !== null) {
       const views = [adv.original, adv.perturbation, payload?.images];
@@ -216,7 +223,12 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
           "figure",
           { "data-testid": "synth-pin-item" },
           c,
-          h("figcaption", {}, String(p?.label ?? "")),
+          h(
+            "figcaption",
+            {},
+            String(p?.label ?? ""),
+            p?.detail ? h("span", { class: "cv-muted" }, ` (${String(p.detail)})`) : null,
+          ),
           remove,
         );
       }),
@@ -251,8 +263,9 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
       });
       gridLayer = layer;
       selectedTile = null;
-      grid.hidden = count === 0;
     }
+    // Only beside the activations of its own layer: tile for tile, or not at all.
+    grid.hidden = count === 0 || !layerShown();
     if (payload !== shownGrid[0]) {
       const [, tileH = 0, tileW = 0] = images?.shape ?? [];
       const ctx = images !== null && count > 0 ? sheet.begin(tileW, tileH) : null;
@@ -308,6 +321,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
           control,
           el: controlElement(control, `cv-s-${i}`),
         }));
+        setText(note, "");
         form.replaceChildren(
           ...inputs.map(({ control, el: input }) =>
             h(

@@ -684,7 +684,17 @@ def live_synthesis(page, explorer) -> None:
     explorer.locator('[data-testid="feature-grid-status"][data-state="cancelled"]').wait_for(
         state="attached", timeout=60_000
     )
-    features.screenshot(path=str(ARTIFACTS / "explorer-feature-grid.png"))
+    explorer.locator(".cv-grid-pair").screenshot(path=str(ARTIFACTS / "explorer-feature-grid.png"))
+    # Beside another layer's activations it would mislead: hidden until its layer is back.
+    other = "_blocks.5" if layer != "_blocks.5" else "_blocks.4"
+    select_layer(page, explorer, other)
+    assert features.is_hidden()
+    select_layer(page, explorer, layer)
+    assert features.is_visible()
+    tiles.nth(2).click()  # a layer change cleared the channel; the next steps need one
+    explorer.locator(
+        f'[data-testid="grid"] .cv-tile[data-channel="{picked}"][data-selected="true"]'
+    ).wait_for(state="attached", timeout=30_000)
 
 
 def adversarial_view(page, explorer) -> None:
