@@ -161,7 +161,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     const tile = (event.target as Element).closest<HTMLElement>(".cv-tile");
     const channel = Number(tile?.dataset.channel);
     if (tile === null || !Number.isInteger(channel)) return;
-    if (grid.dataset.layer !== model.get("grid_layer")) return;
+    if (!layerShown()) return;
     model.set("selected_channel", channel);
     model.save_changes();
   });
