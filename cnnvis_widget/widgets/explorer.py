@@ -439,23 +439,24 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
 
     def _compare_cancelled(self, job: Job) -> None:
         fraction = (self.compare_job or {}).get("fraction", 0.0)
-        self._publish(
-            job,
-            {
-                "comparison": _unfinished_rows_marked(self.comparison, "stopped"),
-                "compare_job": job_state(job, "cancelled", fraction),
-            },
-        )
+        update = {"compare_job": job_state(job, "cancelled", fraction)}
+        self._publish(job, update, then=lambda: self._mark_unfinished_cells("stopped"))
 
     def _compare_failed(self, job: Job, error: BaseException) -> None:
-        self._publish(
-            job,
-            {
-                "comparison": _unfinished_rows_marked(self.comparison, "failed"),
-                "compare_job": job_state(job, "error", 0.0, error=str(error)),
-                "message": {"level": "error", "text": f"comparison: {error}"},
-            },
-        )
+        update = {
+            "compare_job": job_state(job, "error", 0.0, error=str(error)),
+            "message": {"level": "error", "text": f"comparison: {error}"},
+        }
+        self._publish(job, update, then=lambda: self._mark_unfinished_cells("failed"))
+
+    def _mark_unfinished_cells(self, state: str) -> None:
+        """Set every comparison cell not done to ``state``. Runs where updates are applied,
+        after the job's earlier updates: read in the worker thread, ``comparison`` could still
+        lack cells finished just before the stop."""
+        self.comparison = [
+            row if row.get("state") == "done" else {**row, "state": state}
+            for row in self.comparison
+        ]
 
     def wait(self, timeout: float | None = 60.0) -> bool:
         """Block until background jobs (overlay, comparison, synthesis) end; for scripts and tests. In a
@@ -500,11 +501,6 @@ def _comparison_row(
         "insertion": None,
         "state": "queued",
     }
-
-
-def _unfinished_rows_marked(rows: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
-    """``rows`` with every cell not done set to ``state`` (a comparison that ended early)."""
-    return [row if row.get("state") == "done" else {**row, "state": state} for row in rows]
 
 
 def _name(image: ImageSource | None) -> str:

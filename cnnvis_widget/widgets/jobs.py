@@ -54,7 +54,7 @@ def job_state(
 
 def refused_job(label: str, error: BaseException) -> dict[str, Any]:
     """A job trait for work refused before it started (bad input), with the reason."""
-    return {"id": 0, "label": label, "state": "error", "fraction": 0.0, "error": str(error)}
+    return {**job_state(None, label, 0.0), "state": "error", "error": str(error)}
 
 
 class Throttle:
