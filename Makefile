@@ -33,10 +33,21 @@ $(BUNDLE): node_modules/.package-lock.json $(JS_SOURCES)
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-demo: setup
+# The venv lies inside this repository, whose package.json declares "type": "module"; without a
+# package.json of its own, Node would load the CommonJS tools installed in the venv as ES
+# modules. JupyterLab runs its bundled yarn.js (`yarn config`) when it starts: that failed with
+# a long minified "Dynamic require" error before the demo's URL.
+$(VENV)/package.json: $(VENV)/bin/python
+	echo '{"type": "commonjs"}' > $@
+
+# Quiet start-up: the URL, then only warnings and errors (the port is not silently changed, so
+# the URL printed is the one served; a port in use is an error).
+demo: setup $(VENV)/package.json
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
-	echo; echo "  cnnvis-widget demo: open http://127.0.0.1:$(PORT)/lab/tree/notebooks/tour.ipynb?token=$$token"; echo; \
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --no-browser --allow-root --ServerApp.token=$$token \
+	echo; echo "  cnnvis-widget demo: open http://127.0.0.1:$(PORT)/lab/tree/notebooks/tour.ipynb?token=$$token"; \
+	echo "  (Control-C to stop)"; echo; \
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(PORT) --ServerApp.port_retries=0 --no-browser \
+	  --allow-root --IdentityProvider.token=$$token --ServerApp.log_level=WARN --LabApp.log_level=WARN \
 	  --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
 
 lint: setup

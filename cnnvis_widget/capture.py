@@ -1,7 +1,7 @@
 """Hooks on named layers: record outputs (and make them differentiable), always cleaned up.
 
-Everything here leaves the model exactly as found: train/eval flags restored per submodule,
-no hooks left behind (also on exceptions), parameters, ``requires_grad`` and ``.grad`` untouched.
+Hooks go on the eval-mode view a method runs on (:func:`~cnnvis_widget.model_view.eval_view`),
+never on the user's modules; they are removed when the block ends, also on exceptions.
 """
 
 from __future__ import annotations
@@ -10,78 +10,13 @@ import difflib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
-
-_GUARDS_LOCK = threading.Lock()
-# (kind, id(module)) -> (number of blocks open on it, what the first one must restore)
-_OPEN_GUARDS: dict[tuple[str, int], tuple[int, Callable[[], None]]] = {}
-
-
-@contextmanager
-def _shared_change(
-    kind: str, module: nn.Module, change: Callable[[], Callable[[], None]]
-) -> Iterator[nn.Module]:
-    """Apply ``change`` to ``module`` for the block; it returns the function that undoes it.
-    Blocks may overlap (a widget computes in a background thread while a notebook cell runs):
-    the first one changes and records, the last one to close restores."""
-    key = (kind, id(module))
-    with _GUARDS_LOCK:
-        count, restore = _OPEN_GUARDS.get(key, (0, lambda: None))
-        if count == 0:
-            restore = change()
-        _OPEN_GUARDS[key] = (count + 1, restore)
-    try:
-        yield module
-    finally:
-        with _GUARDS_LOCK:
-            count, restore = _OPEN_GUARDS.pop(key)
-            if count > 1:
-                _OPEN_GUARDS[key] = (count - 1, restore)
-            else:
-                restore()
-
-
-def model_guard(module: nn.Module) -> AbstractContextManager[nn.Module]:
-    """Put ``module`` in eval mode for the block and restore every submodule's own flag after
-    (overlapping blocks restore once, when the last one closes)."""
-
-    def to_eval() -> Callable[[], None]:
-        modes = [(sub, sub.training) for sub in module.modules()]
-        module.eval()
-
-        def restore() -> None:
-            for sub, training in modes:
-                sub.training = training
-
-        return restore
-
-    return _shared_change("eval", module, to_eval)
-
-
-def frozen_parameters(module: nn.Module) -> AbstractContextManager[nn.Module]:
-    """Turn off ``requires_grad`` on every parameter for the block and restore each flag after,
-    so backward passes compute input gradients only (no weight-gradient work). Overlapping
-    blocks on one module restore once, when the last one closes."""
-
-    def freeze() -> Callable[[], None]:
-        flags = [(p, p.requires_grad) for p in module.parameters()]
-        for parameter, _ in flags:
-            parameter.requires_grad_(False)
-
-        def restore() -> None:
-            for parameter, flag in flags:
-                parameter.requires_grad_(flag)
-
-        return restore
-
-    return _shared_change("frozen", module, freeze)
-
 
 Hook = TypeVar("Hook", bound=Callable[..., Any])
 

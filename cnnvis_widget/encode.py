@@ -12,11 +12,16 @@ _DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
 def ndarray_payload(array: np.ndarray | torch.Tensor, dtype: str) -> Payload:
-    """A C-contiguous little-endian array as ``{"dtype", "shape", "data": bytes}``."""
+    """A C-contiguous little-endian array as ``{"dtype", "shape", "data": bytes}``; tensors
+    of any floating dtype (bfloat16 and float16 models' outputs too) are converted exactly
+    through float32."""
     if dtype not in _DTYPES:
         raise ValueError(f"unsupported payload dtype {dtype!r}; use one of {list(_DTYPES)}.")
     if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
+        tensor = array.detach().cpu()
+        if tensor.dtype in (torch.bfloat16, torch.float16):
+            tensor = tensor.float()  # numpy has no bfloat16: half models' maps go as float32
+        array = tensor.numpy()
     converted = np.ascontiguousarray(array, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"))
     return {"dtype": dtype, "shape": list(converted.shape), "data": converted.tobytes()}
 

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import model_guard
-from .methods.api import Target, attribute, upsample
+from .checks import check_finite_tensor, check_input, check_int, check_module, check_number
+from .methods.api import Target, _targets, attribute, upsample
 from .methods.fast_model import fast_model
 from .methods.frozen_inference import frozen_inference
+from .model_view import eval_view, outside_inference_mode, user_hooks
 from .models import logits_of, to_model_input
 
 
@@ -42,6 +43,7 @@ def importance(attribution: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return attribution.sum(dim=1).flatten(1)
 
 
+@outside_inference_mode
 def deletion_insertion(
     module: nn.Module,
     x: torch.Tensor,
@@ -57,13 +59,17 @@ def deletion_insertion(
     0 = the normalization mean) and watch the target probability fall. Insertion: start from
     a Gaussian-blurred copy (``blur_sigma`` px) and paste the most important pixels back first.
     ``steps`` equal chunks of pixels; trapezoidal area over the fraction in [0, 1]."""
+    _check_scoring(module, x, attribution, target, steps, baseline, blur_sigma, batch_size)
     x = to_model_input(x, module)
     n, _, height, width = x.shape
     order = importance(attribution.to(x.device), (height, width)).argsort(dim=1, descending=True)
     counts = torch.linspace(0, height * width, steps + 1, device=x.device).round().long()
     blurred = _blur(x, blur_sigma)
-    with model_guard(module), torch.no_grad():
-        network = frozen_inference(fast_model(module, x[:1]))  # same function, faster
+    view = eval_view(module)
+    with torch.no_grad():
+        # The fast stand-in computes the same function faster, but only from the modules'
+        # forward: a model with hooks or parametrizations of its own runs as it is.
+        network = view if user_hooks(module) else frozen_inference(fast_model(module, x[:1]))
         if target is None:
             targets = logits_of(network(x)).argmax(1)
         else:
@@ -74,6 +80,7 @@ def deletion_insertion(
             for sample in range(n):
                 masks = _first_k_masks(order[sample], counts, height, width)  # (S+1, 1, H, W)
                 images = start_image[sample] * (1 - masks) + fill[sample] * masks
+                images = images.to(x.dtype)  # float32 masks: back to a half model's dtype
                 for begin in range(0, steps + 1, batch_size):
                     chunk = images[begin : begin + batch_size]
                     logits = logits_of(network(chunk))
@@ -84,6 +91,37 @@ def deletion_insertion(
     fractions = counts.float() / (height * width)
     deletion, insertion = (torch.trapezoid(curve, fractions, dim=1) for curve in curves)
     return DeletionInsertion(deletion, insertion, curves[0], curves[1], fractions)
+
+
+def _check_scoring(
+    module: nn.Module,
+    x: torch.Tensor,
+    attribution: torch.Tensor,
+    target: Target,
+    steps: int,
+    baseline: float,
+    blur_sigma: float,
+    batch_size: int,
+) -> None:
+    """The arguments of :func:`deletion_insertion`, each with a message naming the fix."""
+    check_module(module)
+    check_input(x, module)
+    check_int("steps", steps, low=1)
+    check_number("baseline", baseline)
+    check_number("blur_sigma", blur_sigma, low=0, low_open=True)
+    check_int("batch_size", batch_size, low=1)
+    if not isinstance(attribution, torch.Tensor):
+        raise TypeError(
+            f"the map must be a tensor (N, C, h, w) from cv.attribute; got "
+            f"{type(attribution).__name__}."
+        )
+    if attribution.ndim == 4 and attribution.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"got {attribution.shape[0]} maps for {x.shape[0]} input(s); pass one map per "
+            "sample of x (cv.attribute on the same x gives them)."
+        )
+    check_finite_tensor("the map", attribution)
+    _targets(target, x.shape[0], x.device)
 
 
 def _first_k_masks(
@@ -118,6 +156,7 @@ class RandomizationStep:
     spearman_abs: torch.Tensor
 
 
+@outside_inference_mode
 def randomization_check(
     module: nn.Module,
     x: torch.Tensor,
@@ -136,8 +175,8 @@ def randomization_check(
     layer = params.pop("layer", None)
     original = attribute(module, x, method, target=target, layer=layer, **params)
     if target is None:
-        with model_guard(module), torch.no_grad():
-            target = logits_of(module(to_model_input(x, module))).argmax(1).tolist()
+        with torch.no_grad():
+            target = logits_of(eval_view(module)(to_model_input(x, module))).argmax(1).tolist()
     names = list(layers) if layers is not None else _parameterized_children(module)
     copy_ = copy.deepcopy(module)
     modules = dict(copy_.named_modules())

@@ -18,8 +18,9 @@ from .capture import LayerRef, resolve_module
 from .encode import Payload, grid_payloads, ndarray_payload
 from .evaluate import deletion_insertion
 from .images import ImageSource
-from .layers import LayerInfo, activations, default_cam_layer, layers
+from .layers import LayerInfo, activations, default_cam_layer, layers, spatial_maps
 from .methods import METHODS, attribute
+from .methods.relu_rules import collect_notes
 from .models import ModelBundle, to_model_input
 
 TOP_K = 5
@@ -36,17 +37,22 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """``x``: model input (1, 3, H, W) on the model's device; ``rgb``: (H, W, 3) uint8, the crop
-    the model sees."""
+    """``x``: model input (1, C, H, W) on the model's device, in its dtype; ``rgb``: (H, W, 3)
+    uint8, the image as the model sees it (a greyscale one with three equal channels)."""
 
     x: torch.Tensor
     rgb: np.ndarray
     serial: int = field(default_factory=lambda: next(_SERIALS))  # tells loaded images apart
 
 
-def map_payload(attribution: torch.Tensor) -> Payload:
-    """The first sample's map, colour channels summed, as a float32 ``(h, w)`` payload."""
-    return ndarray_payload(attribution[0].sum(dim=0), "float32")
+def map_payload(attribution: torch.Tensor, notes: list[str] | None = None) -> Payload:
+    """The first sample's map, colour channels summed (as Captum's ``visualize_image_attr``
+    does before it takes the sign), as a float32 ``(h, w)`` payload; with ``notes`` (why the
+    map is not what its method promises) joined into its ``note``."""
+    payload = ndarray_payload(attribution[0].float().sum(dim=0), "float32")
+    if notes:
+        payload["note"] = " ".join(notes)
+    return payload
 
 
 class ExplorerSession:
@@ -61,10 +67,10 @@ class ExplorerSession:
     def set_image(self, image: ImageSource) -> None:
         """Decode, crop and normalize ``image``; raises ``ValueError`` for unreadable input
         (and then keeps the previous image)."""
-        preprocess = self.bundle.preprocess
-        crop = preprocess.crop(image)
-        x = to_model_input(preprocess.from_crop(crop), self.bundle.module)
-        self.current = LoadedImage(x, np.asarray(crop, dtype=np.uint8))
+        x, seen = self.bundle.preprocess.prepare(image)
+        # A greyscale view is sent as RGB with equal channels: it is shown as greyscale.
+        rgb = np.asarray(seen.convert("RGB"), dtype=np.uint8)
+        self.current = LoadedImage(to_model_input(x, self.bundle.module), rgb)
 
     @property
     def input(self) -> torch.Tensor:
@@ -93,14 +99,16 @@ class ExplorerSession:
         raise AssertionError("unreachable: a module missing from the layer table")
 
     def default_cam_layer(self) -> str:
-        return default_cam_layer(self.layer_table())
+        return default_cam_layer(self.layer_table(), self.bundle.module, self.input)
 
     def grid(self, name: str) -> dict[str, Payload] | None:
-        """The filter-grid payloads of a spatial layer; ``None`` for a non-spatial one."""
+        """The filter-grid payloads of a spatial layer (a token layer's maps through
+        :func:`~cnnvis_widget.layers.spatial_maps`); ``None`` for a non-spatial one."""
         if not self.layer(name).spatial:
             return None
-        maps = activations(self.bundle.module, self.input, [name])[name][0]
-        return grid_payloads(maps)
+        output = activations(self.bundle.module, self.input, [name])[name]
+        size = (int(self.input.shape[-2]), int(self.input.shape[-1]))
+        return grid_payloads(spatial_maps(output, size, name)[0])
 
     def attribution_map(
         self,
@@ -114,8 +122,12 @@ class ExplorerSession:
         """The map of ``method`` for class ``target`` as float32 ``(h, w)``: layer maps at the
         layer's resolution, pixel maps at the input's with colour channels summed (signed
         when the method is). ``on_step(partial_payload, fraction)`` receives the partial maps
-        of long methods; returning False stops the method (``Cancelled``)."""
-        return map_payload(self.attribution(method, target, layer, params, on_step, x))
+        of long methods; returning False stops the method (``Cancelled``). The payload's
+        ``note`` says when the map is not what the method promises (e.g. guided backprop on a
+        model without ReLU modules gives the plain gradient)."""
+        with collect_notes() as notes:
+            result = self.attribution(method, target, layer, params, on_step, x)
+        return map_payload(result, notes)
 
     def attribution(
         self,
@@ -157,10 +169,11 @@ class ExplorerSession:
         lower deletion and higher insertion are better). ``on_step`` as in
         :meth:`attribution_map` (long methods only)."""
         x = self.input if x is None else x
-        result = self.attribution(method, target, layer, params, on_step, x=x)
+        with collect_notes() as notes:
+            result = self.attribution(method, target, layer, params, on_step, x=x)
         scores = deletion_insertion(self.bundle.module, x, result, target)
         return {
-            "map": map_payload(result),
+            "map": map_payload(result, notes),
             "deletion": float(scores.deletion[0]),
             "insertion": float(scores.insertion[0]),
         }

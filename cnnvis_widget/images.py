@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,14 @@ def _decode(data: bytes, name: str) -> Image.Image:
         image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
         image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    except Image.DecompressionBombError as error:
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
+        raise ValueError(
+            f"{name} is too large to open safely: {size}, over PIL's limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} (a possible decompression bomb). Use a smaller image "
+            "(downscale it first), or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from error
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(
             f"{name} is not an image this tool can read ({error.__class__.__name__}). "
@@ -90,7 +99,10 @@ def _array_to_rgb(array: np.ndarray) -> Image.Image:
         pixels = array
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise ValueError("image array contains NaN or infinity.")
+            raise ValueError(
+                "image array contains NaN or infinity; pass finite pixels in [0, 1] (clean "
+                "them with np.nan_to_num) or uint8 in 0..255."
+            )
         low, high = float(array.min()), float(array.max())
         if low < -1e-6 or high > 1 + 1e-6:
             raise ValueError(

@@ -16,6 +16,9 @@ from collections.abc import Callable, Hashable, Mapping
 import torch
 
 _CHOICES: dict[Hashable, Hashable] = {}
+KEPT_CHOICES = 1024
+"""Measured choices kept (oldest dropped first): keys name models by ``id``, so a notebook
+that keeps making new models would otherwise grow this without bound."""
 LAYOUTS = (torch.channels_last, torch.contiguous_format)
 
 
@@ -33,6 +36,8 @@ def fastest(
     timings = best_times(candidates, device)
     chosen = min(timings, key=lambda name: timings[name])
     _CHOICES[key] = chosen
+    while len(_CHOICES) > KEPT_CHOICES:
+        _CHOICES.pop(next(iter(_CHOICES)))
     return chosen
 
 

@@ -26,7 +26,8 @@ from .methods.synthesis import (
     visualize_class,
     visualize_feature,
 )
-from .models import ModelBundle
+from .methods.synthesis.network import SynthesisNet
+from .models import ModelBundle, display_pixels
 
 Needs = Literal["channel", "class", "image"]
 
@@ -68,7 +69,7 @@ KINDS: dict[str, SynthesisKind] = {
             "feature", "Channel visualization", "channel",
             "Activation maximization of the picked channel (Lucid: Fourier parameterization, "
             "decorrelated colour, robustness transforms, Adam).",
-            (_steps(256), Param("size", 128, "int", "image side in pixels", 32, 512), SEED,
+            (_steps(256), Param("size", 128, "int", "image side in pixels", 8, 512), SEED,
              Param("precision", "float32", "choice", "network arithmetic",
                    choices=("float32", "bfloat16"))),
             resumable=True,
@@ -77,7 +78,7 @@ KINDS: dict[str, SynthesisKind] = {
             "erhan", "Channel, norm-constrained (Erhan)", "channel",
             "Erhan et al. 2009: plain gradient ascent of the picked channel on inputs of fixed "
             "norm, from several random starts; the label says how much the restarts agree.",
-            (_steps(200), Param("size", 64, "int", "image side in pixels", 16, 512),
+            (_steps(200), Param("size", 64, "int", "image side in pixels", 8, 512),
              Param("restarts", 4, "int", "random starts; similar optima = a stable unit", 1, 16),
              SEED),
         ),
@@ -128,6 +129,25 @@ KINDS: dict[str, SynthesisKind] = {
 }  # fmt: skip
 
 
+def model_size(bundle: ModelBundle) -> tuple[int, int] | None:
+    """The (H, W) the bundle's model takes when it takes only one size (a LeNet's 28 x 28, a
+    ViT's 224 x 224), else ``None``."""
+    return SynthesisNet.of(bundle).input_size
+
+
+def kind_rows(bundle: ModelBundle | None = None) -> list[dict[str, Any]]:
+    """The picker's rows; with ``bundle``, an image ``size`` defaults to its model's one input
+    size when it takes only one (what :func:`run_synthesis` then uses when no size is set)."""
+    fixed = model_size(bundle) if bundle is not None else None
+    rows = [kind.row() for kind in KINDS.values()]
+    if fixed is not None:
+        for row in rows:
+            for param in row["params"]:
+                if param["name"] == "size":
+                    param["default"] = min(max(fixed[0], param["low"]), param["high"])
+    return rows
+
+
 def check_synthesis(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` checked against ``kind`` (names, types, ranges) and completed with defaults."""
     if kind not in KINDS:
@@ -168,8 +188,11 @@ def run_synthesis(
     on_step: Callable[[SynthesisFrame], bool | None] | None = None,
     resume: SynthesisResult | None = None,
 ) -> SynthesisResult:
-    """Run ``kind`` with checked ``params`` on ``where``; frames go to ``on_step``."""
+    """Run ``kind`` with checked ``params`` on ``where``; frames go to ``on_step``. Without
+    a ``size`` in ``params``, a model that takes only one input size gets images of it."""
     p = check_synthesis(kind, params)
+    if "size" in p and "size" not in params:
+        p["size"] = model_size(bundle) or p["size"]
     steps, seed = p["steps"], p["seed"]
     check_target(kind, where)
     if kind == "feature":
@@ -238,9 +261,9 @@ def run_synthesis(
 
 
 def images_payload(images: torch.Tensor) -> Payload:
-    """[0, 1] images (K, 3, H, W) -> uint8 (K, H, W, 3) payload."""
-    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return ndarray_payload(pixels.permute(0, 2, 3, 1).cpu(), "uint8")
+    """[0, 1] images (K, C, H, W) -> uint8 (K, H, W, 3) payload: RGB as is, greyscale
+    (C = 1) as three equal channels (shown as greyscale), other counts as their grey mean."""
+    return ndarray_payload(display_pixels(images), "uint8")
 
 
 def frame_payload(
@@ -291,9 +314,10 @@ def layer_grid_payload(
     images: torch.Tensor, first: int, count: int, layer: str, previous: np.ndarray | None
 ) -> tuple[Payload, np.ndarray]:
     """The layer's feature-visualization grid so far: uint8 (C, H, W, 3), tiles ``first`` ..
-    ``first + K`` replaced by ``images`` (K, 3, H, W); tiles not computed yet are grey."""
-    size = images.shape[-1]
-    tiles = previous if previous is not None else np.full((count, size, size, 3), 128, np.uint8)
-    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    tiles[first : first + images.shape[0]] = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    ``first + K`` replaced by ``images`` (K, C, H, W) (shown as :func:`images_payload`
+    does); tiles not computed yet are grey."""
+    height, width = images.shape[-2:]
+    shape = (count, height, width, 3)
+    tiles = previous if previous is not None else np.full(shape, 128, np.uint8)
+    tiles[first : first + images.shape[0]] = display_pixels(images).numpy()
     return {"layer": layer, "images": ndarray_payload(tiles, "uint8")}, tiles

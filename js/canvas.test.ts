@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { heatSigned, maxAbs, quantileAbs } from "./canvas";
-import { applyDiverging, divergingIndex, getLut, LUT_SIZE, SIGNED_COLORMAP } from "./colormaps";
+import { heatPixel, heatSigned, maxAbs, PIXEL_CLIP, quantileAbs } from "./canvas";
+import {
+  applyColormap,
+  applyDiverging,
+  divergingIndex,
+  getLut,
+  LUT_SIZE,
+  SIGNED_COLORMAP,
+} from "./colormaps";
 
 describe("signed (diverging) normalization", () => {
   it("maps -m to 0, 0 to the middle, +m to the last entry", () => {
@@ -58,5 +65,63 @@ describe("signed (diverging) normalization", () => {
     const sparse = new Float32Array(1000);
     sparse[3] = -2; // 99th percentile is 0: fall back to the max
     expect(heatSigned({ h: 10, w: 100, data: sparse })).toMatchObject({ lo: -2, hi: 2 });
+  });
+});
+
+/** `n` seeded Laplace(0, 1) samples, random signs: the heavy tail of a gradient map. */
+function laplace(n: number, seed = 7): Float32Array {
+  let state = seed;
+  const uniform = () => {
+    state = (state * 1664525 + 1013904223) % 4294967296;
+    return (state + 0.5) / 4294967296;
+  };
+  return new Float32Array(n).map(() => {
+    const u = uniform() - 0.5;
+    return -Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
+  });
+}
+
+describe("pixel-space maps (gradients, Integrated Gradients, ...)", () => {
+  const lut = getLut("viridis");
+
+  it("draw |value| on the user colormap, every pixel, clipped at the 99th percentile", () => {
+    const data = new Float32Array(200).map((_, i) => (i % 2 === 0 ? 2 : -1));
+    data[7] = -500; // an outlier saturates; it does not set the scale
+    const heat = heatPixel({ h: 10, w: 20, data }, "absolute");
+    expect(heat).toMatchObject({ lo: 0, hi: quantileAbs(data, PIXEL_CLIP) });
+    expect(heat?.hi).toBe(2);
+    expect(heat?.signed).toBeUndefined();
+    expect(Array.from(heat?.map.data ?? [])).toEqual(Array.from(data, Math.abs));
+    const rgba = applyColormap(heat?.map.data ?? [], 0, heat?.hi ?? 0, lut);
+    expect(rgba.filter((_, i) => i % 4 === 3).every((a) => a === 255)).toBe(true);
+    // -500 and +2 both reach the top of the colormap.
+    expect(Array.from(rgba.subarray(28, 31))).toEqual(Array.from(lut.subarray(765, 768)));
+  });
+
+  it("draw signed values on the diverging map at the same clip level", () => {
+    const data = new Float32Array(200).map((_, i) => (i % 2 === 0 ? 2 : -1));
+    expect(heatPixel({ h: 10, w: 20, data }, "signed")).toMatchObject({
+      lo: -2,
+      hi: 2,
+      signed: true,
+    });
+    expect(heatPixel({ h: 2, w: 2, data: new Float32Array(4) }, "absolute")).toBeNull();
+  });
+
+  it("give most of a heavy-tailed map a visible colour, which the max would not", () => {
+    const data = laplace(224 * 224);
+    const heat = heatPixel({ h: 224, w: 224, data }, "absolute");
+    if (heat === null) throw new Error("no heat");
+    const share = (hi: number) => {
+      const rgba = applyColormap(heat.map.data, 0, hi, lut);
+      let lit = 0;
+      for (let i = 0; i < rgba.length; i += 4) {
+        // at least a quarter of the way up the colormap
+        if ((rgba[i + 1] as number) >= (lut[3 * 64 + 1] as number)) lit += 1;
+      }
+      return lit / (rgba.length / 4);
+    };
+    expect(share(heat.hi)).toBeGreaterThan(0.25);
+    expect(share(maxAbs(data))).toBeLessThan(0.1);
   });
 });

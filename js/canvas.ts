@@ -111,6 +111,27 @@ export function heatSigned(map: Map2D, clip = 0.99): Heat | null {
   return { map, lo: -m, hi: m, signed: true };
 }
 
+/** Share of |value| below the level that spans the colormap of a pixel map (PAIR saliency's
+ * `VisualizeImageGrayscale` / `VisualizeImageDiverging` default: the 99th percentile). */
+export const PIXEL_CLIP = 0.99;
+
+/**
+ * Heat for a signed pixel-space map (gradients, Integrated Gradients, occlusion, ...), drawn as
+ * PAIR's saliency visualizers and Captum's `visualize_image_attr` draw them: normalized by a
+ * high percentile of |value| ({@link PIXEL_CLIP}; the few pixels above it saturate instead of
+ * washing out the rest). `"absolute"` (Captum's default sign): |value| over [0, clip] with the
+ * user colormap, every pixel drawn at the overlay's opacity, like a Grad-CAM map; `"signed"`:
+ * symmetric over [-clip, clip] with the diverging map, zero transparent. Colour channels arrive
+ * summed (as Captum sums them before it takes the sign). Null for an all-zero map.
+ */
+export function heatPixel(map: Map2D, sign: "absolute" | "signed"): Heat | null {
+  const signed = heatSigned(map, PIXEL_CLIP);
+  if (signed === null || sign === "signed") return signed;
+  const abs = new Float32Array(map.data.length);
+  for (let i = 0; i < abs.length; i++) abs[i] = Math.abs(map.data[i] as number);
+  return { map: { h: map.h, w: map.w, data: abs }, lo: 0, hi: signed.hi };
+}
+
 /** A uint8 map (0..255, already quantized per channel) spanning the whole colormap. */
 export function heatFromUint8(map: Map2D): Heat {
   return { map, lo: 0, hi: 255 };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  costHint,
   firstSentence,
   groupByFamily,
   mergeParams,
@@ -7,6 +8,7 @@ import {
   paramControls,
   parseParamInput,
   validMethods,
+  windowPositions,
 } from "./methods";
 
 const PARAMS = [
@@ -225,5 +227,68 @@ describe("methods", () => {
     expect(firstSentence("e.g.x is fine? Yes")).toBe("e.g.x is fine?");
     expect(firstSentence("  no stop ")).toBe("no stop");
     expect(firstSentence("")).toBe("");
+  });
+});
+
+describe("occlusion cost hint", () => {
+  // The registry's occlusion entry as the kernel sends it (cnnvis_widget/methods/perturbation.py).
+  const [occlusion] = validMethods([
+    {
+      name: "occlusion",
+      title: "Occlusion",
+      family: "perturbation",
+      output: "pixel",
+      signed: true,
+      uses_layer: false,
+      cost: "1F + one forward per window position (169 at 224 px, window 32, stride 16), batched",
+      summary: "",
+      params: [
+        { name: "window", kind: "int", default: 32, low: 1, high: 512, choices: [], doc: "" },
+        { name: "stride", kind: "int", default: 16, low: 1, high: 512, choices: [], doc: "" },
+      ],
+    },
+  ]);
+  if (occlusion === undefined) throw new Error("no occlusion entry");
+  const image = [224, 224, 3];
+
+  /** Window starts as the kernel's loop makes them: 0, stride, ... until one reaches the edge. */
+  function starts(size: number, window: number, stride: number): number[] {
+    const out: number[] = [];
+    for (let top = 0; ; top += stride) {
+      out.push(top);
+      if (top + window >= size) return out;
+    }
+  }
+
+  it("counts the positions that cover the image, the last one reaching the far edge", () => {
+    for (const [size, window, stride] of [
+      [224, 32, 16],
+      [224, 32, 8],
+      [224, 50, 48],
+      [100, 7, 3],
+      [32, 32, 5],
+    ] as const) {
+      const n = windowPositions(size, window, stride);
+      expect(n).toBe(starts(size, window, stride).length);
+      expect((n - 1) * stride + window).toBeGreaterThanOrEqual(size); // the edge is covered
+      if (n > 1) expect((n - 2) * stride + window).toBeLessThan(size); // no position to spare
+    }
+    expect(windowPositions(20, 32, 16)).toBe(0);
+  });
+
+  it("agrees with the registry's figure for the defaults and follows the stride set", () => {
+    expect(costHint(occlusion, {}, image)).toContain(" 169 forward passes (13×13");
+    const fine = costHint(occlusion, { stride: 4 }, image);
+    expect(fine).toContain(` ${windowPositions(224, 32, 4) ** 2} forward passes`);
+    expect(fine).toContain("stride 4");
+    const coarse = costHint(occlusion, { window: 64, stride: 64 }, [224, 160, 3]);
+    expect(coarse).toContain(" 12 forward passes (4×3 window positions at 224×160 px");
+  });
+
+  it("says when the window does not fit, and keeps the registry text without an image", () => {
+    expect(costHint(occlusion, { window: 300 }, image)).toMatch(/window 300 is larger/);
+    expect(costHint(occlusion, { stride: 4 }, null)).toBe(occlusion.cost);
+    const ig = METHODS[0];
+    if (ig !== undefined) expect(costHint(ig, { steps: 3 }, image)).toBe(ig.cost);
   });
 });

@@ -201,3 +201,46 @@ export function methodCaption(
   const usesLayer = info ? info.uses_layer : true;
   return `${title} for “${classLabel}”${usesLayer && camLayer !== "" ? ` at ${camLayer}` : ""}`;
 }
+
+/**
+ * Window positions along one side of `size` pixels, placed as occlusion places them (Captum's
+ * convention): every `stride` pixels from 0 until a window reaches the far edge, the last one
+ * possibly hanging over it, so every pixel is covered. 0 when the window is larger than the
+ * side (occlusion refuses it) or a setting is not a positive whole number.
+ */
+export function windowPositions(size: number, window: number, stride: number): number {
+  if (![size, window, stride].every((v) => Number.isInteger(v) && v > 0)) return 0;
+  if (window > size) return 0;
+  return Math.ceil((size - window) / stride) + 1;
+}
+
+/**
+ * The cost shown beside the method picker for the current settings. A method with `window`
+ * and `stride` parameters (occlusion) runs one forward pass per window position, so its cost
+ * is counted for the set window and stride at the image's size (`imageShape`: the `image`
+ * trait's (H, W, 3) shape, the input the model sees); other methods show the registry's text.
+ */
+export function costHint(
+  info: MethodInfo,
+  values: Record<string, unknown> | null | undefined,
+  imageShape: readonly number[] | null | undefined,
+): string {
+  const controls = paramControls(info.params, values);
+  const setting = (name: string) => controls.find((c) => c.name === name)?.value;
+  const window = setting("window");
+  const stride = setting("stride");
+  const [height, width] = Array.isArray(imageShape) ? imageShape : [];
+  if (typeof window !== "number" || typeof stride !== "number") return info.cost;
+  if (typeof height !== "number" || typeof width !== "number") return info.cost;
+  const size = `${height}×${width} px`;
+  if (window > Math.min(height, width)) {
+    return `window ${window} is larger than the ${size} input: pick a smaller window`;
+  }
+  const rows = windowPositions(height, window, stride);
+  const columns = windowPositions(width, window, stride);
+  if (rows === 0 || columns === 0) return info.cost;
+  return (
+    `1F + ${rows * columns} forward passes (${rows}×${columns} window positions ` +
+    `at ${size}, window ${window}, stride ${stride}), batched`
+  );
+}

@@ -10,6 +10,11 @@ export interface NdArrayPayload {
   data: DataView | ArrayBuffer | ArrayBufferView;
 }
 
+/** A method's map: an ndarray, with a note when the map is not what the method promises. */
+export interface MapPayload extends NdArrayPayload {
+  note?: string;
+}
+
 export interface Prediction {
   index: number;
   label: string;
@@ -31,6 +36,12 @@ export interface Message {
 }
 
 export type SortBy = "index" | "mean";
+
+/** How signed pixel maps are drawn: |value| with the user colormap, or signed (diverging). */
+export type MapSign = "absolute" | "signed";
+
+/** What the main canvas shows over the image: the method's map or the selected channel. */
+export type OverlaySource = "map" | "channel";
 
 export type ParamKind = "int" | "float" | "bool" | "choice";
 export type ParamValue = number | boolean | string | null;
@@ -76,7 +87,7 @@ export interface ComparisonRow {
   layer: string;
   signed: boolean;
   target: number;
-  map: NdArrayPayload | null;
+  map: MapPayload | null;
   deletion: number | null;
   insertion: number | null;
   state: "queued" | "running" | "done" | "stopped" | "failed";
@@ -96,7 +107,7 @@ export interface ExplorerState {
   layers: LayerInfo[];
   selected_layer: string;
   cam_layer: string;
-  cam: NdArrayPayload | null;
+  cam: MapPayload | null;
   cam_job: JobInfo | null;
   compare_methods: string[];
   compare_layers: string[];
@@ -116,6 +127,8 @@ export interface ExplorerState {
   opacity: number;
   sort_by: SortBy;
   selected_channel: number;
+  overlay_source: OverlaySource;
+  map_sign: MapSign;
   message: Message | null;
   busy: boolean;
   synth_kinds: unknown[];

@@ -41,19 +41,23 @@ def test_original_model_is_untouched_and_unfolded_weights_are_shared() -> None:
     assert fc.weight.data_ptr() == model.fc.weight.data_ptr()  # not folded: shared, not copied
 
 
-def test_cache_is_reused_and_rebuilt_after_a_weight_change() -> None:
+def test_cache_follows_in_place_changes_and_is_replaced_after_a_new_module() -> None:
     model = _resnet()
     x = torch.randn(1, 3, 64, 64)
     first = fast_model(model)
     assert fast_model(model) is first
     with torch.no_grad():
         model.conv1.weight.mul_(-1.0)  # in place: same tensor, new version
+        model.bn1.running_var.mul_(2.0)  # a folded batch norm's statistics
     second = fast_model(model)
-    assert second is not first
+    assert second is first  # refreshed in place, not rebuilt
     with torch.no_grad():
         assert torch.allclose(second(x), model(x), rtol=1e-4, atol=1e-4)
     model.fc = nn.Linear(512, 10)  # replaced module
-    assert fast_model(model) is not second
+    third = fast_model(model)
+    assert third is not second
+    with torch.no_grad():
+        assert torch.allclose(third(x), model(x), rtol=1e-4, atol=1e-4)
     assert cv.attribute(model, x, "saliency", target=9).shape == x.shape
 
 

@@ -487,3 +487,64 @@ def test_real_efficientnet_lite0(lite0) -> None:
     for p in fx.fixation_points(lite0.module, x):
         assert p.shape[0] > 0 and (p >= 0).all() and (p < 224).all()
     assert hook_count(lite0.module) == 0
+
+
+# ------------------------------------------------- TF-style "same" padding (EfficientNet-Lite)
+
+
+class TFSameNet(nn.Module):
+    """Four TF-"same" stride-2 stages as EfficientNet-Lite builds them: an asymmetric
+    ``ZeroPad2d`` (one more row and column at the bottom / right) before an unpadded conv,
+    then ReLU6; global average pool and a linear head. Positive averaging weights: the
+    evidence for class 0 is wherever the input is bright."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        stages: list[nn.Module] = []
+        for channels_in in (1, 2, 2, 2):
+            conv = nn.Conv2d(channels_in, 2, 3, stride=2, bias=False)
+            nn.init.constant_(conv.weight, 1.0 / (9 * channels_in))
+            stages += [nn.ZeroPad2d((0, 1, 0, 1)), conv, nn.ReLU6()]
+        self.features = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.mark.parametrize(
+    ("top", "left", "size"), [(16, 16, 32), (24, 8, 32), (4, 30, 28), (34, 34, 30)]
+)
+def test_fixations_through_asymmetric_padding_stay_inside_a_flat_blob(
+    top: int, left: int, size: int
+) -> None:
+    """A uniform square on black, also against the padded bottom-right border. Every window
+    inside a flat blob ties; plain argmax took each window's top-left position and the
+    fixation ended on the blob's top-left corner (16, 16 for the centred blob), the drift that
+    put 15% of Lite0's fixations on the cat photo into its top 20 rows. The fixation must lie
+    well inside the blob, at least a quarter of its size from every edge."""
+    model = TFSameNet().eval()
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., top : top + size, left : left + size] = 1.0
+    points = fx.trace_fixations(model, x, [0])["x"]
+    assert points.shape[0] > 0
+    margin = size // 4 - 1
+    for _, _, y, x_ in points.tolist():
+        assert top + margin <= y <= top + size - 1 - margin, (y, x_)
+        assert left + margin <= x_ <= left + size - 1 - margin, (y, x_)
+    heat = cv.attribute(model, x, "cnn_fixations", target=0)[0, 0]
+    assert heat[top : top + size, left : left + size].sum() > 0.5 * heat.sum()
+
+
+def test_a_handful_of_spread_fixations_is_kept_rather_than_emptied() -> None:
+    """The outlier rule drops fixations with too few neighbours; when that would drop all
+    (``conv_position="anchor"`` on Lite0 gave about 50 spread points and an all-zero map on
+    every photo), all are kept."""
+    spread = torch.tensor([[0, 0, 5, 5], [0, 0, 200, 30], [0, 0, 100, 210], [0, 0, 30, 120]])
+    assert torch.equal(fx.remove_outliers(spread, 224, 224), spread)
+    clustered = torch.cat([spread[:1].repeat(40, 1), spread[1:2]])
+    assert fx.remove_outliers(clustered, 224, 224).shape[0] == 40

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..capture import model_guard, resolve_module
+from ..capture import resolve_module
+from ..checks import (
+    check_callback,
+    check_flag,
+    check_int,
+    check_module,
+    check_tensor_param,
+)
 from ..layers import check_input, default_cam_layer, layers
+from ..model_view import eval_view, outside_inference_mode
 from ..models import to_model_input
 from .context import AttributionRequest, StepCallback
 from .registry import METHODS, Param
@@ -21,6 +32,7 @@ Target = int | Sequence[int] | torch.Tensor | None
 Precision = Literal["float32", "bfloat16"]
 
 
+@outside_inference_mode
 def attribute(
     module: nn.Module,
     x: torch.Tensor,
@@ -36,7 +48,8 @@ def attribute(
     """Explain ``module``'s decision on ``x`` with a registered method.
 
     ``x`` is the model input ``(N, C, H, W)``; it is moved to the model's device and the result
-    stays there. ``target`` is a class index, one index per sample, or ``None`` for the
+    stays there. A float16 / bfloat16 model computes in its own dtype; its maps come back
+    as float32. ``target`` is a class index, one index per sample, or ``None`` for the
     predicted class. ``layer`` (layer methods only) is a dotted name from ``named_modules()``;
     by default the last spatial layer. Pixel methods return a signed tensor shaped like ``x``;
     layer methods ``(N, 1, h, w)`` at the layer's resolution, non-negative. The model is left
@@ -62,7 +75,20 @@ def attribute(
     descriptor = _method(method)
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}.")
-    check_input(x)
+    check_module(module)
+    check_input(x, module)
+    check_flag("fast", fast)
+    check_callback("on_step", on_step)
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(
+            f"layer must be a layer name (str) as in named_modules(); got {layer!r}. "
+            "List them with cv.layers(module, x)."
+        )
+    if layer is not None and not descriptor.uses_layer:
+        raise TypeError(
+            f"{method} works on the input pixels and takes no layer; drop layer=, or pick a "
+            "layer method such as gradcam."
+        )
     x = to_model_input(x, module)
     if precision == "bfloat16" and x.dtype != torch.float32:
         raise ValueError(
@@ -71,27 +97,33 @@ def attribute(
         )
     targets = _targets(target, x.shape[0], x.device)
     options = check_params(method, params)
-    with model_guard(module):
-        if descriptor.uses_layer:
-            if layer is None:
-                layer = default_cam_layer(layers(module, x[:1]))
-            resolve_module(module, layer.rpartition("@")[0] if "@" in layer else layer)
-        elif layer is not None:
-            raise TypeError(f"{method} works on the input pixels and takes no layer.")
-        listener = on_step
-        if on_step is not None:  # partial maps reach the listener in x's dtype (bfloat16 too)
+    for name, value in options.items():
+        if isinstance(value, torch.Tensor):
+            check_tensor_param(f"{method}: {name}", value, x.shape)
+    view = eval_view(module)
+    if descriptor.uses_layer:
+        if layer is None:
+            layer = default_cam_layer(layers(view, x[:1]), view, x[:1])
+        resolve_module(view, layer.rpartition("@")[0] if "@" in layer else layer)
+    elif layer is not None:
+        raise TypeError(f"{method} works on the input pixels and takes no layer.")
+    listener = on_step
+    # Maps come back in x's dtype, float32 for a float16 / bfloat16 model (computed in its
+    # dtype; float32 holds them exactly, and float16's range would cut small products).
+    map_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    if on_step is not None:  # partial maps reach the listener in the same dtype
 
-            def listener(partial: torch.Tensor, done: float) -> bool | None:
-                return on_step(partial.to(x.dtype), done)
+        def listener(partial: torch.Tensor, done: float) -> bool | None:
+            return on_step(partial.to(map_dtype), done)
 
-        request = AttributionRequest(module, x, targets, layer, listener, fast)
-        arithmetic = (
-            torch.autocast(x.device.type, dtype=torch.bfloat16)
-            if precision == "bfloat16"
-            else contextlib.nullcontext()  # float32: a caller's own autocast is left alone
-        )
-        with arithmetic:
-            return descriptor(request, **options).to(x.dtype)
+    request = AttributionRequest(view, x, targets, layer, listener, fast, origin=module)
+    arithmetic = (
+        torch.autocast(x.device.type, dtype=torch.bfloat16)
+        if precision == "bfloat16"
+        else contextlib.nullcontext()  # float32: a caller's own autocast is left alone
+    )
+    with arithmetic:
+        return descriptor(request, **options).to(map_dtype)
 
 
 def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +133,8 @@ def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
     unknown = set(params) - {param.name for param in descriptor.params}
     if unknown:
         raise TypeError(
-            f"{method} does not take {sorted(unknown)}; its parameters are "
+            f"{method} does not take {sorted(unknown)}: remove "
+            f"{'it' if len(unknown) == 1 else 'them'}; its parameters are "
             f"{[param.name for param in descriptor.params] or 'none'}."
         )
     for param in descriptor.params:
@@ -113,11 +146,18 @@ def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
 def upsample(attribution: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
     """Bilinear (``align_corners=False``) resize of ``(N, C, h, w)`` maps to ``size``."""
     if attribution.ndim != 4:
-        raise ValueError(f"expected maps (N, C, h, w); got {tuple(attribution.shape)}.")
+        hint = " Add a batch dimension: maps.unsqueeze(0)." if attribution.ndim == 3 else ""
+        raise ValueError(f"expected maps (N, C, h, w); got {tuple(attribution.shape)}.{hint}")
+    for side in (size, size) if isinstance(size, int) else tuple(size):
+        check_int("size (pixels per side)", side, low=1)
     return F.interpolate(attribution, size=size, mode="bilinear", align_corners=False)
 
 
 def _method(name: str) -> Any:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"method must be a method name (str); got {name!r}. Available: {', '.join(METHODS)}."
+        )
     if name in METHODS:
         return METHODS[name]
     close = difflib.get_close_matches(name, list(METHODS), n=3)
@@ -128,6 +168,7 @@ def _method(name: str) -> Any:
 def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor | None:
     if target is None:
         return None
+    _check_target_type(target)
     if isinstance(target, bool) or not _integral(target):
         raise ValueError(f"target must be class indices (int); got {target!r}.")
     if isinstance(target, int):
@@ -143,6 +184,26 @@ def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor |
     if int(values.min()) < 0:
         raise ValueError(f"target {int(values.min())} is negative; class indices start at 0.")
     return values.to(device)
+
+
+def _check_target_type(target: object) -> None:
+    """A TypeError naming the fix for targets that are no numbers at all (a string, a dict)."""
+    items = (
+        list(target)
+        if isinstance(target, Sequence) and not isinstance(target, (str, bytes))
+        else [target]
+    )
+    kinds = (numbers.Number, torch.Tensor, np.ndarray, Sequence)
+    if all(isinstance(t, kinds) and not isinstance(t, (str, bytes)) for t in items):
+        return
+    hint = (
+        f" Pass target={int(target)} (an int)."
+        if isinstance(target, str) and target.strip().isdigit()
+        else " Find a class index by name with bundle.labels.index(name)."
+    )
+    raise TypeError(
+        f"target must be a class index (int), one per sample, or None; got {target!r}.{hint}"
+    )
 
 
 def _integral(target: Target) -> bool:
@@ -171,6 +232,10 @@ def _check_param(method: str, param: Param, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, number_types):
         raise TypeError(
             f"{where} must be {'an int' if param.kind == 'int' else 'a number'}; got {value!r}."
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{where} must be a finite number in [{param.low}, {param.high}]; got {value!r}."
         )
     if (param.low is not None and value < param.low) or (
         param.high is not None and value > param.high

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture
+from ..layers import layer_grid, spatial_maps
 from ..models import logits_of
 from .context import AttributionRequest
 from .gradients import guided_backprop
@@ -25,19 +26,29 @@ _GAP_LINEAR_FIX = (
 )
 
 
-def _check_spatial(activation: torch.Tensor, layer: str, title: str) -> None:
-    if activation.ndim != 4:
+def _spatial(activation: torch.Tensor, x: torch.Tensor, layer: str, title: str) -> torch.Tensor:
+    """The layer output as maps over the image (N, K, h, w): convolutional maps as they are,
+    a vision transformer's tokens (N, 1 + h*w, K) reshaped as pytorch-grad-cam's
+    ``reshape_transform`` (class token dropped, h x w grid inferred from the input ``x``'s
+    aspect ratio). Anything else (vectors, attention's tokens x head-dim arrays) raises
+    ``ValueError``: a CAM is never drawn from an output that is not a map."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    if layer_grid(tuple(activation.shape), size) is None:
         raise ValueError(
             f"{title} needs a layer with (N, C, h, w) output; {layer!r} gives "
-            f"{tuple(activation.shape)}. Pick a convolutional layer."
+            f"{tuple(activation.shape)}, not a map over the {size[0]}x{size[1]} image (a vision "
+            "transformer's token layer (N, 1 + h*w, C) also works). Pick a convolutional "
+            "layer: cv.layers(module, x) marks them spatial."
         )
+    return spatial_maps(activation, size, layer)
 
 
 def _activation_and_gradient(
     request: AttributionRequest, title: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(A, dy_c/dA, targets) at ``request.layer``: A and its gradient are ``(N, K, h, w)``,
-    detached; y_c is each sample's target logit (their sum is differentiated: samples do not
+    """(A, dy_c/dA, targets) at ``request.layer``: A and its gradient are ``(N, K, h, w)``
+    (token layers reshaped to their grid, see :func:`_spatial`), detached; y_c is each
+    sample's target logit (their sum is differentiated: samples do not
     interact in eval mode). The part of the network before the layer runs without autograd and
     the backward pass stops at the layer."""
     assert request.layer is not None
@@ -45,14 +56,22 @@ def _activation_and_gradient(
         output = request.module(request.x)
         activation = tapped.tensor(request.layer)
         score, targets = request.scores(output)
-        (gradient,) = torch.autograd.grad(score, activation, allow_unused=True)
+        # The view's parameters are frozen: a layer off the path leaves no graph at all.
+        (gradient,) = (
+            torch.autograd.grad(score, activation, allow_unused=True)
+            if score.requires_grad
+            else (None,)
+        )
     if gradient is None:
         raise ValueError(
             f"layer {request.layer!r} does not feed the model's output, so it has no gradient. "
             "Pick a layer on the path to the logits (see cv.layers(module, x))."
         )
-    _check_spatial(activation, request.layer, title)
-    return activation.detach(), gradient, targets
+    return (
+        _spatial(activation.detach(), request.x, request.layer, title),
+        _spatial(gradient, request.x, request.layer, title),
+        targets,
+    )
 
 
 @register(
@@ -82,7 +101,7 @@ def cam(request: AttributionRequest) -> torch.Tensor:
         _, targets = request.scores(output)
         ran = [name for name in linears if tapped.calls(name) > 0]
         last = max(ran, key=lambda name: tapped.taps[name].finished or 0) if ran else None
-    _check_spatial(activation, layer, "CAM")
+    activation = _spatial(activation, request.x, layer, "CAM")
     if last is None:
         raise ValueError(f"the model runs no nn.Linear layer. {_GAP_LINEAR_FIX}")
     linear = dict(module.named_modules())[last]
@@ -225,7 +244,7 @@ def scorecam(request: AttributionRequest, batch_size: int, weights: str) -> torc
             output = module(x)
             activation = tapped.tensor(request.layer)
             _, targets = request.scores(output)
-        _check_spatial(activation, request.layer, "Score-CAM")
+        activation = _spatial(activation, x, request.layer, "Score-CAM")
 
         def combine(scores: torch.Tensor) -> torch.Tensor:
             return torch.relu(torch.einsum("nk,nkhw->nhw", scores, activation)).unsqueeze(1)
@@ -323,11 +342,12 @@ def guided_gradcam(request: AttributionRequest, interpolation: str) -> torch.Ten
     """Selvaraju et al. 2017: guided backpropagation times Grad-CAM upsampled to the input
     (bilinear, align_corners=False, as in the paper; "nearest" reproduces Captum's
     GuidedGradCam), broadcast over colour channels. Signed, shaped like the input; zero
-    wherever Grad-CAM is zero."""
+    wherever Grad-CAM is zero. The product is formed in float32 (half models too)."""
     heat = gradcam(request)
     size = tuple(request.x.shape[-2:])
     if interpolation == "bilinear":
         heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=False)
     else:
         heat = F.interpolate(heat, size=size, mode="nearest")
-    return guided_backprop(request) * heat
+    # In float32: the product of two small float16 maps would fall below float16's range.
+    return guided_backprop(request).float() * heat.float()

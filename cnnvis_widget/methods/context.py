@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..model_view import user_hooks
 from ..models import logits_of
 from .fast_model import fast_model
 from .frozen_inference import frozen_inference
@@ -21,9 +23,12 @@ class Cancelled(RuntimeError):
 
 @dataclass
 class AttributionRequest:
-    """A validated call: ``x`` is the model input ``(N, C, H, W)`` on the model's device,
-    ``targets`` the class index per sample (``None`` = the predicted class), ``layer`` the
-    dotted name of the layer for layer methods."""
+    """A validated call: ``module`` is the eval-mode view of the user's model that the method
+    runs on (:func:`~cnnvis_widget.model_view.eval_view`; hooks may be added to it), ``origin``
+    the user's model itself (only read: it keys the caches of faster stand-ins), ``x`` the
+    model input ``(N, C, H, W)`` on the model's device, ``targets`` the class index per sample
+    (``None`` = the predicted class), ``layer`` the dotted name of the layer for layer
+    methods."""
 
     module: nn.Module
     x: torch.Tensor
@@ -31,22 +36,32 @@ class AttributionRequest:
     layer: str | None
     on_step: StepCallback | None = None
     fast: bool = False
+    origin: nn.Module | None = None
+
+    @functools.cached_property
+    def _fast_origin(self) -> nn.Module | None:
+        """The user's model when the fast stand-in may replace it: ``fast`` was asked and the
+        model has no hooks or parametrizations of its own (the stand-in is rebuilt from the
+        modules' ``forward`` alone, so it could not honour them)."""
+        if not self.fast or self.origin is None or user_hooks(self.origin):
+            return None
+        return self.origin
 
     @property
     def network(self) -> nn.Module:
         """The module for whole-network passes (input -> logits): with ``fast`` the cached
         stand-in of :mod:`.fast_model` (same function, less work), else ``module`` itself.
         Anything that needs the model's own layers (hooks by name) uses ``module``."""
-        return fast_model(self.module, self.x[:1]) if self.fast else self.module
+        origin = self._fast_origin
+        return self.module if origin is None else fast_model(origin, self.x[:1])
 
     @property
     def inference_network(self) -> Callable[[torch.Tensor], object]:
         """For many no-grad passes (input -> the model's output): with ``fast`` the stand-in's
         :class:`~.frozen_inference.FrozenInference` (a frozen graph where measured faster),
         else ``module`` itself."""
-        if not self.fast:
-            return self.module
-        return frozen_inference(fast_model(self.module, self.x[:1]))
+        origin = self._fast_origin
+        return self.module if origin is None else frozen_inference(fast_model(origin, self.x[:1]))
 
     def report(self, partial: Callable[[], torch.Tensor], done: float) -> None:
         """Hand a partial map (computed only if someone listens) and the fraction of the work
@@ -57,7 +72,7 @@ class AttributionRequest:
 
     def sub(self, x: torch.Tensor, targets: torch.Tensor) -> AttributionRequest:
         """The same model on another batch (e.g. noisy or path copies), without streaming."""
-        return AttributionRequest(self.module, x, targets, None, fast=self.fast)
+        return AttributionRequest(self.module, x, targets, None, fast=self.fast, origin=self.origin)
 
     def scores(self, output: object) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum over the batch of each sample's target logit, targets used) from the model

@@ -13,9 +13,13 @@ a copy that computes the same function with less work:
   batch 1 on some models), and every conv after it keeps that layout.
 
 The copy shares the storage of every parameter it does not fold, so it costs only the folded
-weights in memory. It is cached per model and rebuilt when any parameter or buffer of the model
-changes (in place or replaced; tracked by tensor identity, storage, and version counter). Models
-that torch.fx cannot trace get the same wrapper without the folding.
+weights in memory. One stand-in is cached per model (a weak reference: it goes with the
+model). When the model's parameters or buffers change in place (an optimizer step, a
+``load_state_dict``; seen by their version counters) the folded weights are recomputed in
+place, so a model trained between calls keeps one stand-in; when a tensor or submodule is
+replaced, the stand-in is rebuilt and replaces the old one. Models that torch.fx cannot trace
+get the same wrapper without the folding. Models with hooks or parametrizations of their own
+never get a stand-in (see :func:`~cnnvis_widget.model_view.user_hooks`).
 """
 
 from __future__ import annotations
@@ -23,26 +27,37 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Collection, Hashable
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from ..fx_trace import ThreadSafeTracer, trace
 from ..layout import faster_layout
 from ..models import logits_of
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, MeasuredLayout]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: weakref.WeakKeyDictionary[nn.Module, MeasuredLayout] = weakref.WeakKeyDictionary()
 
 
 class MeasuredLayout(nn.Module):
     """Runs ``inner`` on a 4-D input in the faster memory layout for this batch size, measured
     on first use (:func:`~cnnvis_widget.layout.faster_layout`); same function as ``inner``."""
 
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, inner: nn.Module, fingerprint: Fingerprint) -> None:
         super().__init__()
         self.inner = inner
+        self.fingerprint = fingerprint
+        self.values_changed = False
+        """Whether the model's weights changed in place since the stand-in was built (then
+        no frozen TorchScript copy of its weights is made: it would go stale)."""
+
+    def follow(self, fingerprint: Fingerprint) -> None:
+        """Bring the folded weights up to date with the model's tensors, whose values (not
+        identities) changed since ``self.fingerprint``."""
+        refresh_folds(self.inner)
+        self.fingerprint = fingerprint
+        self.values_changed = True
 
     def forward(self, x: torch.Tensor) -> object:
         if x.ndim == 4:
@@ -61,14 +76,16 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> Measur
     input batch, is used once when the stand-in is built to check that folding kept the
     function; where it did not, the unfolded copy is used.
     """
-    key = _fingerprint(module)
+    fingerprint = _fingerprint(module)
     cached = _CACHE.get(module)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is not None and cached.fingerprint.structure == fingerprint.structure:
+        if cached.fingerprint.values != fingerprint.values:
+            cached.follow(fingerprint)
+        return cached
     device = example.device.type if example is not None else "cpu"
     with torch.autocast(device, enabled=False):  # checked in the model's own precision
-        stand_in = MeasuredLayout(_folded_copy(module, example)).eval()
-    _CACHE[module] = (key, stand_in)
+        stand_in = MeasuredLayout(_folded_copy(module, example), fingerprint).eval()
+    _CACHE[module] = stand_in  # replaces the stand-in of the model's former structure
     return stand_in
 
 
@@ -99,7 +116,7 @@ def _folded_copy(
     return folded
 
 
-class _ConvLeafTracer(fx.Tracer):
+class _ConvLeafTracer(ThreadSafeTracer):
     """Keeps conv subclasses (e.g. EfficientNet's same-padding convs) as single modules, so
     their batch norm can be folded into them."""
 
@@ -108,8 +125,7 @@ class _ConvLeafTracer(fx.Tracer):
 
 
 def _trace(module: nn.Module) -> fx.GraphModule:
-    graph = _ConvLeafTracer().trace(module)
-    return fx.GraphModule(module, graph)
+    return trace(module, _ConvLeafTracer())
 
 
 def _fold_batch_norms(graph_module: fx.GraphModule, keep: Collection[str] = ()) -> fx.GraphModule:
@@ -118,6 +134,9 @@ def _fold_batch_norms(graph_module: fx.GraphModule, keep: Collection[str] = ()) 
     module of ``keep`` and the batch norm outside it (that module's output would change). The
     fused conv node records the folded norm's name in ``node.meta["folded_norm"]``."""
     modules = dict(graph_module.named_modules())
+    folds: list[tuple[nn.Conv2d, nn.Conv2d, nn.BatchNorm2d]] = []
+    # A plain list, not a submodule: (fused conv, the conv and norm whose tensors it folds).
+    graph_module.__dict__["_folds"] = folds
     for node in list(graph_module.graph.nodes):
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
@@ -147,6 +166,7 @@ def _fold_batch_norms(graph_module: fx.GraphModule, keep: Collection[str] = ()) 
         fused.weight = nn.Parameter(weight.detach(), requires_grad=False)
         fused.bias = nn.Parameter(bias.detach(), requires_grad=False)
         _set_submodule(graph_module, str(source.target), fused)
+        folds.append((fused, conv, norm))
         source.meta["folded_norm"] = str(node.target)
         node.replace_all_uses_with(source)
         graph_module.graph.erase_node(node)
@@ -185,9 +205,41 @@ def same_outputs(expected: object, got: object) -> bool:
     return bool(torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale))
 
 
-def _fingerprint(module: nn.Module) -> Hashable:
+def refresh_folds(graph_module: nn.Module) -> None:
+    """Recompute, in place, the weights of every conv that :func:`_fold_batch_norms` folded a
+    batch norm into, from the current values of the conv's and the norm's tensors (shared
+    with the user's model)."""
+    with torch.no_grad():
+        for fused, conv, norm in graph_module.__dict__.get("_folds", ()):
+            assert norm.running_mean is not None and norm.running_var is not None
+            weight, bias = fuse_conv_bn_weights(
+                conv.weight,
+                conv.bias,
+                norm.running_mean,
+                norm.running_var,
+                norm.eps,
+                norm.weight,
+                norm.bias,
+            )
+            fused.weight.copy_(weight)
+            assert fused.bias is not None
+            fused.bias.copy_(bias)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a stand-in built from a model depends on. ``structure``: the identity, storage,
+    dtype, device and shape of every parameter and buffer, and the identity of every
+    submodule (a change means rebuild). ``values``: their version counters (a change means
+    the values changed in place: refresh)."""
+
+    structure: Hashable
+    values: Hashable
+
+
+def _fingerprint(module: nn.Module) -> Fingerprint:
     tensors = [*module.named_parameters(), *module.named_buffers()]
-    return tuple(
-        (name, id(t), t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
-        for name, t in tensors
+    structure = tuple(
+        (name, id(t), t.data_ptr(), t.dtype, t.device, tuple(t.shape)) for name, t in tensors
     ) + tuple(id(sub) for sub in module.modules())
+    return Fingerprint(structure, tuple(t._version for _, t in tensors))

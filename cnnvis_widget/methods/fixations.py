@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx import GraphModule, Node
 
-from ..capture import model_guard
+from ..fx_trace import trace
 from ..layers import check_input
+from ..model_view import eval_view
 from ..models import to_model_input
 from .api import Target, _targets
 from .context import AttributionRequest
@@ -199,13 +200,14 @@ def fixation_points(
     check_input(x)
     x = to_model_input(x, module)
     targets = _targets(target, x.shape[0], x.device)
-    with model_guard(module):
-        return _fixations(module, x, targets, conv_position)
+    return _fixations(eval_view(module), x, targets, conv_position)
 
 
 def remove_outliers(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The reference's outlier rule: keep a fixation only if more than 5% of all fixations
-    (itself included) lie closer than 0.1 x the image diagonal."""
+    (itself included) lie closer than 0.1 x the image diagonal. Where that would drop every
+    fixation (a few dozen spread over the image, as ``conv_position="anchor"`` gives on
+    EfficientNet-Lite0), all are kept: an empty map would explain nothing."""
     if points.shape[0] == 0:
         return points
     radius = 0.1 * math.hypot(height, width)
@@ -215,7 +217,8 @@ def remove_outliers(points: torch.Tensor, height: int, width: int) -> torch.Tens
     for start in range(0, points.shape[0], step):
         distance = torch.cdist(coords[start : start + step], coords)
         neighbours[start : start + step] = (distance < radius).sum(1)
-    return points[neighbours > 0.05 * points.shape[0]]
+    kept = points[neighbours > 0.05 * points.shape[0]]
+    return kept if kept.shape[0] else points
 
 
 def fixation_map(
@@ -250,9 +253,8 @@ def trace_fixations(
     Works for any input rank (e.g. fully connected nets); for inspection and tests."""
     x = to_model_input(x, module)
     targets = _targets(target, x.shape[0], x.device)
-    with model_guard(module):
-        run = _Unravel(module, x, targets, conv_position)
-        return {node.name: points for node, points in run.points.items()}
+    run = _Unravel(eval_view(module), x, targets, conv_position)
+    return {node.name: points for node, points in run.points.items()}
 
 
 # --------------------------------------------------------------------------- the walk
@@ -297,7 +299,7 @@ class _Unravel:
         self.conv_position = conv_position
         self.model = type(module).__name__
         try:
-            self.graph_module = torch.fx.symbolic_trace(module)
+            self.graph_module = trace(module)
         except Exception as error:
             raise NotImplementedError(
                 f"CNN Fixations needs the graph of {self.model}, but torch.fx could not trace "
@@ -452,11 +454,18 @@ class _Unravel:
         if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
             dilation = module.dilation if isinstance(module, nn.MaxPool2d) else 1
             moved = _pool_step(
-                inp, points, module.kernel_size, module.stride, module.padding, dilation
+                inp,
+                points,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                dilation,
+                central=isinstance(module, nn.AvgPool2d),
             )
             return [(source, moved)]
         if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-            return [(source, _adaptive_pool_step(inp, out, points))]
+            central = isinstance(module, nn.AdaptiveAvgPool2d)
+            return [(source, _adaptive_pool_step(inp, out, points, central))]
         if isinstance(module, nn.Flatten | nn.Unflatten):
             return [(source, self._reshape(node, inp, out, points))]
         if isinstance(module, nn.ZeroPad2d | nn.ConstantPad2d):
@@ -529,14 +538,21 @@ class _Unravel:
                 (
                     source,
                     _pool_step(
-                        inp, points, p["kernel_size"], stride, p["padding"], p.get("dilation", 1)
+                        inp,
+                        points,
+                        p["kernel_size"],
+                        stride,
+                        p["padding"],
+                        p.get("dilation", 1),
+                        central=target is F.avg_pool2d,
                     ),
                 )
             ]
         if target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
             if kwargs.get("return_indices"):
                 raise self._unsupported(node, "return_indices=True")
-            return [(source, _adaptive_pool_step(inp, out, points))]
+            central = target is F.adaptive_avg_pool2d
+            return [(source, _adaptive_pool_step(inp, out, points, central))]
         if target is F.pad:
             p = _bind(
                 args, kwargs, ("input", "pad", "mode", "value"), {"mode": "constant", "value": None}
@@ -832,7 +848,7 @@ def _conv_step(
         channel = contribution.sum((2, 3)).argmax(1)
         pick = torch.arange(count, device=inp.device)
         if position == "argmax":
-            chosen = contribution[pick, channel].masked_fill(~valid, -math.inf).flatten(1).argmax(1)
+            chosen = _central_argmax(contribution[pick, channel].masked_fill(~valid, -math.inf))
             ny, nx = rows[pick, chosen // kw], cols[pick, chosen % kw]
         else:
             ny = (y * stride[0] - before[0] + (kh - 1) * dilation[0] // 2).clamp(0, height - 1)
@@ -841,26 +857,55 @@ def _conv_step(
     return torch.cat(moved) if moved else points
 
 
+def _central_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """Flat index of the largest of each ``(P, kh, kw)`` window, ties going to the position
+    nearest the window's centre (then the first in row-major order).
+
+    Ties are common: after (Re)LU-6 activations many inputs are exactly zero, so a window in a
+    dead region has only zero contributions. ``argmax`` alone would take the window's first
+    (top-left) position every time, and over a dozen stride-2 layers the fixations drift to
+    the image's top-left corner (seen on EfficientNet-Lite0, whose depthwise convs see one
+    channel per window)."""
+    kh, kw = scores.shape[1:]
+    rows = torch.arange(kh, device=scores.device, dtype=torch.float64) - (kh - 1) / 2
+    cols = torch.arange(kw, device=scores.device, dtype=torch.float64) - (kw - 1) / 2
+    distance = (rows[:, None] ** 2 + cols[None, :] ** 2).flatten()
+    flat = scores.flatten(1)
+    best = flat == flat.max(1, keepdim=True).values
+    preference = torch.where(best, -distance, -math.inf)
+    return preference.argmax(1)
+
+
 def _pool_step(
-    inp: torch.Tensor, points: Points, kernel: Any, stride: Any, padding: Any, dilation: Any
+    inp: torch.Tensor,
+    points: Points,
+    kernel: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    central: bool = False,
 ) -> Points:
     """Max-pool (the switch) and average pool (the largest contribution): the argmax of the
-    channel inside the point's window, first in row-major order on ties, like
-    ``max_pool2d(return_indices=True)``."""
+    channel inside the point's window; on ties the first in row-major order, like
+    ``max_pool2d(return_indices=True)``, or with ``central`` (average pools, which have no
+    switch) the one nearest the window's centre (see :func:`_central_argmax`)."""
     (kh, kw), (sh, sw) = _pair(kernel), _pair(stride if stride else kernel)
     (ph, pw), (dh, dw) = _pair(padding), _pair(dilation)
     b, c, y, x = points.T
     rows, row_ok = _window(y, sh, ph, kh, dh, inp.shape[2])
     cols, col_ok = _window(x, sw, pw, kw, dw, inp.shape[3])
-    return _window_argmax(inp, b, c, rows, row_ok, cols, col_ok)
+    return _window_argmax(inp, b, c, rows, row_ok, cols, col_ok, central)
 
 
-def _adaptive_pool_step(inp: torch.Tensor, out: torch.Tensor, points: Points) -> Points:
-    """Adaptive pooling: the argmax inside PyTorch's region [floor(i H / h), ceil((i+1) H / h))."""
+def _adaptive_pool_step(
+    inp: torch.Tensor, out: torch.Tensor, points: Points, central: bool = False
+) -> Points:
+    """Adaptive pooling: the argmax inside PyTorch's region [floor(i H / h), ceil((i+1) H / h));
+    ties as in :func:`_pool_step`."""
     b, c, y, x = points.T
     rows, row_ok = _adaptive_window(y, inp.shape[2], out.shape[2])
     cols, col_ok = _adaptive_window(x, inp.shape[3], out.shape[3])
-    return _window_argmax(inp, b, c, rows, row_ok, cols, col_ok)
+    return _window_argmax(inp, b, c, rows, row_ok, cols, col_ok, central)
 
 
 def _pad_step(inp: torch.Tensor, points: Points, padding: Any) -> Points:
@@ -898,10 +943,12 @@ def _window_argmax(
     row_ok: torch.Tensor,
     cols: torch.Tensor,
     col_ok: torch.Tensor,
+    central: bool = False,
 ) -> Points:
     valid = row_ok[:, :, None] & col_ok[:, None, :]
     values = inp[b[:, None, None], c[:, None, None], rows[:, :, None], cols[:, None, :]]
-    chosen = values.masked_fill(~valid, -math.inf).flatten(1).argmax(1)
+    values = values.masked_fill(~valid, -math.inf)
+    chosen = _central_argmax(values) if central else values.flatten(1).argmax(1)
     pick = torch.arange(b.shape[0], device=inp.device)
     width = cols.shape[1]
     return torch.stack([b, c, rows[pick, chosen // width], cols[pick, chosen % width]], 1)

@@ -160,9 +160,14 @@ def _frozen_graph(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptM
         return None
 
 
-def frozen_inference(stand_in: MeasuredLayout) -> FrozenInference:
+def frozen_inference(stand_in: MeasuredLayout) -> Callable[[torch.Tensor], object]:
     """The :class:`FrozenInference` of ``stand_in`` (a :func:`.fast_model.fast_model` result),
-    created on first use and kept with it, so it is rebuilt whenever the stand-in is."""
+    created on first use and kept with it, so it is rebuilt whenever the stand-in is. The
+    stand-in itself for a model whose weights change between calls (a frozen graph holds a
+    copy of the weights, which would go stale; rebuilding it every call would cost more than
+    it saves)."""
+    if stand_in.values_changed:
+        return stand_in
     with _LOCK:
         runner = stand_in.__dict__.get("_frozen_inference")
         if runner is None:

@@ -19,6 +19,8 @@ def input_gradient(request: AttributionRequest, x: torch.Tensor | None = None) -
     leaf = (request.x if x is None else x).detach().clone().requires_grad_(True)
     with torch.enable_grad():
         score, _ = request.scores(request.network(leaf))
+        if not score.requires_grad:  # the output does not depend on the input at all
+            return torch.zeros_like(leaf)
         (gradient,) = torch.autograd.grad(score, leaf)
     return gradient.contiguous()
 
@@ -42,7 +44,8 @@ def saliency(request: AttributionRequest) -> torch.Tensor:
 def _modified_gradient(
     request: AttributionRequest, rule: Rule, correct_strides: bool = False
 ) -> torch.Tensor:
-    with relu_rule(request.network, rule):
+    # request.network may be a stand-in: the warning names the user's model class.
+    with relu_rule(request.network, rule, type(request.module).__name__):
         if not correct_strides:
             return input_gradient(request)
         with stride_correction(request.network):

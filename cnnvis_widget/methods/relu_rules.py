@@ -13,6 +13,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import torch
@@ -61,23 +62,51 @@ def _upper(module: nn.Module) -> float:
     return 6.0 if isinstance(module, nn.ReLU6) else math.inf
 
 
+_RULE_TITLES = {"guided": "guided backpropagation", "deconvnet": "DeconvNet"}
+
+_NOTES: ContextVar[list[str] | None] = ContextVar("relu_rule_notes", default=None)
+
+
 @contextmanager
-def relu_rule(module: nn.Module, rule: Rule) -> Iterator[int]:
+def collect_notes() -> Iterator[list[str]]:
+    """Collect the notes :func:`relu_rule` gives inside the block (in this thread only), so
+    that a caller such as the widget can show them beside the map as well as warn."""
+    notes: list[str] = []
+    token = _NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _NOTES.reset(token)
+
+
+def no_relu_note(model_name: str, rule: Rule) -> str:
+    """What a map of ``rule`` is when the model has no ReLU modules for it to act on."""
+    return (
+        f"{model_name} has no nn.ReLU / nn.ReLU6 modules (its activations are functional, "
+        f"like F.relu, or of another kind, like GELU), so {_RULE_TITLES[rule]} changes "
+        "nothing: this map is the plain gradient (saliency)."
+    )
+
+
+@contextmanager
+def relu_rule(module: nn.Module, rule: Rule, model_name: str | None = None) -> Iterator[int]:
     """Apply ``rule`` to the backward pass of every ``nn.ReLU`` and ``nn.ReLU6`` in ``module``
     inside the block (Captum handles ``nn.ReLU`` only; EfficientNet-Lite and MobileNet use
-    ReLU6). Yields the number of modules found; with none, a ``UserWarning`` says the map is
-    the plain gradient. Functional relus (``F.relu`` inside a forward) and other activations
-    keep their ordinary gradient, as in Captum.
+    ReLU6). Yields the number of modules found; with none, a ``UserWarning`` (also handed to
+    :func:`collect_notes`) says the map is the plain gradient, naming the model as
+    ``model_name`` (the user's model class; ``module`` may be a stand-in for it). Functional
+    relus (``F.relu`` inside a forward) and other activations keep their ordinary gradient, as
+    in Captum.
     """
     function = _FUNCTIONS[rule]
     handles: list[RemovableHandle] = []
     relus = [m for m in module.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
     if not relus:
-        warnings.warn(
-            f"{type(module).__name__} has no nn.ReLU / nn.ReLU6 modules, so the {rule} rule "
-            "changes nothing and the map is the plain gradient.",
-            stacklevel=4,
-        )
+        note = no_relu_note(model_name or type(module).__name__, rule)
+        warnings.warn(note, stacklevel=4)
+        notes = _NOTES.get()
+        if notes is not None and note not in notes:
+            notes.append(note)
     try:
         for relu in relus:
             pending: list[torch.Tensor] = []

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,13 +21,25 @@ import traitlets
 from PIL import Image
 from torch import nn
 
-from ..capture import model_guard
+from ..checks import check_module, check_number
 from ..data import SAMPLE_KEY, sample_image, sample_images
 from ..explore import ExplorerSession
 from ..images import ImageSource, to_pil_rgb
 from ..methods import METHODS
 from ..methods.api import check_params
-from ..models import ModelBundle, Preprocess, imagenet_labels, logits_of, to_model_input
+from ..model_view import eval_view
+from ..models import (
+    AnyPreprocess,
+    FunctionPreprocess,
+    ModelBundle,
+    Preprocess,
+    as_preprocess,
+    check_channels,
+    imagenet_labels,
+    logits_of,
+    to_model_input,
+)
+from ..synthesis_tasks import kind_rows
 from .jobs import Job, JobRunner, Step, Throttle, job_state
 from .synthesis_panel import SynthesisPanel
 
@@ -115,6 +127,11 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
     opacity = traitlets.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     sort_by = traitlets.Unicode("index").tag(sync=True)
     selected_channel = traitlets.Int(-1).tag(sync=True)
+    # What the main canvas shows over the image: "map" (the method's) or "channel" (the
+    # selected channel's). A tile click shows the channel; any request for a map goes back.
+    overlay_source = traitlets.Enum(("map", "channel"), "map").tag(sync=True)
+    # Signed pixel maps drawn as |value| ("absolute", Captum's default) or "signed".
+    map_sign = traitlets.Enum(("absolute", "signed"), "absolute").tag(sync=True)
     message = _optional_dict()
     busy = traitlets.Bool(False).tag(sync=True)
 
@@ -123,11 +140,12 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         model: ModelBundle | nn.Module,
         image: ImageSource | None = None,
         *,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | Callable[[Image.Image], Any] | None = None,
         labels: list[str] | None = None,
         layer: str | None = None,
         **kwargs: Any,
     ) -> None:
+        _check_arguments(model, preprocess, labels, kwargs)
         self._applying = True
         self._cam_key: tuple[int, str, str, str, int] | None = None
         self._cam_job_key: tuple[int, str, str, str, int] | None = None
@@ -156,14 +174,16 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         )
         self._init_synthesis()
         super().__init__(**kwargs)
-        self._session = ExplorerSession(_as_bundle(model, preprocess, labels))
-        self._session.set_image(image if image is not None else sample_image("cat"))
+        first = image if image is not None else sample_image("cat")
+        self._session = ExplorerSession(_as_bundle(model, preprocess, labels, first))
+        self._session.set_image(first)
         start_layer = layer or self._session.default_cam_layer()
         self._session.layer(start_layer)  # unknown name: a clear error now
         with self._apply():
             self.model_name = self._session.bundle.name
             self.image_names = sample_images()
             self.methods = ExplorerSession.method_rows()
+            self.synth_kinds = kind_rows(self._session.bundle)  # sizes: the model's own
             self.labels = list(self._session.bundle.labels)
             self.layers = ExplorerSession.layer_rows(self._session.layer_table())
             self.selected_layer = start_layer
@@ -210,6 +230,11 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         update = self._cam_view(self.selected_layer)
         with self._apply():
             self._assign(update)
+
+    @traitlets.observe("selected_channel")
+    def _on_channel(self, change: dict[str, Any]) -> None:
+        """Picking a channel shows it over the image; deselecting it shows the map again."""
+        self.overlay_source = "channel" if change["new"] >= 0 else "map"
 
     @traitlets.observe("selected_layer")
     @_reported
@@ -301,7 +326,12 @@ class Explorer(anywidget.AnyWidget, SynthesisPanel):
         method_layer = layer if descriptor.uses_layer else None
         params_key = json.dumps(self.method_params, sort_keys=True)
         key = (serial, self.method, params_key, method_layer or "", target)
-        view = {"cam_layer": layer, "cam_method": self.method, "cam_signed": descriptor.signed}
+        view = {
+            "cam_layer": layer,
+            "cam_method": self.method,
+            "cam_signed": descriptor.signed,
+            "overlay_source": "map",  # a map was asked for: show it, not a channel
+        }
         if key == self._cam_key:
             self._cam_jobs.forget()
             return {**view, "cam": self._cam_payload, "cam_job": None}
@@ -514,23 +544,74 @@ def _name(image: ImageSource | None) -> str:
 
 
 def _as_bundle(
-    model: ModelBundle | nn.Module, preprocess: Preprocess | None, labels: list[str] | None
+    model: ModelBundle | nn.Module,
+    preprocess: Preprocess | Callable[[Image.Image], Any] | None,
+    labels: list[str] | None,
+    image: ImageSource,
 ) -> ModelBundle:
+    """The bundle of a bare module: ``preprocess`` a :class:`Preprocess`, any function
+    image -> tensor (calibrated on ``image``, see :class:`FunctionPreprocess`), or ``None``
+    (channels and input size inferred from the model: :meth:`Preprocess.for_model`)."""
     if isinstance(model, ModelBundle):
         return model
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"Explorer needs a ModelBundle (cv.load_model()) or an nn.Module; got {type(model).__name__}."
         )
-    preprocess = preprocess or Preprocess()
+    prepared = Preprocess.for_model(model) if preprocess is None else as_preprocess(preprocess)
+    if isinstance(prepared, FunctionPreprocess):
+        prepared.calibrate(image)
+    check_channels(model, prepared)
+    classes = _class_count(model, prepared)
     if labels is None:
-        labels = imagenet_labels() if _class_count(model, preprocess) == 1000 else []
-    return ModelBundle(model, preprocess, labels, name=type(model).__name__)
+        labels = imagenet_labels() if classes == 1000 else []
+    elif labels and len(labels) != classes:
+        raise ValueError(
+            f"got {len(labels)} labels for a model with {classes} classes; pass one label per "
+            f"class ({classes}, in logit order), or labels=None for ImageNet's names (1000 "
+            "classes) or 'class i'."
+        )
+    return ModelBundle(model, prepared, list(labels), name=type(model).__name__)
 
 
-def _class_count(model: nn.Module, preprocess: Preprocess) -> int:
+def _check_arguments(
+    model: object, preprocess: object, labels: object, traits: dict[str, Any]
+) -> None:
+    """The constructor's arguments, refused with a message naming the fix (never silently
+    dropped, split or clamped)."""
+    check_module(model, bundle=True)
+    if isinstance(model, ModelBundle) and (preprocess is not None or labels is not None):
+        given = ", ".join(
+            f"{name}=..."
+            for name, value in (("preprocess", preprocess), ("labels", labels))
+            if value is not None
+        )
+        raise TypeError(
+            f"Explorer(bundle, {given}): a bundle brings its own preprocess and labels; "
+            f"refused rather than ignored. Pass dataclasses.replace(bundle, {given}) instead, "
+            "or the bare module: Explorer(bundle.module, preprocess=..., labels=...)."
+        )
+    if labels is not None and (
+        isinstance(labels, (str, bytes))
+        or not isinstance(labels, Sequence)
+        or not all(isinstance(label, str) for label in labels)
+    ):
+        raise TypeError(
+            f"labels must be a list of class names (str), one per logit; got "
+            f"{type(labels).__name__} {labels!r:.60}. Pass labels=[...] (a string is not "
+            "split into characters)."
+        )
+    if "opacity" in traits:
+        check_number("opacity", traits["opacity"], low=0, high=1)
+    params = traits.get("method_params", {})
+    if not isinstance(params, dict):
+        raise TypeError(f"method_params must be a dict of parameter values; got {params!r}.")
+    check_params(traits.get("method", "gradcam"), dict(params))
+
+
+def _class_count(model: nn.Module, preprocess: AnyPreprocess) -> int:
     """Number of logits the model gives, from one forward of a grey image."""
-    grey = torch.full((1, 3, *preprocess.input_size), 0.5)
-    with model_guard(model), torch.no_grad():
-        logits = logits_of(model(to_model_input(preprocess.normalize(grey), model)))
+    grey = torch.full((1, preprocess.channels, *preprocess.input_size), 0.5)
+    with torch.no_grad():
+        logits = logits_of(eval_view(model)(to_model_input(preprocess.normalize(grey), model)))
     return int(logits.shape[-1])

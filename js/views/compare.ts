@@ -3,7 +3,7 @@
  * kernel computes 2-6 maps for the current image and class in the background (custom message
  * `{type: "compare"}`), each shown over the image with its deletion / insertion scores.
  */
-import { composite, heatByMax, heatSigned, mapFrom } from "../canvas";
+import { composite, heatByMax, heatPixel, mapFrom } from "../canvas";
 import { type Decoded, decodeOptional } from "../codecs";
 import { getLut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
@@ -13,6 +13,7 @@ import { validMethods } from "../methods";
 import type { ArrayStore } from "../store";
 import type { ComparisonRow, ExplorerModel, MethodInfo, View } from "../types";
 import { createJobProgress } from "./jobProgress";
+import { mapNote } from "./overlay";
 
 const decodedMaps = new WeakMap<object, Decoded | null>();
 
@@ -89,7 +90,7 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
   let methodsRaw: unknown;
   let picksKey = "";
   let layersKey = "";
-  let cellsRaw: unknown;
+  let cellsKey: unknown[] = [];
 
   picks.addEventListener("change", () => {
     const chosen = [...picks.querySelectorAll<HTMLInputElement>("input:checked")].map(
@@ -147,12 +148,14 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
     const image = arrays.get("image");
     const opacity = model.get("opacity");
     const userLut = getLut(model.get("colormap") ?? "viridis");
+    const sign = model.get("map_sign") === "signed" ? "signed" : "absolute";
     cells.replaceChildren(
       ...rows.map((row) => {
         const canvas = h("canvas", { class: "cv-compare-canvas", width: 160, height: 160 });
         const decoded = decodeRowMap(row);
         const map = decoded === null ? null : mapFrom(decoded);
-        const heat = map === null ? null : row.signed ? heatSigned(map) : heatByMax(map);
+        const heat = map === null ? null : row.signed ? heatPixel(map, sign) : heatByMax(map);
+        const note = mapNote(row.map);
         composite(canvas, image, heat, opacity, heat?.signed ? getLut(SIGNED_COLORMAP) : userLut);
         const title = row.layer ? `${row.title} @ ${row.layer}` : row.title;
         return h(
@@ -176,6 +179,10 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
             scoreText(row.deletion, row.insertion),
             h("br"),
             h("span", { class: "cv-muted" }, settingsText(row.params)),
+            note === "" ? null : h("br"),
+            note === ""
+              ? null
+              : h("span", { class: "cv-map-note", "data-testid": "map-note", role: "note" }, note),
           ),
         );
       }),
@@ -199,8 +206,10 @@ export function createCompare(model: ExplorerModel, arrays: ArrayStore): View {
       run.disabled = !verdict.ok;
       progress.update();
       const rows = model.get("comparison");
-      if (rows !== cellsRaw) {
-        cellsRaw = rows;
+      // Cells are redrawn when their maps or how maps are drawn changed.
+      const key = [rows, model.get("map_sign"), model.get("colormap"), model.get("opacity")];
+      if (key.some((k, i) => k !== cellsKey[i])) {
+        cellsKey = key;
         drawCells(Array.isArray(rows) ? rows : []);
       }
       const target = Array.isArray(rows) ? rows[0]?.target : undefined;

@@ -1,11 +1,11 @@
 /**
  * Controls: image source (sample picker, upload) and display settings (opacity, colormap,
- * grid order). Display settings are written to the model for persistence only; the kernel
+ * how signed pixel maps are drawn, grid order). Display settings are written to the model for persistence only; the kernel
  * does no work for them.
  */
 import { colormapNames, resolveColormap } from "../colormaps";
 import { h } from "../dom";
-import type { ExplorerModel, Message, SortBy, View } from "../types";
+import type { ExplorerModel, MapSign, Message, SortBy, View } from "../types";
 
 export const MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
 const UPLOAD_PREFIX = "upload:";
@@ -56,6 +56,17 @@ export function createControls(model: ExplorerModel, options: ControlsOptions): 
     "data-testid": "colormap",
     "aria-label": "colormap",
   });
+  const sign = h(
+    "select",
+    {
+      class: "cv-select",
+      "data-testid": "map-sign",
+      "aria-label": "how signed pixel maps are drawn",
+      title: "signed pixel maps (gradients, Integrated Gradients, occlusion): |value| or signed",
+    },
+    h("option", { value: "absolute" }, "|value|"),
+    h("option", { value: "signed" }, "signed (− / +)"),
+  );
   const sort = h(
     "select",
     { class: "cv-select", "data-testid": "sort", "aria-label": "filter order" },
@@ -74,6 +85,7 @@ export function createControls(model: ExplorerModel, options: ControlsOptions): 
     { class: "cv-controls cv-display" },
     h("label", { class: "cv-field" }, h("span", {}, "Opacity"), opacity, opacityValue),
     h("label", { class: "cv-field" }, h("span", {}, "Colormap"), colormap),
+    h("label", { class: "cv-field" }, h("span", {}, "Pixel maps"), sign),
     h("label", { class: "cv-field" }, h("span", {}, "Order"), sort),
   );
   const el = h("div", { class: "cv-controls-wrap" }, source, display);
@@ -138,6 +150,11 @@ export function createControls(model: ExplorerModel, options: ControlsOptions): 
     model.save_changes();
   });
 
+  sign.addEventListener("change", () => {
+    model.set("map_sign", sign.value as MapSign);
+    model.save_changes();
+  });
+
   sort.addEventListener("change", () => {
     model.set("sort_by", sort.value as SortBy);
     model.save_changes();
@@ -181,6 +198,7 @@ export function createControls(model: ExplorerModel, options: ControlsOptions): 
       colormap.value = cmap;
 
       sort.value = model.get("sort_by") === "mean" ? "mean" : "index";
+      sign.value = model.get("map_sign") === "signed" ? "signed" : "absolute";
     },
     destroy() {
       if (saveTimer !== undefined) {

@@ -102,7 +102,11 @@ export function createFilterGrid(
     if (tileEl === null || !grid.contains(tileEl)) return;
     const channel = Number(tileEl.dataset.channel);
     if (!Number.isInteger(channel)) return;
-    model.set("selected_channel", model.get("selected_channel") === channel ? -1 : channel);
+    // A second click on the channel shown over the image deselects it (back to the map).
+    const shown =
+      model.get("selected_channel") === channel && model.get("overlay_source") === "channel";
+    model.set("selected_channel", shown ? -1 : channel);
+    model.set("overlay_source", shown ? "map" : "channel");
     model.save_changes();
   });
 

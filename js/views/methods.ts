@@ -5,6 +5,7 @@
  */
 import { h, setText } from "../dom";
 import {
+  costHint,
   DEFAULT_METHOD,
   firstSentence,
   groupByFamily,
@@ -121,6 +122,7 @@ export function createMethodControls(model: ExplorerModel): View {
     if (value === "" || value === model.get("method")) return;
     model.set("method", value);
     model.set("method_params", {});
+    model.set("overlay_source", "map");
     model.save_changes();
   });
 
@@ -138,6 +140,7 @@ export function createMethodControls(model: ExplorerModel): View {
       showValue(input, shown);
     }
     model.set("method_params", next);
+    model.set("overlay_source", "map");
     model.save_changes();
   });
 
@@ -207,7 +210,11 @@ export function createMethodControls(model: ExplorerModel): View {
       syncSelect(current);
       const info = currentMethod();
       select.title = info ? firstSentence(info.summary) : "";
-      setText(cost, info?.cost ?? "");
+      const image = model.get("image");
+      setText(
+        cost,
+        info === undefined ? "" : costHint(info, model.get("method_params"), image?.shape),
+      );
 
       const key = [raw, current];
       if (key.some((k, i) => k !== formKey[i])) {

@@ -1,9 +1,12 @@
 /**
  * Main canvas: the image with the current method's map (`cam`) on top, or with the selected
- * channel's map when `selected_channel >= 0`; a caption says what is drawn, a colour bar shows
- * the colormap. Signed maps (`cam_signed`) use the diverging RdBu map, symmetric around 0.
+ * channel's map when `overlay_source` is "channel" (a tile click; any request for a map sets
+ * it back to "map"); a caption says what is drawn, a colour bar shows the colormap, and the
+ * map's note (e.g. "the rule found no ReLU modules") is shown under it as text. Signed maps
+ * (`cam_signed`) are drawn as |value| with the user colormap or, with `map_sign` "signed",
+ * with the diverging RdBu map, symmetric around 0 (see `heatPixel`).
  */
-import { composite, type Heat, heatByMax, heatSigned, mapFrom } from "../canvas";
+import { composite, type Heat, heatByMax, heatPixel, mapFrom } from "../canvas";
 import { getLut, type Lut, SIGNED_COLORMAP } from "../colormaps";
 import { h, setText } from "../dom";
 import { jobView } from "../jobs";
@@ -29,6 +32,13 @@ function drawColorbar(canvas: HTMLCanvasElement, lut: Lut): void {
   ctx.putImageData(img, 0, 0);
 }
 
+/** The note a map payload carries (why the map is not what its method promises), or "". */
+export function mapNote(payload: unknown): string {
+  if (payload === null || typeof payload !== "object") return "";
+  const note = (payload as { note?: unknown }).note;
+  return typeof note === "string" ? note : "";
+}
+
 export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
   const canvas = h("canvas", {
     class: "cv-overlay-canvas",
@@ -49,7 +59,13 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
     h("div", { class: "cv-colorbar-track" }, colorbar, zeroLabel),
     highLabel,
   );
-  const el = h("div", { class: "cv-overlay" }, canvas, legend, caption);
+  const note = h("div", {
+    class: "cv-overlay-note",
+    role: "note",
+    "data-testid": "map-note",
+    hidden: true,
+  });
+  const el = h("div", { class: "cv-overlay" }, canvas, legend, caption, note);
   let colorbarLut: Lut | null = null;
   let methodsRaw: unknown;
   let methods = validMethods([]);
@@ -71,12 +87,14 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       const cls = model.get("selected_class");
       const camMethod = model.get("cam_method") ?? "";
       const camSigned = model.get("cam_signed") === true;
+      const sign = model.get("map_sign") === "signed" ? "signed" : "absolute";
+      const showChannel = model.get("overlay_source") === "channel";
 
       let heat: Heat | null = null;
       let mode: "image" | "cam" | "channel" = "image";
       let text: string;
       const channelMap =
-        Number.isInteger(channel) && channel >= 0 && grid !== null
+        showChannel && Number.isInteger(channel) && channel >= 0 && grid !== null
           ? channelHeat(grid, channel)
           : null;
       if (channelMap !== null) {
@@ -85,7 +103,7 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
         text = `channel ${channel} of ${model.get("grid_layer") ?? ""}`;
       } else {
         const camMap = cam === null ? null : mapFrom(cam);
-        heat = camMap === null ? null : camSigned ? heatSigned(camMap) : heatByMax(camMap);
+        heat = camMap === null ? null : camSigned ? heatPixel(camMap, sign) : heatByMax(camMap);
         mode = camMap === null ? "image" : "cam";
         if (camMap === null) text = image === null ? "no image" : "image";
         else
@@ -98,7 +116,7 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       composite(canvas, image, heat, model.get("opacity"), lut);
 
       // Legend: the ramp actually drawn (diverging with −/0/+ for signed cam maps).
-      const legendSigned = mode === "cam" && camSigned;
+      const legendSigned = mode === "cam" && camSigned && sign === "signed";
       const legendLut = legendSigned ? getLut(SIGNED_COLORMAP) : userLut;
       if (legendLut !== colorbarLut) {
         drawColorbar(colorbar, legendLut);
@@ -112,7 +130,7 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       canvas.dataset.mode = mode;
       canvas.dataset.camLayer = cam === null ? "" : camLayer;
       canvas.dataset.method = cam === null ? "" : camMethod;
-      canvas.dataset.signed = mode === "cam" && camSigned ? "true" : "false";
+      canvas.dataset.signed = legendSigned ? "true" : "false";
       canvas.dataset.class = String(cls);
       canvas.dataset.channel = mode === "channel" ? String(channel) : "-1";
       canvas.dataset.camEmpty = mode === "cam" && heat === null ? "true" : "false";
@@ -123,6 +141,9 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       if (partial) text += job.running ? ` (partial, ${job.text})` : " (stopped early)";
       canvas.setAttribute("aria-label", text);
       setText(caption, text);
+      const noteText = mode === "cam" ? mapNote(model.get("cam")) : "";
+      note.hidden = noteText === "";
+      setText(note, noteText);
     },
   };
 }

@@ -52,6 +52,13 @@ export function findClass(text: string, labels: readonly string[]): number | nul
   return searchClass(text, labels).index;
 }
 
+/** Explain class `index`: the overlay goes back to the method's map (from a channel). */
+export function pickClass(model: ExplorerModel, index: number): void {
+  model.set("selected_class", index);
+  model.set("overlay_source", "map");
+  model.save_changes();
+}
+
 let datalistCount = 0;
 
 export function createPredictions(model: ExplorerModel): View {
@@ -84,14 +91,23 @@ export function createPredictions(model: ExplorerModel): View {
   let shownLabels: unknown;
   let labels: string[] = [];
 
-  search.addEventListener("change", () => {
+  /** Pick the class the search field names, or say in the note why none was picked. */
+  function pickSearched(): void {
     const found = searchClass(search.value, labels);
     search.setAttribute("aria-invalid", found.note === "" ? "false" : "true");
     setText(note, found.note);
     if (found.index === null) return;
     searched = found.index;
-    model.set("selected_class", found.index);
-    model.save_changes();
+    pickClass(model, found.index);
+  }
+  search.addEventListener("change", pickSearched);
+  // Enter picks too (a "change" does not always follow it, e.g. with the same text again);
+  // it stops here so that the notebook around the widget does not act on the key.
+  search.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing) return;
+    event.preventDefault();
+    event.stopPropagation();
+    pickSearched();
   });
   /** The class the search field last picked: the field is cleared once another is picked. */
   let searched: number | null = null;
@@ -104,8 +120,7 @@ export function createPredictions(model: ExplorerModel): View {
     if (button === null || !list.contains(button)) return;
     const index = Number(button.dataset.index);
     if (!Number.isInteger(index)) return;
-    model.set("selected_class", index);
-    model.save_changes();
+    pickClass(model, index);
   });
 
   function rebuild(predictions: Prediction[]): void {

@@ -163,6 +163,7 @@ export function createSynthesis(model: ExplorerModel): SynthesisView {
     if (tile === null || !Number.isInteger(channel)) return;
     if (!layerShown()) return;
     model.set("selected_channel", channel);
+    model.set("overlay_source", "channel");
     model.save_changes();
   });
   select.addEventListener("change", () => {

@@ -261,7 +261,13 @@ def test_explorer_in_jupyterlab(page, jupyter_server) -> None:
     assert overlay.get_attribute("data-method") == "integrated_gradients"
     assert overlay.get_attribute("data-partial") == "false"
     assert overlay.evaluate(PIXELS) != before_method
-    assert overlay.get_attribute("data-signed") == "true"
+    # Drawn as |value| by default; the display switch shows the sign (diverging colormap).
+    assert overlay.get_attribute("data-signed") == "false"
+    explorer.locator('select[data-testid="map-sign"]').select_option("signed")
+    page.wait_for_function(
+        "(c) => c.getAttribute('data-signed') === 'true'", arg=overlay.element_handle()
+    )
+    explorer.locator('select[data-testid="map-sign"]').select_option("absolute")
     explorer.screenshot(path=str(ARTIFACTS / "explorer-integrated-gradients.png"))
     picker.select_option("gradcam")
     page.wait_for_function(

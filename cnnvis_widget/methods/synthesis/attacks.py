@@ -11,12 +11,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ...checks import check_callback, check_input, check_number
+from ...model_view import outside_inference_mode
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
-from .render import check_steps, seeded_generator
+from .render import check_steps, image_size, seeded_generator
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
 
 
+@outside_inference_mode
 def adversarial(
     model: ModelLike,
     x: torch.Tensor,
@@ -32,7 +35,7 @@ def adversarial(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> SynthesisResult:
-    """An adversarial version of ``x`` (model input (N, 3, H, W)) within an L-infinity ball of
+    """An adversarial version of ``x`` (model input (N, C, H, W)) within an L-infinity ball of
     radius ``epsilon`` in [0, 1] pixel units.
 
     ``method="fgsm"`` (Goodfellow et al.): one signed-gradient step of the cross-entropy.
@@ -42,10 +45,14 @@ def adversarial(
     loss); a class index (or one per image) makes the model predict it (targeted, descends).
 
     ``images`` are the adversarial images; ``info`` holds ``original`` and ``perturbation``
-    (N, 3, H, W), ``before`` / ``after`` = (class, probability) of the top-1 per image, and
+    (N, C, H, W), ``before`` / ``after`` = (class, probability) of the top-1 per image, and
     ``target``. ``trace`` is the cross-entropy toward the goal per step.
     """
     net = SynthesisNet.of(model, mean, std)
+    check_input(x)
+    if step_size is not None:
+        check_number("step_size", step_size, low=0, low_open=True)
+    check_callback("on_step", on_step)
     if method not in ("fgsm", "pgd"):
         raise ValueError(f"method must be 'fgsm' or 'pgd'; got {method!r}.")
     if not isinstance(epsilon, (int, float)) or not 0 < epsilon <= 1:
@@ -110,6 +117,7 @@ def adversarial(
     )
 
 
+@outside_inference_mode
 def fooling_image(
     model: ModelLike,
     target: int | Sequence[int],
@@ -117,7 +125,7 @@ def fooling_image(
     confidence: float = 0.99,
     steps: int = 500,
     step_size: float = 2 / 255,
-    size: int = 224,
+    size: int | tuple[int, int] | None = None,
     seed: int = 0,
     on_step: OnStep | None = None,
     mean: Sequence[float] | None = None,
@@ -129,16 +137,21 @@ def fooling_image(
     From uniform noise, unregularized ascent of log p(target) (the softmax saturates, its log
     does not) with normalized steps x += step_size * g / mean|g| in [0, 1] pixel units,
     clipped to [0, 1]; stops once every image reaches ``confidence`` or after ``steps``.
-    ``trace`` is p(target) per step; ``info["steps_to_confidence"]`` the step count.
+    ``trace`` is p(target) per step; ``info["steps_to_confidence"]`` the step count. Images
+    (K, C, H, W): ``size`` a side or (H, W), by default 224 px or the model's input size when
+    it takes only one; C the model's input channels.
     """
     net = SynthesisNet.of(model, mean, std)
+    check_number("step_size", step_size, low=0, low_open=True)
+    check_callback("on_step", on_step)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}.")
     check_steps(steps)
     targets = obj.class_indices(target)
-    check_steps(size, "size")
+    height, width = image_size(net, size, 224)
     generator = seeded_generator(seed, net.device)
-    image = torch.rand((len(targets), 3, size, size), generator=generator, device=net.device)
+    shape = (len(targets), net.channels, height, width)
+    image = torch.rand(shape, generator=generator, device=net.device)
     goal = obj.log_probability(targets)
 
     def step(_index: int) -> torch.Tensor:

@@ -7,12 +7,15 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ...checks import check_callback, check_input, check_int, check_number
+from ...model_view import outside_inference_mode
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
 from .render import check_steps, seeded_generator
 from .result import OnStep, SynthesisResult, offset_frames, run_steps, stack_trace
 
 
+@outside_inference_mode
 def deep_dream(
     model: ModelLike,
     x: torch.Tensor,
@@ -28,24 +31,34 @@ def deep_dream(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> SynthesisResult:
-    """Amplify whatever ``layer`` responds to in ``x`` (model input (N, 3, H, W)).
+    """Amplify whatever ``layer`` responds to in ``x`` (model input (N, C, H, W)), images
+    (N, C, H, W) in [0, 1].
 
     Maximizes 1/2 |A(x)|^2 by normalized gradient steps x += step_size * g / mean|g| (the
     Caffe notebook's 1.5 in [0, 255] units = 1.5/255 here), each under a random roll of up to
     ``jitter`` px that is undone after, clipped to [0, 1]; from the coarsest of ``octaves``
     scales (factor ``octave_scale``) to the full size, carrying the detail added at each
-    octave to the next. ``steps`` per octave. ``trace`` is the objective per step.
+    octave to the next. ``steps`` per octave. ``trace`` is the objective per step. Octaves
+    too small for the network are left out (``info["octaves"]`` lists the sizes used); a
+    model that takes one input size only sees every octave resized to it.
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
+    check_input(x)
     check_steps(steps)
     check_steps(octaves, "octaves")
+    check_number("octave_scale", octave_scale, low=1)
+    check_number("step_size", step_size, low=0, low_open=True)
+    check_int("jitter", jitter, low=0)
+    check_callback("on_step", on_step)
     base = net.unit_images(x).clamp(0, 1)
     height, width = base.shape[-2:]
     sizes = [
         (max(1, round(height / octave_scale**k)), max(1, round(width / octave_scale**k)))
         for k in reversed(range(octaves))
     ]
+    while len(sizes) > 1 and not _runs_at(net, layer, sizes[0]):
+        sizes.pop(0)
     generator = seeded_generator(seed, net.device)
     goal = obj.layer_energy(layer)
     detail = torch.zeros_like(base[:, :, : sizes[0][0], : sizes[0][1]])
@@ -88,6 +101,20 @@ def deep_dream(
         stopped,
         {"octaves": sizes},
     )
+
+
+def _runs_at(net: SynthesisNet, layer: str, size: tuple[int, int]) -> bool:
+    """Whether the network reaches ``layer`` from an image of ``size`` (H, W) (a small
+    octave can shrink to nothing in a deep network: "Output size is too small")."""
+    if net.input_size is not None:
+        return True
+    probe = torch.full((1, net.channels, *size), 0.5, device=net.device)
+    try:
+        with net.session(), torch.no_grad():
+            net.features(probe, [layer])
+    except RuntimeError:
+        return False
+    return True
 
 
 def _constant(image: torch.Tensor) -> Callable[[], torch.Tensor]:

@@ -18,17 +18,19 @@ from .render import check_steps, seeded_generator
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
 
 
-def data_norm(size: int) -> float:
-    """The default radius rho: the norm of a standardized 3 x size x size input (every entry of
-    unit variance, as the normalized data has on average), sqrt(3 size^2)."""
-    return math.sqrt(3.0) * size
+def data_norm(size: int | tuple[int, int], channels: int = 3) -> float:
+    """The default radius rho: the norm of a standardized C x H x W input (every entry of
+    unit variance, as the normalized data has on average), sqrt(C H W); ``size`` a side or
+    (H, W)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return math.sqrt(channels * height * width)
 
 
 def norm_constrained_ascent(
     net: SynthesisNet,
     goal: obj.Objective,
     count: int,
-    size: int,
+    size: int | tuple[int, int],
     steps: int,
     lr: float,
     rho: float,
@@ -41,7 +43,8 @@ def norm_constrained_ascent(
     x <- x + lr (1 - t/T) rho g / ||g|| (a normalized step, a fraction ``lr`` of the radius,
     decayed linearly so the iterate settles), then x <- rho x / ||x||; per image. The model
     sees x unclipped. ``images``: each optimum's [0, 1] image stretched to its own min..max for
-    display; ``info["inputs"]``: the optima themselves (K, 3, size, size), model-input units.
+    display; ``info["inputs"]``: the optima themselves (K, C, H, W), model-input units
+    (``size`` a side or (H, W), C the model's channels).
     """
     check_steps(steps)
     if not (isinstance(rho, (int, float)) and rho > 0 and math.isfinite(rho)):
@@ -50,7 +53,8 @@ def norm_constrained_ascent(
         raise ValueError(f"lr must be positive (a fraction of rho per step); got {lr!r}.")
     device = net.device
     generator = seeded_generator(seed, device)
-    x = torch.randn((count, 3, size, size), generator=generator, device=device)
+    height, width = (size, size) if isinstance(size, int) else size
+    x = torch.randn((count, net.channels, height, width), generator=generator, device=device)
     x = _project(x, rho)
 
     def step(index: int) -> torch.Tensor:
@@ -77,7 +81,7 @@ def norm_constrained_ascent(
 
 
 def _project(x: torch.Tensor, rho: float) -> torch.Tensor:
-    """Each image (K, 3, H, W) scaled to norm ``rho``."""
+    """Each image (K, C, H, W) scaled to norm ``rho``."""
     return rho * x / x.flatten(1).norm(dim=1).clamp(min=1e-20).view(-1, 1, 1, 1)
 
 
@@ -91,7 +95,7 @@ def _stretched(images: torch.Tensor) -> torch.Tensor:
 
 def restart_stability(images: torch.Tensor, restarts: int) -> list[float]:
     """Per unit, the mean over pairs of its ``restarts`` optima of their correlation at the
-    best alignment (images (K R, 3, H, W), unit-major: a unit's restarts are consecutive).
+    best alignment (images (K R, C, H, W), unit-major: a unit's restarts are consecutive).
 
     A channel's mean activation does not change when its input is translated, so two restarts
     can find the same pattern shifted: each pair is compared at the circular shift where its

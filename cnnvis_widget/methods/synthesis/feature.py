@@ -11,6 +11,8 @@ from typing import Literal, TypeVar
 
 import torch
 
+from ...checks import check_callback, check_number
+from ...model_view import outside_inference_mode
 from . import objectives as obj
 from .erhan import data_norm, norm_constrained_ascent, restart_stability
 from .network import ModelLike, SynthesisNet
@@ -21,6 +23,7 @@ from .render import (
     Penalties,
     Precision,
     check_steps,
+    image_size,
     render,
     seeded_generator,
 )
@@ -37,6 +40,7 @@ FeatureKind = Literal["channel", "neuron", "direction"]
 FeatureMethod = Literal["lucid", "erhan"]
 
 
+@outside_inference_mode
 def visualize_feature(
     model: ModelLike,
     layer: str,
@@ -48,7 +52,7 @@ def visualize_feature(
     rho: float | None = None,
     diversity: float = 0.0,
     batch_size: int = 0,
-    size: int = 128,
+    size: int | tuple[int, int] | None = None,
     steps: int = 512,
     lr: float = 0.05,
     param: Literal["fourier", "pixel"] = "fourier",
@@ -70,12 +74,14 @@ def visualize_feature(
     every channel of the layer. ``kind="neuron"`` takes ``(channel, row, col)`` or a channel
     (then the centre position); ``kind="direction"`` a vector (C,) over the channels.
     ``diversity`` > 0 adds Lucid's Gram-matrix diversity term across the batch (use with one
-    unit repeated: ``unit=[5] * 4``). Returns images (K, 3, size, size) and the objective per
+    unit repeated: ``unit=[5] * 4``). Returns images (K, C, H, W) (C the model's input
+    channels; ``size`` a side or (H, W), by default 128 px, or the model's input size when it
+    takes only one) and the objective per
     step (steps, K). ``precision="bfloat16"``: see :func:`render`.
 
     ``method="erhan"`` (Erhan et al. 2009): plain gradient ascent on the model input under
     the constraint ||x||_2 = ``rho`` (default: the norm of a standardized input,
-    sqrt(3) ``size``), no other prior; ``lr`` is then the step as a fraction of ``rho``
+    sqrt(C H W)), no other prior; ``lr`` is then the step as a fraction of ``rho``
     (decayed linearly), and ``images`` are the optima contrast-stretched for display
     (``info["inputs"]`` holds them in model-input units). It takes no ``param``,
     ``decorrelate``, ``transform`` (``None`` is accepted), ``penalties``, ``diversity``,
@@ -88,6 +94,8 @@ def visualize_feature(
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
+    check_number("lr", lr, low=0, low_open=True)
+    check_callback("on_step", on_step)
     _check_method(
         method,
         restarts,
@@ -100,17 +108,18 @@ def visualize_feature(
         penalties,
         precision,
     )
+    side = image_size(net, size, 128)
     options = RenderOptions(
-        size, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
+        side, steps, lr, param, decorrelate, transform, penalties, precision, mean, std
     )
 
     def optimize(
         goal: obj.Objective, count: int, seed: int, listener: OnStep | None
     ) -> SynthesisResult:
         if method == "erhan":
-            radius = data_norm(size) if rho is None else rho
+            radius = data_norm(side, net.channels) if rho is None else rho
             return norm_constrained_ascent(
-                net, goal, count, size, steps, lr, radius, seed, listener
+                net, goal, count, side, steps, lr, radius, seed, listener
             )
         return _render(model, goal, count, options, seed, listener, resume, diversity, layer)
 
@@ -135,7 +144,7 @@ def visualize_feature(
         )
     elif kind not in ("channel", "neuron"):
         raise ValueError(f"kind must be 'channel', 'neuron' or 'direction'; got {kind!r}.")
-    units = [u for u in _units(net, layer, unit, size) for _ in range(restarts)]
+    units = [u for u in _units(net, layer, unit, side) for _ in range(restarts)]
     chunk = _batch_size(batch_size, net.device)
     if len(units) > chunk and resume is not None:
         raise ValueError("resume= works on one batch; pass at most batch_size units.")
@@ -205,7 +214,7 @@ def _with_stability(result: SynthesisResult, restarts: int) -> SynthesisResult:
 class RenderOptions:
     """The :func:`render` settings shared by every batch of one ``visualize_feature`` call."""
 
-    size: int
+    size: tuple[int, int]
     steps: int
     lr: float
     param: Literal["fourier", "pixel"]
@@ -241,10 +250,10 @@ def _render(
     )
 
 
-def _units(net: SynthesisNet, layer: str, unit: object, size: int) -> list[int]:
+def _units(net: SynthesisNet, layer: str, unit: object, size: tuple[int, int]) -> list[int]:
     if unit is None:
         with net.session(), torch.no_grad():
-            probe = torch.full((1, 3, size, size), 0.5, device=net.device)
+            probe = torch.full((1, net.channels, *size), 0.5, device=net.device)
             return list(range(net.features(probe, [layer])[layer].shape[1]))
     values = unit if isinstance(unit, (Sequence, torch.Tensor)) else [unit]
     if isinstance(unit, str) or not all(
@@ -287,6 +296,7 @@ def _concatenated(results: list[SynthesisResult], units: list[int]) -> Synthesis
 ClassMethod = Literal["generation", "yosinski", "simonyan", "lucid"]
 
 
+@outside_inference_mode
 def visualize_class(
     model: ModelLike,
     target: int | Sequence[int],
@@ -296,7 +306,7 @@ def visualize_class(
     lr: float | None = None,
     preset: int = 3,
     l2: float = 1e-4,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
     seed: int = 0,
     on_step: OnStep | None = None,
     resume: SynthesisResult | None = None,
@@ -317,21 +327,26 @@ def visualize_class(
       clipped to the valid range. ``l2`` is not given in the paper; 1e-4 keeps the image in range.
     - ``"lucid"``: Fourier parameterization + robustness transforms + Adam (512 steps, 128 px).
 
-    ``steps``, ``lr`` and ``size`` default to the method's (``size``: 224 px, 128 for lucid).
+    ``steps``, ``lr`` and ``size`` default to the method's (``size``: 224 px, 128 for lucid;
+    the model's input size when it takes only one). Images are (K, C, H, W), C the model's
+    input channels.
     ``trace`` is the target logit per step (steps, K).
     """
     net = SynthesisNet.of(model, mean, std)
     targets = obj.class_indices(target)
+    if lr is not None:
+        check_number("lr", lr, low=0, low_open=True)
+    check_number("l2", l2, low=0)
+    check_callback("on_step", on_step)
     if steps is not None:
         check_steps(steps)
-    if size is not None:
-        check_steps(size, "size")
+    side = image_size(net, size, 128 if method == "lucid" else 224)
     if method == "lucid":
         return render(
             model,
             obj.class_logit(targets),
             count=len(targets),
-            size=size if size is not None else 128,
+            size=side,
             steps=steps if steps is not None else 512,
             lr=lr if lr is not None else 0.05,
             seed=seed,
@@ -358,7 +373,7 @@ def visualize_class(
         )
     if resume is not None:
         raise ValueError("resume= is supported for method='lucid' only.")
-    return rule.run(net, targets, _or(size, 224), seed, on_step)
+    return rule.run(net, targets, side, seed, on_step)
 
 
 Number = TypeVar("Number", int, float)
@@ -388,19 +403,25 @@ class _PixelAscent:
         self.steps, self.lr, self.preset, self.l2, self.units = steps, lr, preset, l2, units
 
     def run(
-        self, net: SynthesisNet, targets: list[int], size: int, seed: int, on_step: OnStep | None
+        self,
+        net: SynthesisNet,
+        targets: list[int],
+        size: tuple[int, int],
+        seed: int,
+        on_step: OnStep | None,
     ) -> SynthesisResult:
         count = len(targets)
         device = net.device
         generator = seeded_generator(seed, device)
-        std = torch.tensor(net.std, device=device).view(1, 3, 1, 1)
-        mean = torch.tensor(net.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(net.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(net.mean, device=device).view(1, -1, 1, 1)
+        shape = (count, net.channels, *size)
         low, high = (0 - mean) / std, (1 - mean) / std
         if self.preset is not None and self.units == "caffe":
-            noise = torch.randn((count, 3, size, size), generator=generator, device=device)
+            noise = torch.randn(shape, generator=generator, device=device)
             centred = (10.0 / 255.0) * noise / std  # N(0, 10^2) in [0, 255] units
         else:
-            centred = torch.zeros(count, 3, size, size, device=device)
+            centred = torch.zeros(shape, device=device)
         scale = 1.0 / (255.0 * std) ** 2 if self.units == "caffe" else torch.ones_like(std)
         goal = obj.class_logit(targets)
 

@@ -1,10 +1,10 @@
 """Image parameterizations (Olah et al. 2017): what the optimizer actually changes.
 
 A parameterization owns leaf tensors (``params``) and renders them as a batch of images
-(K, 3, H, W) in [0, 1]:
+(K, C, H, W) in [0, 1] (C = 3 for RGB models, 1 for greyscale ones, any count):
 
 - ``fourier``: a half spectrum scaled by 1/f (natural-image statistics), inverse real FFT,
-  optionally decorrelated colour, then a sigmoid.
+  optionally decorrelated colour (3 channels only), then a sigmoid.
 - ``pixel``: one value per pixel and colour, optionally decorrelated, then a sigmoid.
 - ``raw``: the [0, 1] pixels themselves, clamped by the method after each step (Simonyan,
   Yosinski, pre-images, attacks).
@@ -42,7 +42,7 @@ def decorrelate_colors(z: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ImageParam:
-    """Leaf tensors and how to render them as [0, 1] images (K, 3, H, W)."""
+    """Leaf tensors and how to render them as [0, 1] images (K, C, H, W)."""
 
     kind: ParamKind
     params: list[torch.Tensor]
@@ -77,31 +77,36 @@ def make_param(
     decorrelate: bool = True,
     sd: float = 0.01,
     init: torch.Tensor | None = None,
+    channels: int = 3,
 ) -> ImageParam:
-    """A new parameterization of ``count`` images of ``size`` (H, W).
+    """A new parameterization of ``count`` images of ``size`` (H, W) with ``channels``
+    channels (colour decorrelation applies to 3 only: it is ImageNet's RGB covariance).
 
     ``fourier`` / ``pixel`` start from N(0, sd^2) noise (Lucid); ``raw`` starts from ``init``
-    ([0, 1] images (K, 3, H, W)) or mid-grey.
+    ([0, 1] images (K, C, H, W)) or mid-grey.
     """
     height, width = size
     if kind == "fourier":
-        shape = (count, 3, height, (width + (width % 2)) // 2 + 1, 2)
+        shape = (count, channels, height, (width + (width % 2)) // 2 + 1, 2)
         tensor = torch.randn(shape, generator=generator, device=generator.device) * sd
     elif kind == "pixel":
         tensor = (
-            torch.randn((count, 3, height, width), generator=generator, device=generator.device)
+            torch.randn(
+                (count, channels, height, width), generator=generator, device=generator.device
+            )
             * sd
         )
     elif kind == "raw":
         tensor = (
             init.detach().clone()
             if init is not None
-            else torch.full((count, 3, height, width), 0.5, device=device)
+            else torch.full((count, channels, height, width), 0.5, device=device)
         )
     else:
         raise ValueError(f"param must be 'fourier', 'pixel' or 'raw'; got {kind!r}.")
     tensor = tensor.to(device).requires_grad_(True)
-    return ImageParam(kind, [tensor], size, decorrelate=decorrelate and kind != "raw")
+    decorrelated = decorrelate and kind != "raw" and channels == 3
+    return ImageParam(kind, [tensor], size, decorrelate=decorrelated)
 
 
 def restore_param(template: ImageParam, state: list[torch.Tensor]) -> ImageParam:

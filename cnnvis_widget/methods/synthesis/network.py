@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ...capture import LayerRef, frozen_parameters, model_guard, resolve_module, this_thread_only
+from ...capture import LayerRef, resolve_module
 from ...layout import faster_layout
+from ...model_view import eval_view, user_hooks
 from ...models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelBundle,
     Preprocess,
+    first_conv_channels,
+    input_spec,
     logits_of,
     module_device,
 )
@@ -42,18 +45,32 @@ class _ForwardDone(Exception):
 class SynthesisNet:
     """A classifier plus the normalization of its input.
 
-    ``mean`` / ``std`` (per RGB channel, [0, 1] units) map a [0, 1] image to model input.
+    ``mean`` / ``std`` (one value per input channel, [0, 1] units; their count is the
+    model's channel count C) map a [0, 1] image (N, C, H, W) to model input. ``input_size``
+    is the (H, W) the model needs when it takes only one size (a LeNet's flatten -> linear,
+    a ViT): images of any other size are resized to it (bilinear, antialiased, inside the
+    differentiated pass) before the model sees them. ``None``: any size works.
     """
 
     module: nn.Module
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     labels: list[str] = field(default_factory=list)
+    input_size: tuple[int, int] | None = None
     fold: bool = True
     """Run passes on a batch-norm-folded stand-in cut after the wanted outputs (same function
     up to float rounding, checked when built; see :mod:`.stand_in`)."""
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
     _stand_ins: dict[tuple[str, ...], nn.Module | None] = field(default_factory=dict, repr=False)
+    origin: nn.Module = field(init=False, repr=False)
+    """The user's model (only read: it keys the stand-in caches); ``module`` is its eval-mode
+    view (:func:`~cnnvis_widget.model_view.eval_view`), which passes run on."""
+
+    def __post_init__(self) -> None:
+        self.origin = self.module
+        self.module = eval_view(self.module)
+        if user_hooks(self.origin):
+            self.fold = False  # a stand-in rebuilt from forward() alone would skip them
 
     @classmethod
     def of(
@@ -62,25 +79,42 @@ class SynthesisNet:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> SynthesisNet:
-        """From a :class:`ModelBundle` (its preprocessing's mean/std unless given) or a module."""
+        """From a :class:`ModelBundle` (its preprocessing's mean/std unless given) or a module
+        (ImageNet's mean/std for 3 input channels, mean 0 / std 1 for any other count, the
+        count from its first convolution). A model that runs at one input size only gets it
+        as ``input_size`` (found by trying it: :func:`~cnnvis_widget.models.input_spec`)."""
         if isinstance(model, ModelBundle):
             pre = model.preprocess
+            channels = pre.channels
+            spec = input_spec(model.module, channels, pre.input_size)
             return cls(
                 model.module,
-                _triple(mean, "mean") if mean is not None else pre.mean,
-                _triple(std, "std") if std is not None else pre.std,
+                _per_channel(mean, "mean", channels) if mean is not None else pre.mean,
+                _per_channel(std, "std", channels) if std is not None else pre.std,
                 list(model.labels),
+                spec.size if spec.fixed else None,
             )
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"expected a torch.nn.Module or a ModelBundle (cv.load_model()); got "
                 f"{type(model).__name__}."
             )
+        given = mean if mean is not None else std
+        channels = len(given) if given is not None else first_conv_channels(model) or 3
+        spec = input_spec(model, channels)
+        default_mean = IMAGENET_MEAN if channels == 3 else (0.0,) * channels
+        default_std = IMAGENET_STD if channels == 3 else (1.0,) * channels
         return cls(
             model,
-            _triple(mean, "mean") if mean is not None else IMAGENET_MEAN,
-            _triple(std, "std") if std is not None else IMAGENET_STD,
+            _per_channel(mean, "mean", channels) if mean is not None else default_mean,
+            _per_channel(std, "std", channels) if std is not None else default_std,
+            input_size=spec.size if spec.fixed else None,
         )
+
+    @property
+    def channels(self) -> int:
+        """Channels C of the model input (and of every synthesized image)."""
+        return len(self.mean)
 
     @property
     def device(self) -> torch.device:
@@ -93,21 +127,21 @@ class SynthesisNet:
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images (N, 3, H, W) -> model input."""
+        """[0, 1] images (N, C, H, W) -> model input."""
         return Preprocess(mean=self.mean, std=self.std).normalize(images)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Model input (N, 3, H, W) -> [0, 1] images (not clipped)."""
+        """Model input (N, C, H, W) -> [0, 1] images (not clipped)."""
         return Preprocess(mean=self.mean, std=self.std).denormalize(x)
 
     def unit_images(self, x: torch.Tensor) -> torch.Tensor:
-        """The [0, 1] images (not clipped) behind model input ``x`` (N, 3, H, W), float32 on
+        """The [0, 1] images (not clipped) behind model input ``x`` (N, C, H, W), float32 on
         the model's device; a clear error for anything else (a PIL image, uint8 pixels)."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.channels:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
-                "expected the model input (N, 3, H, W), e.g. bundle.preprocess(image); got "
-                f"{shape}."
+                f"expected the model input (N, {self.channels}, H, W), e.g. "
+                f"bundle.preprocess(image); got {shape}."
             )
         if not x.is_floating_point():
             raise ValueError(
@@ -124,14 +158,25 @@ class SynthesisNet:
 
     def features(self, images: torch.Tensor, names: Sequence[str]) -> Features:
         """Outputs of the layers ``names`` (and the logits under :data:`LOGITS`) for [0, 1]
-        ``images`` (N, 3, H, W), differentiable with respect to ``images``.
+        ``images`` (N, C, H, W), differentiable with respect to ``images`` (resized to
+        ``input_size`` first when the model takes one size only). A float16 / bfloat16 model
+        runs in its dtype; its outputs come back as float32.
 
         A layer named plainly records its last call in the forward pass, ``"name@k"`` its
         call ``k``. Without :data:`LOGITS` the pass stops after the last wanted output.
         Call inside :meth:`session` (eval mode, restored after).
         """
+        if self.input_size is not None and tuple(images.shape[-2:]) != self.input_size:
+            images = nn.functional.interpolate(
+                images.float(), self.input_size, mode="bilinear", antialias=True
+            )
         x = self.normalize(images.to(dtype=self.dtype))
-        return self._run(x.contiguous(memory_format=self._layout(x, names)), names)
+        outputs = self._run(x.contiguous(memory_format=self._layout(x, names)), names)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # A half model computes in its dtype; objectives and losses get float32 outputs
+            # (a Gram matrix or squared error times 1e5 overflows float16's 65504).
+            return {name: value.float() for name, value in outputs.items()}
+        return outputs
 
     def _run(self, x: torch.Tensor, names: Sequence[str]) -> Features:
         """The forward pass of :meth:`features` on model input ``x``: through a batch-norm-
@@ -144,7 +189,7 @@ class SynthesisNet:
             if key not in self._stand_ins:  # looked up once per run, not per step
                 with torch.autocast(x.device.type, enabled=False), torch.no_grad():
                     self._stand_ins[key] = layer_stand_in(
-                        self.module, wanted, x[:1].detach(), logits=LOGITS in names
+                        self.origin, wanted, x[:1].detach(), logits=LOGITS in names
                     )
             stand_in = self._stand_ins[key]
             if stand_in is not None:  # it returns the layers' outputs, then the logits
@@ -158,11 +203,7 @@ class SynthesisNet:
             for name in wanted:
                 ref = LayerRef.parse(name)
                 hook = self._recorder(name, ref, counts, recorded, wanted, stop_early)
-                handles.append(
-                    resolve_module(self.module, ref.name).register_forward_hook(
-                        this_thread_only(hook)
-                    )
-                )
+                handles.append(resolve_module(self.module, ref.name).register_forward_hook(hook))
             try:
                 output = self.module(x)
             except _ForwardDone:
@@ -192,7 +233,7 @@ class SynthesisNet:
         autocast = torch.is_autocast_enabled(x.device.type)
         key = (
             "synthesis",
-            id(self.module),
+            id(self.origin),
             tuple(names),
             *x.shape[:2],
             x.device,
@@ -237,17 +278,21 @@ class SynthesisNet:
 
     @contextmanager
     def session(self) -> Iterator[SynthesisNet]:
-        """Eval mode and frozen parameters for the block (input gradients only); every
-        submodule's mode and every ``requires_grad`` flag restored after, also on errors."""
-        with model_guard(self.module), frozen_parameters(self.module):
+        """The block a synthesis run computes in: outside inference mode (the image's
+        gradient needs autograd). The user's model is never changed: passes run on its
+        eval-mode, frozen view (``module``)."""
+        with torch.inference_mode(False):
             yield self
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
 
-def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
+def _per_channel(values: Sequence[float], what: str, channels: int) -> tuple[float, ...]:
     items = tuple(float(v) for v in values)
-    if len(items) != 3:
-        raise ValueError(f"{what} must give 3 values (R, G, B) in [0, 1] units; got {values!r}.")
+    if len(items) != channels:
+        raise ValueError(
+            f"{what} must give one value per input channel ({channels}) in [0, 1] units; got "
+            f"{values!r}."
+        )
     return items

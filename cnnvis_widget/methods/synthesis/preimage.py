@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ...checks import check_callback, check_input, check_int, check_number
+from ...model_view import outside_inference_mode
 from .network import ModelLike, SynthesisNet
 from .regularizers import alpha_norm, total_variation
 from .render import check_steps, seeded_generator
@@ -35,7 +37,7 @@ class PreimagePrior:
     hard_bound: float = 160.0  # B+
 
     def __call__(self, centred: torch.Tensor) -> torch.Tensor:
-        """(K, 3, H, W) -> (K,)"""
+        """(K, C, H, W) -> (K,)"""
         return alpha_norm(centred, self.alpha, self.bound) + total_variation(
             centred, self.beta, self.bound / 6.5
         )
@@ -46,6 +48,7 @@ class PreimagePrior:
         centred.mul_(torch.clamp(self.hard_bound / norms.clamp_min(1e-12), max=1.0))
 
 
+@outside_inference_mode
 def invert(
     model: ModelLike,
     x: torch.Tensor,
@@ -62,7 +65,7 @@ def invert(
 ) -> SynthesisResult:
     """A natural pre-image of ``x``'s representation at ``layer``.
 
-    ``x``: model input (N, 3, H, W) (normalized, as ``bundle.preprocess`` gives). Minimizes
+    ``x``: model input (N, C, H, W) (normalized, as ``bundle.preprocess`` gives). Minimizes
     ``strength`` (C: 1, 20, 100 or 300 in the paper; larger = more faithful, less natural) *
     |Phi(x) - Phi0|^2 / |Phi0|^2 plus the prior, from noise, in two stages (``steps``: 300 at
     the full learning rate with jitter, then 50 at a tenth without). ``jitter`` defaults to a
@@ -71,6 +74,7 @@ def invert(
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
+    _check_preimage(x, strength, jitter, on_step)
     stage_steps = _check_stages(steps)
     with net.session(), torch.no_grad():
         target = net.features(net.unit_images(x), [layer])[layer].detach()
@@ -81,7 +85,8 @@ def invert(
 
     size = x.shape[-2:]
     generator = seeded_generator(seed, net.device)
-    noise = torch.rand((x.shape[0], 3, *size), generator=generator, device=net.device) * 2 - 1
+    shape = (x.shape[0], net.channels, *size)
+    noise = torch.rand(shape, generator=generator, device=net.device) * 2 - 1
     # Uniform noise whose 95th percentile of |value| sits at B / sqrt(3) (the IJCV code).
     start = noise * (prior.bound / 3**0.5) / 0.95
     shift = jitter if jitter is not None else max(round(_stride(net, layer, size) / 4), 1)
@@ -103,6 +108,7 @@ def invert(
     return result
 
 
+@outside_inference_mode
 def caricature(
     model: ModelLike,
     x: torch.Tensor,
@@ -124,6 +130,7 @@ def caricature(
     <Phi(x'), Phi0> per step (1 for the original image where Phi >= 0)."""
     net = SynthesisNet.of(model, mean, std)
     net.check_layers([layer])
+    _check_preimage(x, strength, jitter, on_step)
     check_steps(steps)
     unit = net.unit_images(x)
     with net.session(), torch.no_grad():
@@ -135,7 +142,7 @@ def caricature(
     def match(features: torch.Tensor) -> torch.Tensor:
         return (features * guide).flatten(1).sum(dim=1)
 
-    start = (unit - torch.tensor(net.mean, device=net.device).view(1, 3, 1, 1)) * 255
+    start = (unit - torch.tensor(net.mean, device=net.device).view(1, -1, 1, 1)) * 255
     generator = seeded_generator(seed, net.device)
     size = x.shape[-2:]
     shift = jitter if jitter is not None else max(round(_stride(net, layer, size) / 4), 1)
@@ -175,7 +182,7 @@ def _optimize(
     """Minimize strength * loss(Phi) + prior over Caffe-unit images, stage by stage (the
     second and later stages at a tenth of the learning rate, without jitter)."""
     count, _, height, width = start.shape
-    mean = torch.tensor(net.mean, device=net.device).view(1, 3, 1, 1)
+    mean = torch.tensor(net.mean, device=net.device).view(1, -1, 1, 1)
     base_lr = height * width * 0.05 * prior.bound**2 / prior.alpha
     current = start.clone()
     rows: list[torch.Tensor] = []
@@ -231,6 +238,19 @@ def _optimize(
     return SynthesisResult(final, trace, trace_name, stopped, info)
 
 
+def _check_preimage(
+    x: torch.Tensor, strength: float, jitter: int | None, on_step: OnStep | None
+) -> None:
+    """The arguments :func:`invert` and :func:`caricature` share."""
+    check_input(x)
+    # A negative strength would turn the feature term around (away from the image's
+    # features); 0 would leave only the prior.
+    check_number("strength", strength, low=0, low_open=True)
+    if jitter is not None:
+        check_int("jitter", jitter, low=1)
+    check_callback("on_step", on_step)
+
+
 def _check_stages(steps: tuple[int, ...] | int) -> tuple[int, ...]:
     stages = (steps,) if isinstance(steps, int) else tuple(steps)
     for value in stages:
@@ -241,6 +261,6 @@ def _check_stages(steps: tuple[int, ...] | int) -> tuple[int, ...]:
 def _stride(net: SynthesisNet, layer: str, size: torch.Size) -> float:
     """The layer's cumulative stride: input side / output side."""
     with net.session(), torch.no_grad():
-        probe = torch.full((1, 3, *size), 0.5, device=net.device)
+        probe = torch.full((1, net.channels, *size), 0.5, device=net.device)
         features = net.features(probe, [layer])[layer]
     return size[-1] / features.shape[-1] if features.ndim == 4 else float(size[-1])

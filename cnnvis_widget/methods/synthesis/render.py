@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 
+from ...checks import check_callback, check_number
+from ...model_view import outside_inference_mode
 from .image_params import ImageParam, ParamKind, make_param, restore_param
 from .network import ModelLike, SynthesisNet
 from .objectives import Objective
@@ -64,18 +66,33 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(value)
 
 
+def image_size(
+    net: SynthesisNet, size: int | tuple[int, int] | None, default: int
+) -> tuple[int, int]:
+    """(H, W) of the images a method synthesizes: ``size`` when given (a side or (H, W)),
+    else the model's own input size when it takes only one (``net.input_size``: a LeNet's
+    28 x 28, a ViT's 224 x 224), else ``default`` x ``default``."""
+    if size is None:
+        return net.input_size if net.input_size is not None else (default, default)
+    height, width = (size, size) if isinstance(size, int) else size
+    check_steps(height, "size")
+    check_steps(width, "size")
+    return height, width
+
+
 def check_steps(steps: int, what: str = "steps") -> None:
     """Raise ``ValueError`` unless ``steps`` is an int >= 1 (also for sizes, octaves...)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{what} must be a positive int; got {steps!r}.")
 
 
+@outside_inference_mode
 def render(
     model: ModelLike,
     objective: Objective,
     *,
     count: int = 1,
-    size: int | tuple[int, int] = 128,
+    size: int | tuple[int, int] | None = None,
     steps: int = 512,
     lr: float = 0.05,
     param: ParamKind = "fourier",
@@ -89,20 +106,24 @@ def render(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> SynthesisResult:
-    """Images that maximize ``objective`` (K = ``count`` images of ``size`` px).
+    """Images that maximize ``objective``: K = ``count`` images (K, C, H, W) of ``size``
+    (a side or (H, W); default 128 px, or the model's input size when it takes only one),
+    C the model's input channels.
 
-    Defaults are Lucid's: Fourier parameterization with decorrelated colour, the standard
-    robustness transforms (upsampled to 224 px for the model), Adam with lr 0.05, 512 steps,
-    128 px. ``trace`` is the objective per step (before penalties), (steps, K).
+    Defaults are Lucid's: Fourier parameterization with decorrelated colour (RGB models),
+    the standard robustness transforms (upsampled to 224 px for the model, or resized to its
+    one input size), Adam with lr 0.05, 512 steps. ``trace`` is the objective per step (before penalties), (steps, K).
     ``precision="bfloat16"`` runs the network under autocast in bfloat16 (about 2x faster
     on CPUs with native bf16 and on GPUs; the image and the optimizer stay float32).
     """
     net = SynthesisNet.of(model, mean, std)
     net.check_layers(sorted(objective.layers))
     check_steps(steps)
-    height, width = (size, size) if isinstance(size, int) else size
-    check_steps(height, "size")
-    check_steps(width, "size")
+    check_number("lr", lr, low=0, low_open=True)
+    check_callback("on_step", on_step)
+    height, width = image_size(net, size, 128)
+    if net.input_size is not None and isinstance(transform, Robustness):
+        transform = replace(transform, out_size=None)  # the net resizes views to its size
     generator = seeded_generator(seed, net.device)
     image = make_param(
         param,
@@ -111,6 +132,7 @@ def render(
         generator=generator,
         device=net.device,
         decorrelate=decorrelate,
+        channels=net.channels,
     )
     done, trace_rows = 0, list[torch.Tensor]()
     optimizer: torch.optim.Optimizer = torch.optim.Adam(image.params, lr=lr)

@@ -9,25 +9,26 @@ wanted conv keeps its own batch norm). Each layer's output is found in the trace
 module path (the last node recorded inside the module, which for a module that runs several
 times is its last call); the cut graph is checked against the model itself on a probe and not
 used when it disagrees or cannot be built. Each stand-in holds its own folded weights, so only
-the most recently used few are kept per model.
+the most recently used few are kept per model; when the model's weights change in place, the
+folded weights are recomputed rather than the stand-in rebuilt.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
 
 from ...models import logits_of
-from ..fast_model import _fingerprint, _folded_copy
+from ..fast_model import Fingerprint, _fingerprint, _folded_copy, refresh_folds
 
 StandInKey = tuple[tuple[str, ...], bool]
 KEPT_PER_MODEL = 4
 """Stand-ins cached per model (layer sets and logits), least recently used dropped first."""
 _CACHE: weakref.WeakKeyDictionary[
-    nn.Module, dict[StandInKey, tuple[Hashable, nn.Module | None]]
+    nn.Module, dict[StandInKey, tuple[Fingerprint, nn.Module | None]]
 ] = weakref.WeakKeyDictionary()
 
 
@@ -42,14 +43,16 @@ def layer_stand_in(
     model, layers and ``logits``; rebuilt when parameters change.
     """
     cache_key: StandInKey = (tuple(layers), logits)
-    key = _fingerprint(module)
+    fingerprint = _fingerprint(module)
     per_model = _CACHE.setdefault(module, {})
     cached = per_model.pop(cache_key, None)
-    if cached is not None and cached[0] == key:
-        per_model[cache_key] = cached  # now the most recently used
+    if cached is not None and cached[0].structure == fingerprint.structure:
+        if cached[1] is not None and cached[0].values != fingerprint.values:
+            refresh_folds(cached[1])
+        per_model[cache_key] = (fingerprint, cached[1])  # now the most recently used
         return cached[1]
     stand_in = _build(module, cache_key[0], logits, probe)
-    per_model[cache_key] = (key, stand_in)
+    per_model[cache_key] = (fingerprint, stand_in)
     while len(per_model) > KEPT_PER_MODEL:
         per_model.pop(next(iter(per_model)))
     return stand_in
@@ -59,6 +62,7 @@ def _build(
     module: nn.Module, layers: tuple[str, ...], logits: bool, probe: torch.Tensor
 ) -> nn.Module | None:
     from ...capture import capture
+    from ...model_view import eval_view
 
     try:
         folded = _folded_copy(module, probe, keep=layers)
@@ -82,8 +86,9 @@ def _build(
         graph.lint()
         folded.recompile()
         folded.delete_all_unused_submodules()
-        with torch.no_grad(), capture(module, list(layers)) as recorded:
-            model_output = module(probe)
+        view = eval_view(module)
+        with torch.no_grad(), capture(view, list(layers)) as recorded:
+            model_output = view(probe)
             expected = [recorded.tensor(layer) for layer in layers]
             expected += [logits_of(model_output)] if logits else []
             got = folded(probe)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...capture import this_thread_only
+from ...checks import check_callback, check_input, check_number
+from ...model_view import outside_inference_mode
 from .network import ModelLike, SynthesisNet
 from .render import check_steps
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
@@ -27,7 +28,7 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
     VGG-16/19 this is Gatys' choice: conv1_1 ... conv5_1 and conv4_2."""
     convs = [name for name, sub in net.module.named_modules() if isinstance(sub, nn.Conv2d)]
     with net.session(), torch.no_grad():
-        probe = torch.full((1, 3, *size), 0.5, device=net.device, dtype=net.dtype)
+        probe = torch.full((1, net.channels, *size), 0.5, device=net.device, dtype=net.dtype)
         order: list[tuple[int, str, int]] = []
         hooks = []
         counter = [0]
@@ -37,9 +38,7 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
                 order.append((counter[0], name, out.shape[-1]))
                 counter[0] += 1
 
-            hooks.append(
-                net.module.get_submodule(name).register_forward_hook(this_thread_only(hook))
-            )
+            hooks.append(net.module.get_submodule(name).register_forward_hook(hook))
         try:
             net.module(net.normalize(probe))
         finally:
@@ -60,6 +59,7 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
     return style, content_stage[min(1, len(content_stage) - 1)]
 
 
+@outside_inference_mode
 def style_transfer(
     model: ModelLike,
     content: torch.Tensor,
@@ -75,7 +75,7 @@ def style_transfer(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> SynthesisResult:
-    """``content`` (model input (1, 3, H, W)) repainted in the style of ``style`` (model input,
+    """``content`` (model input (1, C, H, W)) repainted in the style of ``style`` (model input,
     resized to H x W).
 
     Minimizes ``content_weight`` * mean squared difference of the features at
@@ -87,6 +87,12 @@ def style_transfer(
     """
     net = SynthesisNet.of(model, mean, std)
     check_steps(steps)
+    check_input(content)
+    check_input(style)
+    check_number("lr", lr, low=0, low_open=True)
+    check_number("style_weight", style_weight, low=0)
+    check_number("content_weight", content_weight, low=0)
+    check_callback("on_step", on_step)
     content_unit = net.unit_images(content).clamp(0, 1)
     style_unit = net.unit_images(style).clamp(0, 1)
     size = content_unit.shape[-2:]

@@ -33,7 +33,7 @@ class Robustness:
     out_size: int | None = 224
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(K, 3, H, W) in [0, 1] -> (K, 3, S, S') views, differentiable."""
+        """(K, C, H, W) in [0, 1] -> (K, C, S, S') views, differentiable."""
         count = images.shape[0]
         padded = F.pad(images, [self.pad] * 4, value=self.pad_value) if self.pad else images
         ph, pw = padded.shape[-2:]
@@ -60,7 +60,7 @@ class Robustness:
         theta[:, 1, 0], theta[:, 1, 1] = sin * sx * pw / ph, cos * sy
         theta[:, 0, 2] = shift[:, 0] * 2 / pw
         theta[:, 1, 2] = shift[:, 1] * 2 / ph
-        grid = F.affine_grid(theta, [count, 3, out_h, out_w], align_corners=False)
+        grid = F.affine_grid(theta, [count, images.shape[1], out_h, out_w], align_corners=False)
         return F.grid_sample(
             padded, grid, mode="bilinear", padding_mode="border", align_corners=False
         )
