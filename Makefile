@@ -11,7 +11,7 @@ PORT ?= 8888
 
 .PHONY: demo test setup lint test-python test-js test-ui chromium bench clean
 
-setup: $(STAMP) $(BUNDLE)
+setup: $(STAMP) $(BUNDLE) $(VENV)/package.json
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -42,7 +42,7 @@ $(VENV)/package.json: $(VENV)/bin/python
 
 # Quiet start-up: the URL, then only warnings and errors (the port is not silently changed, so
 # the URL printed is the one served; a port in use is an error).
-demo: setup $(VENV)/package.json
+demo: setup
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	echo; echo "  cnnvis-widget demo: open http://127.0.0.1:$(PORT)/lab/tree/notebooks/tour.ipynb?token=$$token"; \
 	echo "  (Control-C to stop)"; echo; \

@@ -14,6 +14,7 @@ from torch import nn
 
 from .checks import check_finite_tensor, check_input, check_int, check_module, check_number
 from .methods.api import Target, _targets, attribute, upsample
+from .methods.context import check_targets_in_range
 from .methods.fast_model import fast_model
 from .methods.frozen_inference import frozen_inference
 from .model_view import eval_view, outside_inference_mode, user_hooks
@@ -70,10 +71,12 @@ def deletion_insertion(
         # The fast stand-in computes the same function faster, but only from the modules'
         # forward: a model with hooks or parametrizations of its own runs as it is.
         network = view if user_hooks(module) else frozen_inference(fast_model(module, x[:1]))
+        logits = logits_of(network(x))
         if target is None:
-            targets = logits_of(network(x)).argmax(1)
+            targets = logits.argmax(1)
         else:
             targets = torch.as_tensor(target, device=x.device).long().flatten().expand(n)
+            check_targets_in_range(targets, logits.shape[1])
         curves = []
         for start_image, fill in ((x, torch.full_like(x, baseline)), (blurred, x)):
             probs = torch.empty((n, steps + 1), device=x.device)

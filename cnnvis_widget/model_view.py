@@ -74,6 +74,15 @@ def eval_view(module: nn.Module) -> nn.Module:
             f"expected a torch.nn.Module; got {type(module).__name__}. Pass the model itself "
             "(or a bundle from cv.load_model)."
         )
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TypeError(
+            f"{type(module).__name__} is a TorchScript module; its layers and hooks cannot be "
+            "opened. Pass the Python model it was scripted or traced from."
+        )
+    compiled = getattr(module, "_orig_mod", None)
+    if isinstance(compiled, nn.Module) and type(module).__name__ == "OptimizedModule":
+        # torch.compile's wrapper runs the original module object itself: view that one.
+        module = compiled
     return _view(module, {})
 
 

@@ -147,12 +147,14 @@ def load_with_cached_weights(kit: Kit, kind: str) -> object:
         torch.save({"conv1.weight": Payload(marker)}, path)
     elif kind == "not a dict":
         torch.save([torch.zeros(3)], path)
-    before = torch.hub.get_dir()
+    # set_dir pins the hub folder for the process; put back exactly what was there (None:
+    # follow $TORCH_HOME, as other tests rely on).
+    before = torch.hub._hub_dir  # type: ignore[attr-defined]
     torch.hub.set_dir(str(hub))
     try:
         return cv.load_model("resnet18", pretrained=True)
     finally:
-        torch.hub.set_dir(before)
+        torch.hub._hub_dir = before  # type: ignore[attr-defined]
         assert not marker.exists(), "loading the weights file ran code from its pickle"
 
 

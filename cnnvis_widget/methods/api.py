@@ -105,8 +105,6 @@ def attribute(
         if layer is None:
             layer = default_cam_layer(layers(view, x[:1]), view, x[:1])
         resolve_module(view, layer.rpartition("@")[0] if "@" in layer else layer)
-    elif layer is not None:
-        raise TypeError(f"{method} works on the input pixels and takes no layer.")
     listener = on_step
     # Maps come back in x's dtype, float32 for a float16 / bfloat16 model (computed in its
     # dtype; float32 holds them exactly, and float16's range would cut small products).

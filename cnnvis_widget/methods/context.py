@@ -17,6 +17,15 @@ from .frozen_inference import frozen_inference
 StepCallback = Callable[[torch.Tensor, float], "bool | None"]
 
 
+def check_targets_in_range(targets: torch.Tensor, classes: int) -> None:
+    """Raise ``ValueError`` when a class index (targets: (N,) long) is not below ``classes``."""
+    if targets.numel() and int(targets.max()) >= classes:
+        raise ValueError(
+            f"target {int(targets.max())} is out of range: the model has {classes} classes. "
+            f"Pick a class index from 0 to {classes - 1} (bundle.labels names them)."
+        )
+
+
 class Cancelled(RuntimeError):
     """A long method was stopped by its ``on_step`` callback."""
 
@@ -93,8 +102,5 @@ class AttributionRequest:
             )
         if targets is None:
             targets = self.targets if self.targets is not None else logits.argmax(dim=1)
-        if int(targets.max()) >= logits.shape[1]:
-            raise ValueError(
-                f"target {int(targets.max())} is out of range: the model has {logits.shape[1]} classes."
-            )
+        check_targets_in_range(targets, logits.shape[1])
         return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1), targets

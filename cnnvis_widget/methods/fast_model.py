@@ -154,15 +154,7 @@ def _fold_batch_norms(graph_module: fx.GraphModule, keep: Collection[str] = ()) 
         if any(_inside(source.target, k) and not _inside(node.target, k) for k in keep):
             continue
         fused = copy.deepcopy(conv)
-        weight, bias = fuse_conv_bn_weights(
-            conv.weight,
-            conv.bias,
-            norm.running_mean,
-            norm.running_var,
-            norm.eps,
-            norm.weight,
-            norm.bias,
-        )
+        weight, bias = _folded_weights(conv, norm)
         fused.weight = nn.Parameter(weight.detach(), requires_grad=False)
         fused.bias = nn.Parameter(bias.detach(), requires_grad=False)
         _set_submodule(graph_module, str(source.target), fused)
@@ -205,22 +197,27 @@ def same_outputs(expected: object, got: object) -> bool:
     return bool(torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale))
 
 
+def _folded_weights(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of ``conv`` followed by the eval-mode ``norm``, as one conv."""
+    assert norm.running_mean is not None and norm.running_var is not None
+    return fuse_conv_bn_weights(
+        conv.weight,
+        conv.bias,
+        norm.running_mean,
+        norm.running_var,
+        norm.eps,
+        norm.weight,
+        norm.bias,
+    )
+
+
 def refresh_folds(graph_module: nn.Module) -> None:
     """Recompute, in place, the weights of every conv that :func:`_fold_batch_norms` folded a
     batch norm into, from the current values of the conv's and the norm's tensors (shared
     with the user's model)."""
     with torch.no_grad():
         for fused, conv, norm in graph_module.__dict__.get("_folds", ()):
-            assert norm.running_mean is not None and norm.running_var is not None
-            weight, bias = fuse_conv_bn_weights(
-                conv.weight,
-                conv.bias,
-                norm.running_mean,
-                norm.running_var,
-                norm.eps,
-                norm.weight,
-                norm.bias,
-            )
+            weight, bias = _folded_weights(conv, norm)
             fused.weight.copy_(weight)
             assert fused.bias is not None
             fused.bias.copy_(bias)
