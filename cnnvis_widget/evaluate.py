@@ -17,7 +17,7 @@ from .methods.api import Target, _targets, attribute, upsample
 from .methods.context import check_targets_in_range
 from .methods.fast_model import fast_model
 from .methods.frozen_inference import frozen_inference
-from .model_view import eval_view, outside_inference_mode, user_hooks
+from .model_view import engine_call, eval_view, user_hooks
 from .models import logits_of, to_model_input
 
 
@@ -44,7 +44,7 @@ def importance(attribution: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return attribution.sum(dim=1).flatten(1)
 
 
-@outside_inference_mode
+@engine_call
 def deletion_insertion(
     module: nn.Module,
     x: torch.Tensor,
@@ -159,7 +159,7 @@ class RandomizationStep:
     spearman_abs: torch.Tensor
 
 
-@outside_inference_mode
+@engine_call
 def randomization_check(
     module: nn.Module,
     x: torch.Tensor,

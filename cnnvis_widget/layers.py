@@ -12,7 +12,7 @@ from torch import nn
 from .capture import capture, resolve_module
 from .checks import check_input, check_module, check_names
 from .model_view import eval_view
-from .models import logits_of, to_model_input
+from .models import logits_of, size_errors_explained, to_model_input
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def layers(module: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
     names = [name for name, _ in module.named_modules() if name]
     types = {name: type(sub).__name__ for name, sub in module.named_modules() if name}
     view = eval_view(module)
-    with torch.no_grad(), capture(view, names) as recorded:
+    with torch.no_grad(), capture(view, names) as recorded, size_errors_explained(module, x):
         view(to_model_input(x, module))
     shapes = {}
     for name in names:
@@ -154,7 +154,7 @@ def activations(
     for name in wanted:
         resolve_module(module, name.rpartition("@")[0] if "@" in name else name)
     view = eval_view(module)
-    with torch.no_grad(), capture(view, wanted) as recorded:
+    with torch.no_grad(), capture(view, wanted) as recorded, size_errors_explained(module, x):
         view(to_model_input(x, module))
     return {name: recorded.tensor(name).detach() for name in wanted}
 

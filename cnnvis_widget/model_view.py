@@ -138,25 +138,44 @@ def user_hooks(module: nn.Module) -> list[str]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def outside_inference_mode(function: F) -> F:
-    """Run ``function`` outside ``torch.inference_mode()`` (gradient methods and synthesis need
-    autograd, which inference mode switches off; the caller's mode is back when it returns),
-    with every tensor argument made in inference mode copied into a normal tensor that
-    autograd can record."""
+def engine_call(function: F) -> F:
+    """Wrap a public engine function (``attribute``, the synthesis functions, the scores):
+
+    - it runs outside ``torch.inference_mode()`` (gradient methods and synthesis need autograd,
+      which inference mode switches off; the caller's mode is back when it returns), with
+      every tensor argument made in inference mode copied into a normal tensor that autograd
+      can record;
+    - autograd's "modified by an inplace operation" error, which comes when another thread
+      changes the model's weights in place (an optimizer step) while the call backpropagates
+      through them (the view shares their storage), is turned into a message that says so and
+      names the fixes."""
 
     def normal(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.is_inference():
             return value.clone()
         return value
 
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except RuntimeError as error:
+            if "modified by an inplace operation" not in str(error):
+                raise
+            raise RuntimeError(
+                f"{function.__name__}: the model's weights were changed in place while the call "
+                "was computing with them (an optimizer step in another thread?), so its "
+                "gradients would mix two models. Run it between training steps, or on a "
+                "snapshot: copy.deepcopy(model)."
+            ) from error
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not torch.is_inference_mode_enabled() and not any(
             isinstance(v, torch.Tensor) and v.is_inference() for v in (*args, *kwargs.values())
         ):
-            return function(*args, **kwargs)
+            return call(*args, **kwargs)
         with torch.inference_mode(False):
-            return function(*(normal(v) for v in args), **{k: normal(v) for k, v in kwargs.items()})
+            return call(*(normal(v) for v in args), **{k: normal(v) for k, v in kwargs.items()})
 
     return wrapper  # type: ignore[return-value]
 

@@ -13,7 +13,8 @@ import pickle
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,33 @@ def input_spec(
     with _SPECS_LOCK:
         _SPECS.setdefault(module, {})[key] = spec
     return spec
+
+
+@contextmanager
+def size_errors_explained(module: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Turn a raw failure of ``module``'s forward pass on model input ``x`` (N, C, H, W), such
+    as "mat1 and mat2 shapes cannot be multiplied" from a LeNet given 32 x 32 images or a ViT's
+    "Wrong image height!", into a ``ValueError`` naming a size the model runs at (found by
+    trying: :func:`input_spec`), when another size is what it needs. Other errors pass."""
+    try:
+        yield
+    except (RuntimeError, AssertionError) as error:
+        if type(error) not in (RuntimeError, AssertionError):
+            raise  # subclasses (e.g. a method stopped by its callback) mean something else
+        size = tuple(x.shape[-2:])
+        try:
+            spec = input_spec(module, int(x.shape[1]))
+        except ValueError:
+            raise error from None
+        if spec.size == size or _runs(module, int(x.shape[1]), (size[0], size[1]), []):
+            raise
+        height, width = spec.size
+        raise ValueError(
+            f"the model failed on {size[0]}x{size[1]} input ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:160]}); it runs on {height}x{width} inputs"
+            f"{' only' if spec.fixed else ''}. Resize the images to {height}x{width}: "
+            f"preprocess=cv.Preprocess(input_size=({height}, {width}), ...) or bundle.preprocess."
+        ) from error
 
 
 def _runs(module: nn.Module, channels: int, size: tuple[int, int], errors: list[str]) -> bool:

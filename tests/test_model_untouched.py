@@ -365,3 +365,41 @@ def test_synthesis_runs_inside_inference_mode(tiny) -> None:
         dream = cv.deep_dream(model, x, "conv2", steps=2, octaves=1)
     assert torch.isfinite(result.images).all()
     assert torch.isfinite(dream.images).all()
+
+
+def test_weights_changed_during_a_call_get_a_clear_error(residual, tiny_input) -> None:
+    """An optimizer step in another thread while a method backpropagates through the shared
+    weights: simulated deterministically by a hook of the user's that changes an earlier
+    layer's weight in place after that layer ran."""
+
+    def step(_module: nn.Module, _inputs: object, _output: object) -> None:
+        with torch.no_grad():
+            residual.conv2.weight.add_(0.01)
+
+    residual.fc.register_forward_hook(step)
+    with pytest.raises(RuntimeError, match=r"changed in place.*copy\.deepcopy\(model\)"):
+        cv.attribute(residual, tiny_input, "saliency", target=0)
+
+
+def test_a_wrong_input_size_names_the_size_the_model_runs_at() -> None:
+    lenet = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 10),
+    ).eval()
+    wrong = torch.rand(1, 1, 32, 32)
+    for call in (
+        lambda: cv.attribute(lenet, wrong, "saliency"),
+        lambda: cv.attribute(lenet, wrong, "cnn_fixations"),
+        lambda: cv.layers(lenet, wrong),
+    ):
+        with pytest.raises(ValueError, match=r"failed on 32x32 input.*runs on 28x28 inputs only"):
+            call()
+    assert cv.attribute(lenet, torch.rand(1, 1, 28, 28), "saliency").shape == (1, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"mean/std give 3 channel.*takes 1"):
+        cv.visualize_feature(lenet, "3", unit=0, steps=2, mean=(0.5,) * 3, std=(0.2,) * 3)

@@ -23,8 +23,8 @@ from ..checks import (
     check_tensor_param,
 )
 from ..layers import check_input, default_cam_layer, layers
-from ..model_view import eval_view, outside_inference_mode
-from ..models import to_model_input
+from ..model_view import engine_call, eval_view
+from ..models import size_errors_explained, to_model_input
 from .context import AttributionRequest, StepCallback
 from .registry import METHODS, Param
 
@@ -32,7 +32,7 @@ Target = int | Sequence[int] | torch.Tensor | None
 Precision = Literal["float32", "bfloat16"]
 
 
-@outside_inference_mode
+@engine_call
 def attribute(
     module: nn.Module,
     x: torch.Tensor,
@@ -120,7 +120,7 @@ def attribute(
         if precision == "bfloat16"
         else contextlib.nullcontext()  # float32: a caller's own autocast is left alone
     )
-    with arithmetic:
+    with arithmetic, size_errors_explained(module, x):
         return descriptor(request, **options).to(map_dtype)
 
 

@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from ...checks import check_callback, check_input, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
 from .render import check_steps, image_size, seeded_generator
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
 
 
-@outside_inference_mode
+@engine_call
 def adversarial(
     model: ModelLike,
     x: torch.Tensor,
@@ -117,7 +117,7 @@ def adversarial(
     )
 
 
-@outside_inference_mode
+@engine_call
 def fooling_image(
     model: ModelLike,
     target: int | Sequence[int],

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from ...checks import check_callback, check_input, check_int, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
 from .render import check_steps, seeded_generator
 from .result import OnStep, SynthesisResult, offset_frames, run_steps, stack_trace
 
 
-@outside_inference_mode
+@engine_call
 def deep_dream(
     model: ModelLike,
     x: torch.Tensor,

@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 import torch
 
 from ...checks import check_callback, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from . import objectives as obj
 from .erhan import data_norm, norm_constrained_ascent, restart_stability
 from .network import ModelLike, SynthesisNet
@@ -40,7 +40,7 @@ FeatureKind = Literal["channel", "neuron", "direction"]
 FeatureMethod = Literal["lucid", "erhan"]
 
 
-@outside_inference_mode
+@engine_call
 def visualize_feature(
     model: ModelLike,
     layer: str,
@@ -296,7 +296,7 @@ def _concatenated(results: list[SynthesisResult], units: list[int]) -> Synthesis
 ClassMethod = Literal["generation", "yosinski", "simonyan", "lucid"]
 
 
-@outside_inference_mode
+@engine_call
 def visualize_class(
     model: ModelLike,
     target: int | Sequence[int],

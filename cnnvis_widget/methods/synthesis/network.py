@@ -86,13 +86,12 @@ class SynthesisNet:
         if isinstance(model, ModelBundle):
             pre = model.preprocess
             channels = pre.channels
-            spec = input_spec(model.module, channels, pre.input_size)
             return cls(
                 model.module,
                 _per_channel(mean, "mean", channels) if mean is not None else pre.mean,
                 _per_channel(std, "std", channels) if std is not None else pre.std,
                 list(model.labels),
-                spec.size if spec.fixed else None,
+                _fixed_size(model.module, channels, pre.input_size),
             )
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -100,15 +99,20 @@ class SynthesisNet:
                 f"{type(model).__name__}."
             )
         given = mean if mean is not None else std
-        channels = len(given) if given is not None else first_conv_channels(model) or 3
-        spec = input_spec(model, channels)
+        wanted = first_conv_channels(model)
+        channels = len(given) if given is not None else wanted or 3
+        if wanted is not None and channels != wanted:
+            raise ValueError(
+                f"mean/std give {channels} channel(s) but the model's first convolution takes "
+                f"{wanted}. Pass {wanted} mean and std values (one per input channel)."
+            )
         default_mean = IMAGENET_MEAN if channels == 3 else (0.0,) * channels
         default_std = IMAGENET_STD if channels == 3 else (1.0,) * channels
         return cls(
             model,
             _per_channel(mean, "mean", channels) if mean is not None else default_mean,
             _per_channel(std, "std", channels) if std is not None else default_std,
-            input_size=spec.size if spec.fixed else None,
+            input_size=_fixed_size(model, channels),
         )
 
     @property
@@ -286,6 +290,19 @@ class SynthesisNet:
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
+
+
+def _fixed_size(
+    module: nn.Module, channels: int, size: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """The one input size ``module`` runs at, or ``None`` when it runs at several or when
+    trying sizes finds none (e.g. a model whose output is not logits, such as a feature
+    extractor being inverted, or one for tiny images): images then keep their own size."""
+    try:
+        spec = input_spec(module, channels, size)
+    except ValueError:
+        return None
+    return spec.size if spec.fixed else None
 
 
 def _per_channel(values: Sequence[float], what: str, channels: int) -> tuple[float, ...]:

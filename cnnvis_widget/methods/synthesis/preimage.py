@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ...checks import check_callback, check_input, check_int, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from .network import ModelLike, SynthesisNet
 from .regularizers import alpha_norm, total_variation
 from .render import check_steps, seeded_generator
@@ -48,7 +48,7 @@ class PreimagePrior:
         centred.mul_(torch.clamp(self.hard_bound / norms.clamp_min(1e-12), max=1.0))
 
 
-@outside_inference_mode
+@engine_call
 def invert(
     model: ModelLike,
     x: torch.Tensor,
@@ -108,7 +108,7 @@ def invert(
     return result
 
 
-@outside_inference_mode
+@engine_call
 def caricature(
     model: ModelLike,
     x: torch.Tensor,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from ...checks import check_callback, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from .image_params import ImageParam, ParamKind, make_param, restore_param
 from .network import ModelLike, SynthesisNet
 from .objectives import Objective
@@ -86,7 +86,7 @@ def check_steps(steps: int, what: str = "steps") -> None:
         raise ValueError(f"{what} must be a positive int; got {steps!r}.")
 
 
-@outside_inference_mode
+@engine_call
 def render(
     model: ModelLike,
     objective: Objective,

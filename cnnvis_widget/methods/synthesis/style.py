@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...checks import check_callback, check_input, check_number
-from ...model_view import outside_inference_mode
+from ...model_view import engine_call
 from .network import ModelLike, SynthesisNet
 from .render import check_steps
 from .result import OnStep, SynthesisResult, run_steps, stack_trace
@@ -59,7 +59,7 @@ def default_style_layers(net: SynthesisNet, size: tuple[int, int]) -> tuple[list
     return style, content_stage[min(1, len(content_stage) - 1)]
 
 
-@outside_inference_mode
+@engine_call
 def style_transfer(
     model: ModelLike,
     content: torch.Tensor,
