@@ -1,6 +1,6 @@
 """cnnvis-widget: open any PyTorch CNN in a notebook and see how it sees.
 
-Public API (see DESIGN.md): load_model, sample_image(s), layers, activations, attribute,
+Public API (described in README.md): load_model, sample_image(s), layers, activations, attribute,
 upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
 deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives.
 """

@@ -1,4 +1,4 @@
-"""Tiny seeded models (METHODS.md T1 / T3) and helpers shared by the engine tests."""
+"""Tiny seeded models and helpers shared by the engine tests."""
 
 from __future__ import annotations
 

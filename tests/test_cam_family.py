@@ -169,8 +169,8 @@ class AlignCornersFalse(nn.Module):
 def scorecam_reference(model: nn.Module, layer: str, x: torch.Tensor, targets: list[int]):
     """pytorch-grad-cam's ScoreCAM, with its mask upsampling switched to align_corners=False.
 
-    It upsamples the masks with nn.UpsamplingBilinear2d (align_corners=True); we follow
-    DESIGN.md (bilinear, align_corners=False, as the Score-CAM authors' code does), and the
+    It upsamples the masks with nn.UpsamplingBilinear2d (align_corners=True); we upsample
+    with (bilinear, align_corners=False, as the Score-CAM authors' code does), and the
     masks, hence the scores, differ by up to ~10% of the map. With the same upsampling the
     rest of its algorithm is ``channel_softmax``, except that a constant channel becomes an
     all-zero mask whose score enters its channel softmax, where we skip it. For layers whose

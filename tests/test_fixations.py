@@ -1,4 +1,4 @@
-"""CNN Fixations: the unravelling rules of METHODS.md section 6, checked against closed forms
+"""CNN Fixations: the unravelling rules of Mopuri et al., checked against closed forms
 (FC sets, max-pool switches, brute-force conv windows), the blob and residual tests, zero
 backward passes, and runs on torchvision models with the model left as found."""
 

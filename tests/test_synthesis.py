@@ -1,5 +1,5 @@
 """Feature visualization and synthesis: closed forms on tiny models, invariants, and the
-properties METHODS.md sections 1, 2 and 10 ask for on EfficientNet-Lite0's real weights."""
+properties the papers' methods must have on EfficientNet-Lite0's real weights."""
 
 from __future__ import annotations
 
@@ -461,7 +461,7 @@ def test_neuron_and_direction_objectives_rise_and_beat_noise_images() -> None:
     vector[[2, 7]] = 1.0
     along = cv.visualize_feature(model, "conv2", vector, kind="direction", steps=30, size=16)
     assert along.trace[-5:].mean() > along.trace[:5].mean()
-    # The optimized image excites the channel more than 100 noise images do (METHODS.md 1).
+    # The optimized image excites the channel more than 100 noise images do.
     channel = cv.visualize_feature(model, "conv2", 5, steps=60, size=16, transform=None)
     noise = torch.rand(100, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     net = SynthesisNet.of(model)

@@ -91,8 +91,8 @@ def deconvnet(request: AttributionRequest, stride_correction: bool) -> torch.Ten
     coming back (relu(g)) instead of the forward mask; max-pool switches are kept. Without
     max-pooling the map does not depend on the input. ``stride_correction=True`` divides the
     signal entering every strided conv / max-pool input by the number of windows that cover
-    each pixel, so overlapping strided windows no longer print a grid (Oramas et al. 2019, as
-    reconstructed in METHODS.md section 7). Default off: the paper's plain DeconvNet."""
+    each pixel, so overlapping strided windows no longer print a grid (Oramas et al., ICLR 2019,
+    whose text describes the fix without code: the coverage normalization is our reading). Default off: the paper's plain DeconvNet."""
     return _modified_gradient(request, "deconvnet", correct_strides=stride_correction)
 
 

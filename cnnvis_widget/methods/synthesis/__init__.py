@@ -1,4 +1,5 @@
-"""Feature visualization and image synthesis (METHODS.md sections 1, 2 and 10).
+"""Feature visualization and image synthesis (activation maximization,
+natural pre-images, deep dream, attacks, style; results and choices in docs/synthesis.md).
 
 Every method optimizes [0, 1] images against a model (a bundle or a bare module with
 ``mean``/``std``), is seeded, runs on the model's device, leaves the model as found, streams

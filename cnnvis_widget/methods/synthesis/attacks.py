@@ -1,4 +1,4 @@
-"""Adversarial examples (FGSM, PGD) and fooling images (METHODS.md sections 10a, 10b).
+"""Adversarial examples (FGSM, PGD) and fooling images (Goodfellow et al. 2015; Madry et al. 2018; Nguyen et al. 2015).
 
 Attacks work on [0, 1] pixels with the model's normalization inside, so ``epsilon`` is in
 pixel units of the original image (2/255 = two grey levels)."""

@@ -1,4 +1,4 @@
-"""Deep dream (Mordvintsev, Olah, Tyka 2015; METHODS.md section 10c)."""
+"""Deep dream (Mordvintsev, Olah, Tyka 2015)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Norm-constrained activation maximization (Erhan et al. 2009, METHODS.md 1a), and the
+"""Norm-constrained activation maximization (Erhan et al. 2009), and the
 stability of an optimum across random restarts.
 
 x* = argmax_{||x||_2 = rho} h(x) over the model input x (normalized units, one image at a

@@ -1,6 +1,6 @@
 """Activation maximization: ``visualize_feature`` (a neuron, a channel, a direction, a whole
 layer in batches) and ``visualize_class`` (Lucid, Simonyan et al. 2014, Yosinski et al. 2015,
-and the class-specific generation of METHODS.md section 10d)."""
+and class-specific generation: Yosinski et al.'s regularized ascent, see visualize_class)."""
 
 from __future__ import annotations
 
@@ -317,7 +317,7 @@ def visualize_class(
 
     ``method``:
 
-    - ``"generation"`` (default; METHODS.md 10d): Yosinski's regularized ascent with 150 steps,
+    - ``"generation"`` (default): Yosinski's regularized ascent with 150 steps,
       lr 6 in model-input (normalized) units, blur sigma 1 every 4 steps, decay 1e-4, clipped
       to the valid range, kept in float (no per-step quantization).
     - ``"yosinski"``: a row of Yosinski et al. 2015 Table 1 (``preset`` 1-4, 3 by default),

@@ -1,4 +1,4 @@
-"""Natural pre-images (Mahendran & Vedaldi, IJCV 2016; METHODS.md section 2): ``invert`` a
+"""Natural pre-images (Mahendran & Vedaldi, IJCV 2016): ``invert`` a
 layer's representation of an image, ``caricature`` it.
 
 The optimization runs in the papers' units, the mean-subtracted [0, 255] colour space (a

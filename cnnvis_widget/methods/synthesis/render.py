@@ -1,5 +1,5 @@
 """Lucid-style rendering: optimize a parameterized batch of images for an objective with Adam,
-under random robustness transforms (Olah et al. 2017; METHODS.md section 1d)."""
+under random robustness transforms (Olah et al. 2017, Lucid's defaults)."""
 
 from __future__ import annotations
 
