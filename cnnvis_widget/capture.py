@@ -7,31 +7,13 @@ never on the user's modules; they are removed when the block ends, also on excep
 from __future__ import annotations
 
 import difflib
-import functools
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
-
-Hook = TypeVar("Hook", bound=Callable[..., Any])
-
-
-def this_thread_only(hook: Hook) -> Hook:
-    """Wrap a module hook so it acts only on forward passes run by the thread that created
-    it; passes run meanwhile by other threads (a notebook cell, another widget job) on the
-    same module go through untouched."""
-    owner = threading.get_ident()
-
-    @functools.wraps(hook)
-    def guarded(*args: Any) -> Any:
-        return hook(*args) if threading.get_ident() == owner else None
-
-    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -140,11 +122,7 @@ def capture(
             ref = LayerRef.parse(text)
             tap = _Tap(ref, enable_grad=differentiable, clock=clock)
             result.taps[text] = tap
-            handles.append(
-                resolve_module(module, ref.name).register_forward_hook(
-                    this_thread_only(_hook_for(tap))
-                )
-            )
+            handles.append(resolve_module(module, ref.name).register_forward_hook(_hook_for(tap)))
         yield result
     finally:
         for handle in handles:

@@ -469,9 +469,11 @@ class InputSpec:
 COMMON_SIZES = (224, 28, 32, 64, 96, 128, 256, 299, 384, 512)
 """Square input sides tried, in order, when a model's input size is not known."""
 
-_SPECS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], InputSpec]] = (
+_SPECS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], InputSpec | str]] = (
     weakref.WeakKeyDictionary()
 )
+"""Per module: the spec found, or the message of the search that found none (kept too, so a
+model that runs on no common size is not probed at up to 11 sizes again on every call)."""
 _SPECS_LOCK = threading.Lock()
 
 
@@ -492,9 +494,13 @@ def input_spec(
     size is ``fixed`` when the model also fails 32 px larger. Raises ``ValueError`` when no
     size works."""
     channels = channels or first_conv_channels(module) or 3
-    key = (channels, size, module_dtype(module), module_device(module))
+    # Submodule identities: a replaced head or layer (a model being fixed) is searched anew.
+    modules = tuple(id(sub) for sub in module.modules())
+    key = (channels, size, module_dtype(module), module_device(module), modules)
     with _SPECS_LOCK:
         cached = _SPECS.get(module, {}).get(key)
+    if isinstance(cached, str):
+        raise ValueError(cached)
     if cached is not None:
         return cached
     candidates = [size] if size is not None else []
@@ -502,12 +508,15 @@ def input_spec(
     errors: list[str] = []
     found = next((c for c in candidates if _runs(module, channels, c, errors)), None)
     if found is None:
-        raise ValueError(
+        message = (
             f"the model runs on none of the input sizes tried ({channels} channel(s), "
             f"{', '.join(f'{h}x{w}' for h, w in candidates)}; first error: "
             f"{errors[0] if errors else '?'}). Pass preprocess=cv.Preprocess(input_size=(H, W), "
             "mean=..., std=...) with the size and channels it expects."
         )
+        with _SPECS_LOCK:
+            _SPECS.setdefault(module, {})[key] = message
+        raise ValueError(message)
     fixed = not _runs(module, channels, (found[0] + 32, found[1] + 32), [])
     spec = InputSpec(channels, found, fixed)
     with _SPECS_LOCK:

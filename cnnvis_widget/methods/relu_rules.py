@@ -21,8 +21,6 @@ from torch import nn
 from torch.nn.grad import conv2d_input
 from torch.utils.hooks import RemovableHandle
 
-from ..capture import this_thread_only
-
 Rule = Literal["guided", "deconvnet"]
 
 
@@ -128,8 +126,8 @@ def relu_rule(module: nn.Module, rule: Rule, model_name: str | None = None) -> I
             ) -> torch.Tensor:
                 return function.apply(_p.pop(), _u)
 
-            handles.append(relu.register_forward_pre_hook(this_thread_only(keep_input)))
-            handles.append(relu.register_forward_hook(this_thread_only(replace_output)))
+            handles.append(relu.register_forward_pre_hook(keep_input))
+            handles.append(relu.register_forward_hook(replace_output))
         yield len(relus)
     finally:
         for handle in handles:
@@ -197,7 +195,7 @@ def stride_correction(module: nn.Module) -> Iterator[int]:
 
     try:
         for layer in layers:
-            handles.append(layer.register_forward_pre_hook(this_thread_only(normalize)))
+            handles.append(layer.register_forward_pre_hook(normalize))
         yield len(layers)
     finally:
         for handle in handles:
