@@ -16,8 +16,8 @@ import torch
 import torchvision
 
 import cnnvis_widget as cv
-from cnnvis_widget.methods.synthesis.network import LOGITS, ModelLike, SynthesisNet
-from cnnvis_widget.methods.synthesis.style import default_style_layers
+from cnnvis_widget.synthesis.network import LOGITS, ModelLike, SynthesisNet
+from cnnvis_widget.synthesis.style import default_style_layers
 
 
 def best_pass_ms(model: ModelLike, names: list[str], fold: bool) -> float:

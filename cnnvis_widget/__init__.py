@@ -10,7 +10,8 @@ from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
 from .layers import LayerInfo, activations, layers
 from .methods import METHODS, attribute, upsample
-from .methods.synthesis import (
+from .models import ModelBundle, Preprocess, load_model
+from .synthesis import (
     SynthesisFrame,
     SynthesisResult,
     adversarial,
@@ -24,7 +25,6 @@ from .methods.synthesis import (
     visualize_class,
     visualize_feature,
 )
-from .models import ModelBundle, Preprocess, load_model
 
 __version__ = "0.1.0"
 

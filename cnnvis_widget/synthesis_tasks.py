@@ -15,7 +15,8 @@ import torch
 from .encode import Payload, ndarray_payload
 from .methods.api import _check_param
 from .methods.registry import Param
-from .methods.synthesis import (
+from .models import ModelBundle, display_pixels
+from .synthesis import (
     SynthesisFrame,
     SynthesisResult,
     adversarial,
@@ -26,8 +27,7 @@ from .methods.synthesis import (
     visualize_class,
     visualize_feature,
 )
-from .methods.synthesis.network import SynthesisNet
-from .models import ModelBundle, display_pixels
+from .synthesis.network import SynthesisNet
 
 Needs = Literal["channel", "class", "image"]
 

@@ -20,8 +20,8 @@ from cnnvis_widget import layout
 from cnnvis_widget.fx_trace import ThreadSafeTracer
 from cnnvis_widget.methods import fast_model as fast_model_module
 from cnnvis_widget.methods.fast_model import fast_model
-from cnnvis_widget.methods.synthesis.network import SynthesisNet
 from cnnvis_widget.model_view import eval_view, user_hooks
+from cnnvis_widget.synthesis.network import SynthesisNet
 
 PIXEL_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "occlusion"]
 SMALL = {"occlusion": {"window": 8, "stride": 4}, "smoothgrad": {"n_samples": 4}}

@@ -18,16 +18,16 @@ from support import (
 from torch import nn
 
 import cnnvis_widget as cv
-from cnnvis_widget.methods.synthesis import Robustness, objectives, render
-from cnnvis_widget.methods.synthesis.image_params import (
+from cnnvis_widget.synthesis import Robustness, objectives, render
+from cnnvis_widget.synthesis.image_params import (
     COLOR_DECORRELATION,
     decorrelate_colors,
     make_param,
 )
-from cnnvis_widget.methods.synthesis.network import SynthesisNet
-from cnnvis_widget.methods.synthesis.preimage import PreimagePrior
-from cnnvis_widget.methods.synthesis.regularizers import alpha_norm, total_variation
-from cnnvis_widget.methods.synthesis.style import default_style_layers
+from cnnvis_widget.synthesis.network import SynthesisNet
+from cnnvis_widget.synthesis.preimage import PreimagePrior
+from cnnvis_widget.synthesis.regularizers import alpha_norm, total_variation
+from cnnvis_widget.synthesis.style import default_style_layers
 
 UNIT = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # [0, 1] image = model input
 
@@ -337,7 +337,7 @@ def test_erhan_ascent_finds_the_closed_form_optimum_of_a_linear_channel() -> Non
 
 
 def test_restart_stability_tells_a_unique_optimum_from_an_unstable_one() -> None:
-    from cnnvis_widget.methods.synthesis.erhan import restart_stability
+    from cnnvis_widget.synthesis.erhan import restart_stability
 
     generator = torch.Generator().manual_seed(0)
     same = torch.randn(1, 3, 8, 8, generator=generator)
@@ -543,7 +543,7 @@ def test_style_transfer_on_a_float64_model_with_a_batch_of_contents() -> None:
 def test_folded_layer_stand_in_matches_the_model_and_its_input_gradient() -> None:
     import torchvision
 
-    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+    from cnnvis_widget.synthesis.stand_in import layer_stand_in
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
@@ -600,8 +600,8 @@ def _folded_and_exact(
 
 def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
 
-    from cnnvis_widget.methods.synthesis.network import LOGITS
-    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+    from cnnvis_widget.synthesis.network import LOGITS
+    from cnnvis_widget.synthesis.stand_in import layer_stand_in
 
     model = resnet18_with_batch_norm_statistics(num_classes=10)
     x = torch.randn(2, 3, 64, 64)
@@ -620,7 +620,7 @@ def test_stand_in_for_several_layers_and_the_logits_matches_the_model() -> None:
 def test_stand_in_gives_convs_and_their_batch_norms() -> None:
     """Wanted convs and their batch norms each give their own output."""
 
-    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+    from cnnvis_widget.synthesis.stand_in import layer_stand_in
 
     model = resnet18_with_batch_norm_statistics(num_classes=10)
     x = torch.randn(1, 3, 64, 64)
@@ -640,8 +640,8 @@ def test_a_wanted_conv_keeps_its_batch_norm_unfolded_even_with_zero_scale() -> N
     conv; the wanted conv is simply not folded, and everything else still is."""
     import torchvision
 
-    from cnnvis_widget.methods.synthesis.network import LOGITS
-    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+    from cnnvis_widget.synthesis.network import LOGITS
+    from cnnvis_widget.synthesis.stand_in import layer_stand_in
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10, zero_init_residual=True).eval()
@@ -673,7 +673,7 @@ class _InPlaceAfterBlock(nn.Module):
 
 
 def test_stand_in_keeps_a_layer_output_that_a_later_in_place_relu_overwrites() -> None:
-    from cnnvis_widget.methods.synthesis.stand_in import layer_stand_in
+    from cnnvis_widget.synthesis.stand_in import layer_stand_in
 
     torch.manual_seed(0)
     model = _InPlaceAfterBlock().eval()

@@ -19,7 +19,7 @@ import torch
 import traitlets
 
 from ..explore import ExplorerSession
-from ..methods.synthesis import SynthesisFrame, SynthesisResult
+from ..synthesis import SynthesisFrame, SynthesisResult
 from ..synthesis_tasks import (
     KINDS,
     SynthesisTarget,
@@ -144,7 +144,7 @@ class SynthesisPanel(traitlets.HasTraits):
         tiles: list[np.ndarray | None] = [None]
 
         def work(step: Step) -> dict[str, Any]:
-            from ..methods.synthesis import visualize_feature
+            from ..synthesis import visualize_feature
 
             def on_frame(frame: SynthesisFrame) -> bool:
                 if frame.step % steps == 0:  # a batch is done: its tiles are final

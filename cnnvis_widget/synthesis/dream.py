@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ...checks import check_callback, check_input, check_int, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_input, check_int, check_number
+from ..model_view import engine_call
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
 from .render import check_steps, seeded_generator

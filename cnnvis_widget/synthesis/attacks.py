@@ -11,8 +11,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ...checks import check_callback, check_input, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_input, check_number
+from ..model_view import engine_call
 from . import objectives as obj
 from .network import ModelLike, SynthesisNet
 from .render import check_steps, image_size, seeded_generator

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ...capture import LayerRef, resolve_module
-from ...layout import faster_layout
-from ...model_view import eval_view, user_hooks
-from ...models import (
+from ..capture import LayerRef, resolve_module
+from ..layout import faster_layout
+from ..model_view import eval_view, user_hooks
+from ..models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelBundle,

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import fx, nn
 
-from ...models import logits_of
-from ..fast_model import Fingerprint, _fingerprint, _folded_copy, refresh_folds
+from ..methods.fast_model import Fingerprint, _fingerprint, _folded_copy, refresh_folds
+from ..models import logits_of
 
 StandInKey = tuple[tuple[str, ...], bool]
 KEPT_PER_MODEL = 4
@@ -61,8 +61,8 @@ def layer_stand_in(
 def _build(
     module: nn.Module, layers: tuple[str, ...], logits: bool, probe: torch.Tensor
 ) -> nn.Module | None:
-    from ...capture import capture
-    from ...model_view import eval_view
+    from ..capture import capture
+    from ..model_view import eval_view
 
     try:
         folded = _folded_copy(module, probe, keep=layers)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...checks import check_callback, check_input, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_input, check_number
+from ..model_view import engine_call
 from .network import ModelLike, SynthesisNet
 from .render import check_steps
 from .result import OnStep, SynthesisResult, run_steps, stack_trace

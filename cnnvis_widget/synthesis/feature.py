@@ -11,8 +11,8 @@ from typing import Literal, TypeVar
 
 import torch
 
-from ...checks import check_callback, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_number
+from ..model_view import engine_call
 from . import objectives as obj
 from .erhan import data_norm, norm_constrained_ascent, restart_stability
 from .network import ModelLike, SynthesisNet

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...checks import check_callback, check_input, check_int, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_input, check_int, check_number
+from ..model_view import engine_call
 from .network import ModelLike, SynthesisNet
 from .regularizers import alpha_norm, total_variation
 from .render import check_steps, seeded_generator

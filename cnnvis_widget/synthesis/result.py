@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ...images import image_sheet
+from ..images import image_sheet
 
 
 @dataclass

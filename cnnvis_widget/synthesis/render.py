@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import torch
 
-from ...checks import check_callback, check_number
-from ...model_view import engine_call
+from ..checks import check_callback, check_number
+from ..model_view import engine_call
 from .image_params import ImageParam, ParamKind, make_param, restore_param
 from .network import ModelLike, SynthesisNet
 from .objectives import Objective
