@@ -1,17 +1,28 @@
-"""Tensors -> binary payloads ``{dtype, shape, data}`` for the frontend (see docs/protocol.md)."""
+"""Tensors -> binary payloads ``{dtype, shape, data}`` for the frontend (see docs/protocol.md; the type is :class:`NdArray`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, TypedDict, cast
 
 import numpy as np
 import torch
 
-Payload = dict[str, Any]
+DType = Literal["uint8", "float16", "float32"]
+
+
+class NdArray(TypedDict):
+    """A C-contiguous little-endian array; ``data`` travels as a binary buffer."""
+
+    dtype: DType
+    shape: list[int]
+    data: bytes
+
+
+Payload = NdArray
 _DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
-def ndarray_payload(array: np.ndarray | torch.Tensor, dtype: str) -> Payload:
+def ndarray_payload(array: np.ndarray | torch.Tensor, dtype: str) -> NdArray:
     """A C-contiguous little-endian array as ``{"dtype", "shape", "data": bytes}``; tensors
     of any floating dtype (bfloat16 and float16 models' outputs too) are converted exactly
     through float32."""
@@ -23,10 +34,14 @@ def ndarray_payload(array: np.ndarray | torch.Tensor, dtype: str) -> Payload:
             tensor = tensor.float()  # numpy has no bfloat16: half models' maps go as float32
         array = tensor.numpy()
     converted = np.ascontiguousarray(array, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"))
-    return {"dtype": dtype, "shape": list(converted.shape), "data": converted.tobytes()}
+    return {
+        "dtype": cast(DType, dtype),
+        "shape": list(converted.shape),
+        "data": converted.tobytes(),
+    }
 
 
-def decode_payload(payload: Payload) -> np.ndarray:
+def decode_payload(payload: NdArray) -> np.ndarray:
     """Inverse of :func:`ndarray_payload` (used by tests and by saved-state readers)."""
     dtype = np.dtype(_DTYPES[payload["dtype"]]).newbyteorder("<")
     return np.frombuffer(payload["data"], dtype=dtype).reshape(payload["shape"])
@@ -48,7 +63,7 @@ def quantize_channels(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return codes.to(torch.uint8).view_as(maps), lo, hi
 
 
-def grid_payloads(maps: torch.Tensor) -> dict[str, Payload]:
+def grid_payloads(maps: torch.Tensor) -> dict[str, NdArray]:
     """Everything the frontend needs to draw a layer's filter grid from ``(C, h, w)`` maps:
     ``grid`` (uint8 codes), ``grid_lo`` / ``grid_hi`` (dequantization), ``grid_means``."""
     codes, lo, hi = quantize_channels(maps)

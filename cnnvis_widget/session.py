@@ -1,7 +1,6 @@
-"""The computations behind the Explorer widget, as plain Python (no traits, no hooks here).
-
-:class:`ExplorerSession` holds one model and one image and answers what the widget asks:
-predictions, the layer table, a layer's filter grid, a Grad-CAM map.
+"""The Explorer's session: one model and one image, and what the widget asks of them, as plain
+Python (no traits, no hooks here): predictions, the layer table, a layer's filter grid, a
+method's map, a comparison cell. Payloads are built by :mod:`cnnvis_widget.protocol`.
 """
 
 from __future__ import annotations
@@ -15,16 +14,26 @@ import numpy as np
 import torch
 
 from .capture import LayerRef, resolve_module
-from .encode import Payload, grid_payloads, ndarray_payload
+from .encode import NdArray, grid_payloads, ndarray_payload
 from .evaluate import deletion_insertion
 from .images import ImageSource
 from .layers import LayerInfo, activations, default_cam_layer, layers, spatial_maps
 from .methods import METHODS, attribute
 from .methods.relu_rules import collect_notes
 from .models import ModelBundle, to_model_input
+from .protocol import (
+    MAX_COMPARED,
+    MIN_COMPARED,
+    TOP_K,
+    ComparisonScores,
+    LayerRow,
+    MapPayload,
+    MethodRow,
+    layer_row,
+    map_payload,
+    method_row,
+)
 
-TOP_K = 5
-MAX_COMPARED = 6
 _SERIALS = itertools.count()
 
 
@@ -43,16 +52,6 @@ class LoadedImage:
     x: torch.Tensor
     rgb: np.ndarray
     serial: int = field(default_factory=lambda: next(_SERIALS))  # tells loaded images apart
-
-
-def map_payload(attribution: torch.Tensor, notes: list[str] | None = None) -> Payload:
-    """The first sample's map, colour channels summed (as Captum's ``visualize_image_attr``
-    does before it takes the sign), as a float32 ``(h, w)`` payload; with ``notes`` (why the
-    map is not what its method promises) joined into its ``note``."""
-    payload = ndarray_payload(attribution[0].float().sum(dim=0), "float32")
-    if notes:
-        payload["note"] = " ".join(notes)
-    return payload
 
 
 class ExplorerSession:
@@ -101,7 +100,7 @@ class ExplorerSession:
     def default_cam_layer(self) -> str:
         return default_cam_layer(self.layer_table(), self.bundle.module, self.input)
 
-    def grid(self, name: str) -> dict[str, Payload] | None:
+    def grid(self, name: str) -> dict[str, NdArray] | None:
         """The filter-grid payloads of a spatial layer (a token layer's maps through
         :func:`~cnnvis_widget.layers.spatial_maps`); ``None`` for a non-spatial one."""
         if not self.layer(name).spatial:
@@ -116,9 +115,9 @@ class ExplorerSession:
         target: int,
         layer: str | None,
         params: dict[str, Any],
-        on_step: Callable[[Payload, float], bool] | None = None,
+        on_step: Callable[[MapPayload, float], bool] | None = None,
         x: torch.Tensor | None = None,
-    ) -> Payload:
+    ) -> MapPayload:
         """The map of ``method`` for class ``target`` as float32 ``(h, w)``: layer maps at the
         layer's resolution, pixel maps at the input's with colour channels summed (signed
         when the method is). ``on_step(partial_payload, fraction)`` receives the partial maps
@@ -135,7 +134,7 @@ class ExplorerSession:
         target: int,
         layer: str | None,
         params: dict[str, Any],
-        on_step: Callable[[Payload, float], bool] | None = None,
+        on_step: Callable[[MapPayload, float], bool] | None = None,
         x: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """:meth:`attribution_map` as the raw ``(1, C, h, w)`` tensor, for the current image
@@ -162,8 +161,8 @@ class ExplorerSession:
         layer: str | None,
         params: dict[str, Any],
         x: torch.Tensor | None = None,
-        on_step: Callable[[Payload, float], bool] | None = None,
-    ) -> dict[str, Any]:
+        on_step: Callable[[MapPayload, float], bool] | None = None,
+    ) -> ComparisonScores:
         """One cell of a side-by-side comparison: the map (as :meth:`attribution_map`) with
         its deletion and insertion scores (areas under the curves, :func:`deletion_insertion`;
         lower deletion and higher insertion are better). ``on_step`` as in
@@ -179,33 +178,9 @@ class ExplorerSession:
         }
 
     @staticmethod
-    def method_rows() -> list[dict[str, Any]]:
+    def method_rows() -> list[MethodRow]:
         """Every registered method as the widget's method picker needs it."""
-        return [
-            {
-                "name": m.name,
-                "title": m.title,
-                "family": m.family,
-                "output": m.output,
-                "signed": m.signed,
-                "uses_layer": m.uses_layer,
-                "cost": m.cost,
-                "summary": m.summary,
-                "params": [
-                    {
-                        "name": p.name,
-                        "kind": p.kind,
-                        "default": p.default,
-                        "low": p.low,
-                        "high": p.high,
-                        "choices": list(p.choices),
-                        "doc": p.doc,
-                    }
-                    for p in m.params
-                ],
-            }
-            for m in METHODS.values()
-        ]
+        return [method_row(m) for m in METHODS.values()]
 
     def comparison_items(
         self, methods: list[str], layers: list[str], fallback_layer: str
@@ -225,29 +200,19 @@ class ExplorerSession:
                 items += [(method, layer) for layer in (layers or [fallback_layer])]
             else:
                 items.append((method, None))
-        if not 2 <= len(items) <= MAX_COMPARED:
+        if not MIN_COMPARED <= len(items) <= MAX_COMPARED:
             raise ValueError(
-                f"a comparison shows 2 to {MAX_COMPARED} maps; this selection gives "
-                f"{len(items)}. Pick 2-{MAX_COMPARED} methods, or one layer method and "
+                f"a comparison shows {MIN_COMPARED} to {MAX_COMPARED} maps; this selection gives "
+                f"{len(items)}. Pick {MIN_COMPARED}-{MAX_COMPARED} methods, or one layer method and "
                 "several layers."
             )
         return items
 
-    def image_payload(self) -> Payload:
+    def image_payload(self) -> NdArray:
         if self.current is None:
             raise RuntimeError("no image yet: call set_image first.")
         return ndarray_payload(self.current.rgb, "uint8")
 
-    @staticmethod
-    def layer_rows(infos: list[LayerInfo]) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": info.name,
-                "type": info.type,
-                "shape": list(info.output_shape[1:]) if info.output_shape else None,
-                "depth": info.depth,
-                "spatial": info.spatial,
-                "calls": info.calls,
-            }
-            for info in infos
-        ]
+    def layer_rows(self) -> list[LayerRow]:
+        """The layer table as the layer tree's rows."""
+        return [layer_row(info) for info in self.layer_table()]
