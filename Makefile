@@ -9,7 +9,7 @@ BUNDLE := cnnvis_widget/static/explorer.js
 JS_SOURCES := $(shell find js -name '*.ts' -o -name '*.css' -o -name '*.mjs' 2>/dev/null)
 PORT ?= 8888
 
-.PHONY: demo test setup lint test-python test-js test-ui chromium bench clean
+.PHONY: demo test setup lint test-python test-js test-ui chromium bench clean protocol
 
 setup: $(STAMP) $(BUNDLE) $(VENV)/package.json
 
@@ -56,6 +56,10 @@ lint: setup
 	$(BIN)/mypy
 	npm run typecheck
 	npm run lint
+
+# js/protocol.ts is generated from cnnvis_widget/protocol.py (tests/test_protocol.py checks it).
+protocol: setup
+	$(PY) -m cnnvis_widget.protocol_ts > js/protocol.ts
 
 test-js: setup
 	npm test

@@ -54,7 +54,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const layerTree = createLayerTree(model);
   const overlay = createOverlay(model, arrays);
   const methods = createMethodControls(model);
-  const camProgress = createJobProgress(model, "cam_job", "cam");
+  const camProgress = createJobProgress(model, "overlay_job", "cam");
   const compare = createCompare(model, arrays);
   const synthesis = createSynthesis(model);
   const filterGrid = createFilterGrid(model, arrays, {
@@ -113,15 +113,15 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     selected_class: [predictions, overlay, compare],
     layers: [layerTree, compare],
     selected_layer: [layerTree],
-    cam_layer: [overlay],
-    cam: [overlay, message],
-    cam_job: [camProgress, overlay],
+    overlay_layer: [overlay],
+    overlay_map: [overlay, message],
+    overlay_job: [camProgress, overlay],
     compare_methods: [compare],
     compare_layers: [compare],
     comparison: [compare],
     compare_job: [compare],
-    cam_signed: [overlay],
-    cam_method: [overlay],
+    overlay_signed: [overlay],
+    overlay_method: [overlay],
     methods: [methods, overlay, compare],
     method: [methods],
     method_params: [methods],

@@ -1,8 +1,9 @@
 /**
- * Background jobs as the kernel reports them (`cam_job`, `compare_job`; docs/protocol.md) and
+ * Background jobs as the kernel reports them (`overlay_job`, `compare_job`, ...; docs/protocol.md) and
  * the comparison panel's pure logic: how many maps a selection gives, score text.
  */
 import { formatNumber } from "./dom";
+import { MAX_COMPARED, MIN_COMPARED } from "./protocol";
 import type { JobInfo, MethodInfo } from "./types";
 
 export type JobState = "running" | "done" | "cancelled" | "error";
@@ -41,7 +42,7 @@ export function jobView(raw: unknown): JobView {
   return { id, state, fraction, running: state === "running", text };
 }
 
-export const MAX_COMPARED = 6;
+export { MAX_COMPARED };
 
 /** Number of maps a comparison of `picked` methods at `layers` gives (as the kernel counts:
  * each layer method once per chosen layer, or once at the overlay's layer; pixel methods once). */
@@ -61,10 +62,10 @@ export function comparisonCount(
 
 /** "3 maps" / a hint saying what to change, and whether the selection can run. */
 export function comparisonHint(count: number): { ok: boolean; text: string } {
-  if (count < 2) {
+  if (count < MIN_COMPARED) {
     return {
       ok: false,
-      text: "pick 2 or more methods, or one layer method and 2 or more layers",
+      text: `pick ${MIN_COMPARED} or more methods, or one layer method and ${MIN_COMPARED} or more layers`,
     };
   }
   if (count > MAX_COMPARED) {

@@ -2,13 +2,15 @@
  * Explanation methods (the `methods` trait): validation, grouping by family, and the
  * description of the parameter form, as pure functions (no DOM) so they are unit-tested.
  */
+import { DEFAULT_METHOD } from "./protocol";
 import type { MethodInfo, MethodParam, ParamValue } from "./types";
+
+export { DEFAULT_METHOD };
 
 /** Families in display order; unknown families follow in order of first appearance. */
 export const FAMILY_ORDER: readonly string[] = ["gradient", "perturbation", "cam", "fixations"];
 
 /** Method shown when the kernel says nothing else (docs/protocol.md default). */
-export const DEFAULT_METHOD = "gradcam";
 
 /** What the form renders for one parameter. */
 export interface ParamControl {

@@ -4,15 +4,10 @@
  */
 import type { Decoded } from "./codecs";
 import { formatPercent } from "./dom";
+import type { SynthesisKindRow } from "./protocol";
 
-export interface SynthKind {
-  name: string;
-  title: string;
-  needs: string;
-  summary: string;
-  resumable: boolean;
-  params: unknown[];
-}
+/** A row of the `synth_kinds` trait (the protocol's type, under the name the panel uses). */
+export type SynthKind = SynthesisKindRow;
 
 /** Well-formed entries of the `synth_kinds` trait (it comes over the wire). */
 export function validKinds(raw: unknown): SynthKind[] {

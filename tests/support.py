@@ -1,6 +1,12 @@
-"""Tiny seeded models and helpers shared by the engine tests."""
+"""Tiny seeded models and helpers shared by the tests (the widget's public surface: messages
+the browser sends, updates the kernel sends, and forward passes of the user's model)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,3 +126,43 @@ def resnet18_with_batch_norm_statistics(num_classes: int = 1000) -> nn.Module:
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.2, 0.2)
     return model
+
+
+def send_from_browser(widget: Any, content: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
+    """A custom message as the browser sends it (``model.send(content, undefined, buffers)``),
+    delivered through the widget's comm message handler as ipywidgets delivers it."""
+    message = {
+        "content": {"data": {"method": "custom", "content": content}},
+        "buffers": list(buffers),
+    }
+    widget._handle_msg(message)
+
+
+def sent_to_browser(widget: Any, delay: float = 0.0) -> list[dict[str, Any]]:
+    """Every state update the widget sends over its comm from now on (``{"method": "update",
+    "state", "buffer_paths", "buffers"}``), in order; ``delay`` seconds per message simulate a
+    slow connection."""
+    sent: list[dict[str, Any]] = []
+    send = widget.comm.send
+
+    def recording_send(data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+        if delay:
+            time.sleep(delay)
+        if isinstance(data, dict) and data.get("method") == "update":
+            sent.append({**data, "buffers": list(buffers or [])})
+        send(data=data, metadata=metadata, buffers=buffers)
+
+    widget.comm.send = recording_send
+    return sent
+
+
+@contextmanager
+def forwards_of(module: nn.Module) -> Iterator[list[int]]:
+    """Counts the forward passes of ``module`` (a hook of the user's, which every method honours)
+    while the block runs; the hook is removed after it."""
+    calls: list[int] = []
+    handle = module.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        yield calls
+    finally:
+        handle.remove()

@@ -1039,7 +1039,7 @@ def test_what_the_messages_suggest_works_and_valid_edge_values_pass(kit: Kit) ->
     # The fix named for Explorer(bundle, preprocess=...): dataclasses.replace.
     preprocess = cv.Preprocess(input_size=(24, 24), resize=24)
     explorer = cv.Explorer(dataclasses.replace(kit.bundle, preprocess=preprocess), kit.x[0] * 0)
-    assert explorer._session.input.shape == (1, 3, 24, 24)
+    assert explorer.session.input.shape == (1, 3, 24, 24)
     # Values at the edges of what is allowed still pass.
     assert kit.explorer(opacity=0).opacity == 0 and kit.explorer(opacity=1).opacity == 1
     assert kit.explorer_of_module(labels=[]).labels == []

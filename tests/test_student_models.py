@@ -27,8 +27,10 @@ import cnnvis_widget as cv
 from cnnvis_widget.encode import decode_payload, ndarray_payload
 from cnnvis_widget.layers import default_cam_layer, layers
 from cnnvis_widget.models import FunctionPreprocess
-from cnnvis_widget.synthesis_tasks import KINDS, SynthesisTarget, result_payload, run_synthesis
+from cnnvis_widget.synthesis.kinds import KINDS, SynthesisTarget, result_payload, run_synthesis
 from cnnvis_widget.widgets import Explorer
+
+IMAGE_KINDS = [name for name, kind in KINDS.items() if kind.output == "images"]
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
@@ -123,7 +125,7 @@ def test_a_preprocessing_function_is_calibrated_from_uniform_images() -> None:
 def test_explorer_opens_a_one_channel_lenet(kind: str) -> None:
     model = lenet()
     widget = Explorer(model, cv.sample_image("camera"), preprocess=PREPROCESSINGS[kind]())
-    session = widget._session
+    session = widget.session
     assert widget.message is None
     assert session.input.shape == (1, 1, 28, 28)
     assert session.bundle.input_size == (28, 28) and session.bundle.channels == 1
@@ -134,8 +136,8 @@ def test_explorer_opens_a_one_channel_lenet(kind: str) -> None:
     assert shown.shape == (28, 28, 3)
     assert (shown[..., 0] == shown[..., 1]).all() and (shown[..., 0] == shown[..., 2]).all()
     assert len(widget.predictions) == 5
-    assert widget.cam_layer == "pool2" or widget.selected_layer == "pool2"
-    assert widget.cam is not None and decode_payload(widget.cam).shape == (5, 5)
+    assert widget.overlay_layer == "pool2" or widget.selected_layer == "pool2"
+    assert widget.overlay_map is not None and decode_payload(widget.overlay_map).shape == (5, 5)
     widget.selected_layer = "conv1"
     assert widget.grid is not None and decode_payload(widget.grid).shape == (6, 28, 28)
 
@@ -162,7 +164,7 @@ def lenet_bundle(kind: str) -> cv.ModelBundle:
     model = lenet()
     return Explorer(
         model, cv.sample_image("camera"), preprocess=PREPROCESSINGS[kind]()
-    )._session.bundle
+    ).session.bundle
 
 
 @pytest.mark.parametrize("kind", ["Preprocess", "function"])
@@ -208,11 +210,11 @@ def test_deep_dream_skips_octaves_too_small_for_a_flexible_model() -> None:
 @pytest.mark.parametrize("kind", ["Preprocess", "function"])
 def test_every_synthesis_kind_of_the_panel_on_a_one_channel_lenet(kind: str) -> None:
     widget = Explorer(lenet(), cv.sample_image("camera"), preprocess=PREPROCESSINGS[kind]())
-    bundle = widget._session.bundle
+    bundle = widget.session.bundle
     sizes = {p["name"]: p["default"] for row in widget.synth_kinds for p in row["params"]}
     assert sizes["size"] == 28  # the picker's default image size is the model's
-    where = SynthesisTarget("conv2", 1, 3, widget._session.input)
-    for name in KINDS:
+    where = SynthesisTarget("conv2", 1, 3, widget.session.input)
+    for name in IMAGE_KINDS:
         params = {"steps": 6 if name == "invert" else 2}
         result = run_synthesis(bundle, name, params, where)
         count = 4 if name == "erhan" else 1  # erhan: 4 restarts
@@ -266,10 +268,10 @@ def test_explorer_and_synthesis_on_a_half_model(dtype: torch.dtype) -> None:
     widget = Explorer(
         tiny_in(dtype), cv.sample_image("cat"), preprocess=cv.Preprocess((32, 32), resize=32)
     )
-    session = widget._session
+    session = widget.session
     assert widget.message is None and session.input.dtype == dtype
-    assert widget.cam is not None and widget.cam["dtype"] == "float32"
-    assert np.isfinite(decode_payload(widget.cam)).all()
+    assert widget.overlay_map is not None and widget.overlay_map["dtype"] == "float32"
+    assert np.isfinite(decode_payload(widget.overlay_map)).all()
     widget.selected_layer = "conv1"
     assert widget.grid is not None and decode_payload(widget.grid).shape == (8, 32, 32)
     for name in cv.METHODS:
@@ -278,7 +280,7 @@ def test_explorer_and_synthesis_on_a_half_model(dtype: torch.dtype) -> None:
         cell = session.comparison_cell(name, 2, layer, params)
         assert cell["map"]["dtype"] == "float32" and np.isfinite(decode_payload(cell["map"])).all()
     where = SynthesisTarget("conv2", 1, 3, session.input)
-    for name in KINDS:
+    for name in IMAGE_KINDS:
         result = run_synthesis(session.bundle, name, {"steps": 6 if name == "invert" else 2}, where)
         assert bool(torch.isfinite(result.images).all()), name
         assert result.images.shape[1] == 3, name
@@ -450,7 +452,7 @@ def test_attention_arrays_are_never_drawn_as_maps() -> None:
         assert cv.attribute(model, x, method, layer="tokens").shape == (1, 1, 4, 4)
     widget = Explorer(model, cv.sample_image("cat"), preprocess=cv.Preprocess((64, 64), resize=64))
     assert widget.message is None
-    assert widget.cam is not None and decode_payload(widget.cam).shape == (4, 4)
+    assert widget.overlay_map is not None and decode_payload(widget.overlay_map).shape == (4, 4)
     widget.selected_layer = "split"
     assert widget.grid is None  # no filter grid for a non-spatial layer
     widget.selected_layer = "tokens"
@@ -461,13 +463,13 @@ def test_explorer_on_a_vit_shows_token_maps() -> None:
     vit = small_vit()
     widget = Explorer(vit, cv.sample_image("cat"), preprocess=cv.Preprocess((64, 64), resize=64))
     assert widget.message is None
-    assert widget.cam is not None and decode_payload(widget.cam).shape == (4, 4)
+    assert widget.overlay_map is not None and decode_payload(widget.overlay_map).shape == (4, 4)
     rows = {row["name"]: row for row in widget.layers}
     assert rows["encoder.layers.encoder_layer_0.mlp.0"]["spatial"]
     widget.selected_layer = "encoder.layers.encoder_layer_0.mlp.0"  # (1, 17, 64) tokens
     assert widget.grid is not None and decode_payload(widget.grid).shape == (64, 4, 4)
     # The grid is the token reshape: channel c at patch (i, j) is token 1 + 4 i + j.
-    tokens = cv.activations(vit, widget._session.input, ["encoder.layers.encoder_layer_0.mlp.0"])
+    tokens = cv.activations(vit, widget.session.input, ["encoder.layers.encoder_layer_0.mlp.0"])
     out = tokens["encoder.layers.encoder_layer_0.mlp.0"][0]
     lo, hi = decode_payload(widget.grid_lo), decode_payload(widget.grid_hi)
     assert np.allclose(lo, out[1:].amin(dim=0).numpy(), atol=1e-6)

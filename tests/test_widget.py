@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 from PIL import Image
+from support import forwards_of, send_from_browser, sent_to_browser
 
 import cnnvis_widget as cv
 from cnnvis_widget.encode import decode_payload
-from cnnvis_widget.explore import ExplorerSession
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def test_initial_state(explorer, lite0) -> None:
     assert explorer.predictions[0]["label"] == "espresso" and len(explorer.predictions) == 5
     assert explorer.selected_class == 967
     assert decode_payload(explorer.image).shape == (224, 224, 3)
-    assert explorer.selected_layer == "_swish" == explorer.cam_layer == explorer.grid_layer
-    assert decode_payload(explorer.cam).shape == (7, 7)
+    assert explorer.selected_layer == "_swish" == explorer.overlay_layer == explorer.grid_layer
+    assert decode_payload(explorer.overlay_map).shape == (7, 7)
     assert decode_payload(explorer.grid).shape == (1280, 7, 7)
     names = [row["name"] for row in explorer.layers]
     assert names == [name for name, _ in lite0.module.named_modules() if name]
@@ -43,7 +43,11 @@ def test_initial_state(explorer, lite0) -> None:
 def test_arrays_travel_as_binary_buffers(explorer) -> None:
     state = explorer.get_state()
     _, paths, buffers = _remove_buffers(state)
-    assert ["grid", "data"] in paths and ["cam", "data"] in paths and ["image", "data"] in paths
+    assert (
+        ["grid", "data"] in paths
+        and ["overlay_map", "data"] in paths
+        and ["image", "data"] in paths
+    )
     assert sum(len(b) for b in buffers) >= 1280 * 49 + 224 * 224 * 3
 
 
@@ -52,59 +56,70 @@ def test_selecting_a_layer_updates_grid_and_cam(explorer, lite0) -> None:
     grid = decode_payload(explorer.grid)
     assert grid.shape == (24, 56, 56) and explorer.grid_layer == "_blocks.2"
     assert grid.max() == 255
-    assert explorer.cam_layer == "_blocks.2" and decode_payload(explorer.cam).shape == (56, 56)
+    assert explorer.overlay_layer == "_blocks.2" and decode_payload(explorer.overlay_map).shape == (
+        56,
+        56,
+    )
     x = lite0.preprocess(cv.sample_image("coffee"))
     acts = cv.activations(lite0.module, x, ["_blocks.2"])["_blocks.2"][0]
     assert np.allclose(decode_payload(explorer.grid_means), acts.mean((1, 2)).numpy(), atol=1e-5)
     # A non-spatial layer: no grid, a message, and Grad-CAM stays on the last spatial layer.
     explorer.selected_layer = "_fc"
     assert explorer.grid is None and explorer.message["level"] == "info"
-    assert explorer.cam_layer == "_blocks.2"
+    assert explorer.overlay_layer == "_blocks.2"
 
 
 def test_grid_message_is_one_update(explorer) -> None:
-    sent: list[tuple[dict, list]] = []
-    explorer._send = lambda msg, buffers=None: sent.append((msg, buffers or []))  # type: ignore[method-assign]
+    sent = sent_to_browser(explorer)
     explorer.selected_layer = "_blocks.4"
-    grid_updates = [(m, b) for m, b in sent if "grid" in m["state"]]
+    grid_updates = [m for m in sent if "grid" in m["state"]]
     assert len(grid_updates) == 1
-    message, buffers = grid_updates[0]
-    assert {"grid", "grid_lo", "grid_hi", "grid_means", "cam"} <= set(message["state"])
+    message = grid_updates[0]
+    buffers = message["buffers"]
+    assert {"grid", "grid_lo", "grid_hi", "grid_means", "overlay_map"} <= set(message["state"])
     assert ["grid", "data"] in message["buffer_paths"]
     assert sum(len(b) for b in buffers) >= 40 * 28 * 28
 
 
-def test_clicking_a_class_changes_only_the_cam(explorer, monkeypatch) -> None:
-    before = decode_payload(explorer.cam).copy()
-    grid_calls = []
-    monkeypatch.setattr(ExplorerSession, "grid", lambda *a: grid_calls.append(a))
-    explorer.selected_class = explorer.predictions[2]["index"]
-    assert not np.array_equal(decode_payload(explorer.cam), before)
-    assert grid_calls == []
+def test_clicking_a_class_changes_only_the_cam(explorer, lite0) -> None:
+    before = decode_payload(explorer.overlay_map).copy()
+    sent = sent_to_browser(explorer)
+    with forwards_of(lite0.module) as forwards:
+        explorer.selected_class = explorer.predictions[2]["index"]
+    assert not np.array_equal(decode_payload(explorer.overlay_map), before)
+    assert len(forwards) == 1  # Grad-CAM's one forward: no grid recomputed
+    assert not any("grid" in m["state"] for m in sent)
 
 
-def test_display_changes_never_reach_the_engine(explorer, monkeypatch) -> None:
-    calls = []
-    for name in ["grid", "attribution_map", "predictions", "set_image"]:
-        monkeypatch.setattr(ExplorerSession, name, lambda *a, _n=name: calls.append(_n))
-    explorer.colormap = "magma"
-    explorer.opacity = 0.9
-    explorer.sort_by = "mean"
-    explorer.selected_channel = 3
-    assert calls == []
+def test_display_changes_never_reach_the_engine(explorer, lite0) -> None:
+    sent = sent_to_browser(explorer)
+    with forwards_of(lite0.module) as forwards:
+        explorer.colormap = "magma"
+        explorer.opacity = 0.9
+        explorer.sort_by = "mean"
+        explorer.selected_channel = 3
+    assert forwards == []
+    changed = [set(m["state"]) - {"busy"} for m in sent]
+    assert changed == [
+        {"colormap"},
+        {"opacity"},
+        {"sort_by"},
+        {"selected_channel"},
+        {"overlay_source"},
+    ]
 
 
 def test_sample_picker_and_upload(explorer) -> None:
     explorer.image_name = "cat"
     assert any("cat" in p["label"] or p["label"] == "tabby" for p in explorer.predictions[:3])
-    explorer._on_custom_message(explorer, {"type": "upload", "name": "red.png"}, [png_bytes("red")])
+    send_from_browser(explorer, {"type": "upload", "name": "red.png"}, [png_bytes("red")])
     assert explorer.image_name == "upload:red.png" and explorer.message is None
     assert tuple(decode_payload(explorer.image)[100, 100]) == (255, 0, 0)
 
 
 def test_bad_upload_shows_a_message_and_keeps_the_image(explorer) -> None:
     image, predictions = explorer.image, explorer.predictions
-    explorer._on_custom_message(explorer, {"type": "upload", "name": "notes.txt"}, [b"hello"])
+    send_from_browser(explorer, {"type": "upload", "name": "notes.txt"}, [b"hello"])
     assert explorer.message["level"] == "error" and "notes.txt" in explorer.message["text"]
     assert explorer.image is image and explorer.predictions == predictions and not explorer.busy
     explorer.selected_layer = "_blocks.1"  # still usable
@@ -126,10 +141,10 @@ def test_bare_module_and_greyscale_image(tiny) -> None:
 
 def test_failed_actions_revert_and_keep_the_widget_consistent(explorer) -> None:
     good_class, good_layer = explorer.selected_class, explorer.selected_layer
-    cam = explorer.cam
+    cam = explorer.overlay_map
     explorer.selected_class = 5000  # out of range
     assert explorer.message["level"] == "error" and "out of range" in explorer.message["text"]
-    assert explorer.selected_class == good_class and explorer.cam is cam
+    assert explorer.selected_class == good_class and explorer.overlay_map is cam
     explorer.selected_layer = "no.such.layer"
     assert explorer.selected_layer == good_layer == explorer.grid_layer
     assert "Valid layer names" in explorer.message["text"]
@@ -137,7 +152,7 @@ def test_failed_actions_revert_and_keep_the_widget_consistent(explorer) -> None:
     explorer.selected_class = explorer.predictions[1]["index"]
     assert explorer.message is None
     explorer.selected_layer = "_blocks.3"
-    assert explorer.grid_layer == explorer.cam_layer == "_blocks.3"
+    assert explorer.grid_layer == explorer.overlay_layer == "_blocks.3"
 
 
 def test_reused_module_calls_in_the_widget(residual) -> None:
@@ -166,11 +181,11 @@ def test_method_picker_recomputes_the_overlay(explorer, lite0) -> None:
     explorer.method = "integrated_gradients"
     explorer.method_params = {"steps": 8}
     assert explorer.wait()  # a long method: computed in the background
-    cam = decode_payload(explorer.cam)
+    cam = decode_payload(explorer.overlay_map)
     assert (
         cam.shape == (224, 224)
-        and explorer.cam_signed
-        and explorer.cam_method == "integrated_gradients"
+        and explorer.overlay_signed
+        and explorer.overlay_method == "integrated_gradients"
     )
     x = lite0.preprocess(cv.sample_image("coffee"))
     expected = cv.attribute(  # batched as in the widget: a listener gets the first point alone
@@ -181,9 +196,9 @@ def test_method_picker_recomputes_the_overlay(explorer, lite0) -> None:
     explorer.method_params = {"steps": 0}
     assert explorer.message["level"] == "error" and "steps" in explorer.message["text"]
     assert explorer.method_params == {"steps": 8} and np.array_equal(
-        decode_payload(explorer.cam), cam
+        decode_payload(explorer.overlay_map), cam
     )
     explorer.method = "layercam"
     explorer.method_params = {}
-    assert decode_payload(explorer.cam).shape == (7, 7) and not explorer.cam_signed
+    assert decode_payload(explorer.overlay_map).shape == (7, 7) and not explorer.overlay_signed
     assert explorer.message is None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support import forwards_of
 from torch import nn
 
 import cnnvis_widget as cv
@@ -63,14 +64,11 @@ def test_a_class_or_method_choice_shows_the_map_again_after_a_channel(small_expl
     assert explorer.overlay_source == "map"
 
 
-def test_the_overlay_source_is_display_only(small_explorer, monkeypatch) -> None:
-    calls: list[str] = []
-    monkeypatch.setattr(
-        type(small_explorer._session), "attribution_map", lambda *a, **k: calls.append("map")
-    )
-    small_explorer.overlay_source = "channel"
-    small_explorer.map_sign = "signed"
-    assert calls == []
+def test_the_overlay_source_is_display_only(small_explorer) -> None:
+    with forwards_of(small_explorer.session.bundle.module) as forwards:
+        small_explorer.overlay_source = "channel"
+        small_explorer.map_sign = "signed"
+    assert forwards == []
 
 
 @pytest.mark.parametrize("method", ["guided_backprop", "deconvnet", "guided_gradcam"])
@@ -80,8 +78,8 @@ def test_a_relu_rule_without_relu_modules_is_noted_in_the_widget(functional_net,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         explorer.method = method
-    assert explorer.message is None and explorer.cam_method == method
-    note = explorer.cam.get("note", "")
+    assert explorer.message is None and explorer.overlay_method == method
+    note = explorer.overlay_map.get("note", "")
     assert "FunctionalReluNet" in note and "plain gradient" in note
     # The warning names the user's model too, not a stand-in the engine built for it.
     texts = [str(w.message) for w in caught]
@@ -99,4 +97,4 @@ def test_a_relu_rule_without_relu_modules_is_noted_in_the_widget(functional_net,
 def test_a_model_with_relu_modules_gets_no_note(small_explorer) -> None:
     small_explorer.method = "guided_backprop"
     assert small_explorer.message is None
-    assert "note" not in small_explorer.cam
+    assert "note" not in small_explorer.overlay_map

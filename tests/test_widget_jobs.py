@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from support import send_from_browser, sent_to_browser
 
 import cnnvis_widget as cv
 from cnnvis_widget.encode import decode_payload
@@ -42,78 +43,78 @@ def job_fractions(widget: cv.Explorer, trait: str) -> list[float]:
     return fractions
 
 
-def stop_midway(widget: cv.Explorer, what: str, fractions: list[float], below: float) -> None:
-    """Once a fraction in (0, below) was reported, press Stop for ``what`` ("cam" or
-    "compare") and wait for the worker."""
+def stop_midway(widget: cv.Explorer, job: str, fractions: list[float], below: float) -> None:
+    """Once a fraction in (0, below) was reported, press Stop for the job trait ``job``
+    ("overlay_job" or "compare_job") and wait for the worker."""
     deadline = time.monotonic() + 60
     while not any(0 < f < below for f in fractions) and time.monotonic() < deadline:
         time.sleep(0.01)
-    widget._on_custom_message(widget, {"type": "cancel", "what": what}, [])
+    send_from_browser(widget, {"type": "cancel", "job": job})
     assert widget.wait(60)
 
 
 def test_long_method_streams_partial_maps_from_a_background_thread(explorer, lite0) -> None:
-    seen = record(explorer, "cam", "cam_job")
+    seen = record(explorer, "overlay_map", "overlay_job")
     explorer.method_params = {}
     explorer.method = "smoothgrad"
     # The observer returned at once: the map is cleared and computed in the background.
-    assert explorer.cam is None and explorer.cam_job["state"] == "running"
+    assert explorer.overlay_map is None and explorer.overlay_job["state"] == "running"
     assert explorer.wait(120)
-    assert explorer.cam_job["state"] == "done" and explorer.cam_job["fraction"] == 1.0
-    partial_maps = [value for name, value, _ in seen if name == "cam" and value is not None]
-    fractions = [value["fraction"] for name, value, _ in seen if name == "cam_job" and value]
+    assert explorer.overlay_job["state"] == "done" and explorer.overlay_job["fraction"] == 1.0
+    partial_maps = [value for name, value, _ in seen if name == "overlay_map" and value is not None]
+    fractions = [value["fraction"] for name, value, _ in seen if name == "overlay_job" and value]
     # batches of 1 (first), then 8; partial maps at most 4 per second (the first at once)
     assert len(partial_maps) >= 2 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert 0.02 in fractions  # the first sample's map was shown
-    assert any(thread.startswith("cnnvis-") for name, _, thread in seen if name == "cam")
+    assert any(thread.startswith("cnnvis-") for name, _, thread in seen if name == "overlay_map")
     x = lite0.preprocess(cv.sample_image("coffee"))
     # Same batching as the widget's (a listener gets a first batch of one sample).
     expected = cv.attribute(lite0.module, x, "smoothgrad", target=967, on_step=lambda m, f: None)
     expected = expected[0].sum(0).numpy()
-    final = decode_payload(explorer.cam)
+    final = decode_payload(explorer.overlay_map)
     assert np.allclose(final, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     first = decode_payload(partial_maps[0])
     assert first.shape == final.shape and not np.allclose(first, final)
 
 
 def test_cancel_stops_the_job_and_keeps_the_last_partial_map(explorer) -> None:
-    fractions = job_fractions(explorer, "cam_job")
+    fractions = job_fractions(explorer, "overlay_job")
     explorer.method = "occlusion"
     explorer.method_params = {"stride": 8, "batch_size": 4}  # 625 positions: long enough
-    stop_midway(explorer, "cam", fractions, below=1.0)
-    assert explorer.cam_job["state"] == "cancelled" and explorer.cam_job["fraction"] < 1
-    assert explorer.cam is not None  # the partial map stays visible
+    stop_midway(explorer, "overlay_job", fractions, below=1.0)
+    assert explorer.overlay_job["state"] == "cancelled" and explorer.overlay_job["fraction"] < 1
+    assert explorer.overlay_map is not None  # the partial map stays visible
     assert explorer.message is None
 
 
 def test_a_new_request_supersedes_the_running_job(explorer) -> None:
-    seen = record(explorer, "cam_method", "cam_job")
+    seen = record(explorer, "overlay_method", "overlay_job")
     explorer.method = "occlusion"
     explorer.method_params = {"stride": 8, "batch_size": 4}
     time.sleep(0.3)
     explorer.method = "gradcam"  # synchronous: computed before the assignment returns
-    gradcam = decode_payload(explorer.cam)
-    assert explorer.cam_method == "gradcam" and explorer.cam_job is None
+    gradcam = decode_payload(explorer.overlay_map)
+    assert explorer.overlay_method == "gradcam" and explorer.overlay_job is None
     assert explorer.wait(60)
     # Nothing from the superseded occlusion job arrived after the switch.
-    assert explorer.cam_method == "gradcam" and explorer.cam_job is None
-    assert np.array_equal(decode_payload(explorer.cam), gradcam)
+    assert explorer.overlay_method == "gradcam" and explorer.overlay_job is None
+    assert np.array_equal(decode_payload(explorer.overlay_map), gradcam)
     switch = max(i for i, (name, value, _) in enumerate(seen) if value == "gradcam")
-    assert all(value is None for name, value, _ in seen[switch:] if name == "cam_job")
+    assert all(value is None for name, value, _ in seen[switch:] if name == "overlay_job")
 
 
 def test_kernel_thread_is_free_while_a_job_runs(explorer, lite0) -> None:
     explorer.method = "occlusion"
     explorer.method_params = {"stride": 8, "batch_size": 4}
-    assert explorer.cam_job["state"] == "running"
+    assert explorer.overlay_job["state"] == "running"
     # Other work (another cell, another widget action) runs meanwhile on this thread.
     with torch.no_grad():
         logits = lite0.module(lite0.preprocess(cv.sample_image("cat")))
     assert int(logits.argmax()) in (281, 282, 285)
     explorer.selected_layer = "_blocks.4"  # a grid while the job runs
     assert decode_payload(explorer.grid).shape == (40, 28, 28)
-    assert explorer.cam_job["state"] == "running"
-    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+    assert explorer.overlay_job["state"] == "running"
+    send_from_browser(explorer, {"type": "cancel", "job": "overlay_job"})
     assert explorer.wait(60)
     assert not lite0.module.training
 
@@ -124,7 +125,7 @@ def test_bad_parameter_for_a_long_method_is_refused_before_any_job(explorer) -> 
     explorer.wait(120)
     explorer.method_params = {"n_samples": 0}
     assert explorer.message["level"] == "error" and "n_samples" in explorer.message["text"]
-    assert explorer.method_params == {} and explorer.cam_job["state"] == "done"
+    assert explorer.method_params == {} and explorer.overlay_job["state"] == "done"
 
 
 def test_comparison_of_methods_with_scores(explorer, lite0) -> None:
@@ -213,15 +214,17 @@ def test_job_runner_never_publishes_a_superseded_result() -> None:
 def test_a_layer_click_does_not_restart_a_pixel_method_job(explorer) -> None:
     explorer.method = "occlusion"
     explorer.method_params = {"stride": 8, "batch_size": 4}
-    job = explorer.cam_job
-    time.sleep(0.2)
+    job = explorer.overlay_job
+    deadline = time.monotonic() + 60
+    while explorer.overlay_job["id"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the job has started and reported
     explorer.selected_layer = "_blocks.4"
-    assert explorer.cam_job["state"] == "running"
-    assert explorer._cam_jobs.current is not None and explorer._cam_jobs.current.id >= 1
-    started = explorer._cam_jobs.current.id
+    assert explorer.overlay_job["state"] == "running"
+    started = explorer.overlay_job["id"]
+    assert started >= 1
     explorer.selected_layer = "_blocks.5"
-    assert explorer._cam_jobs.current is not None and explorer._cam_jobs.current.id == started
-    explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+    assert explorer.overlay_job["state"] == "running" and explorer.overlay_job["id"] == started
+    send_from_browser(explorer, {"type": "cancel", "job": "overlay_job"})
     assert explorer.wait(60) and job is not None
 
 
@@ -251,7 +254,7 @@ def test_worker_thread_is_reused_and_ends_when_idle(monkeypatch) -> None:
 def test_comparison_can_be_stopped_inside_a_long_cell(explorer) -> None:
     fractions = job_fractions(explorer, "compare_job")
     explorer.compare(["occlusion", "gradcam"])
-    stop_midway(explorer, "compare", fractions, below=0.5)
+    stop_midway(explorer, "compare_job", fractions, below=0.5)
     assert explorer.compare_job["state"] == "cancelled" and explorer.compare_job["fraction"] < 0.5
     # The cell being computed was marked running; at Stop every unfinished cell says stopped.
     assert [row["state"] for row in explorer.comparison] == ["stopped", "stopped"]
@@ -281,24 +284,18 @@ def test_superseding_while_partial_maps_flow_does_not_deadlock(explorer) -> None
     # The main thread starts jobs while holding the publish lock; the worker publishes
     # partial maps while holding the runner: one shared lock, else these two deadlock.
     explorer.method = "smoothgrad"
-    publish_partial = explorer._cam_jobs._on_partial
-
-    def slow_partial(job, payload, fraction) -> None:  # a slow comm widens the window
-        time.sleep(0.01)
-        publish_partial(job, payload, fraction)
-
-    explorer._cam_jobs._on_partial = slow_partial
+    sent_to_browser(explorer, delay=0.01)  # a slow comm widens the window
 
     def churn() -> None:
         for seed in range(15):
             explorer.method_params = {"n_samples": 200, "batch_size": 1, "seed": seed}
             time.sleep(0.15)
-        explorer._on_custom_message(explorer, {"type": "cancel", "what": "cam"}, [])
+        send_from_browser(explorer, {"type": "cancel", "job": "overlay_job"})
 
     thread = threading.Thread(target=churn, daemon=True)
     thread.start()
     thread.join(60)
     assert not thread.is_alive(), "the main thread is stuck: lock-order deadlock"
     assert explorer.wait(60)
-    assert explorer.cam_job["state"] == "cancelled"
+    assert explorer.overlay_job["state"] == "cancelled"
     assert explorer.method_params["seed"] == 14

@@ -1,5 +1,6 @@
 """Background jobs for the widget: one long computation at a time per runner, streamed,
-cancellable, superseded by the next request.
+cancellable, superseded by the next request. Panels use them through
+:class:`~cnnvis_widget.widgets.channel.JobChannel`, which publishes to traits.
 
 The kernel's main thread stays free while a job runs, so the notebook can run other cells and
 the widget keeps answering (a click, a cancel). A job's callbacks are delivered only while it
@@ -37,24 +38,6 @@ class Job:
     id: int
     label: str
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-def job_state(
-    job: Job | None, label_or_state: str, fraction: float, error: str = ""
-) -> dict[str, Any]:
-    """A job trait (``cam_job``, ``compare_job``, ``synth_job``, ``feature_grid_job``):
-    ``state`` is "running", "done", "cancelled" or "error"; ``fraction`` of the work done in
-    [0, 1]; ``id`` 0 until the job has started; ``error`` (state "error" only) says why, for
-    the panel that started the job."""
-    if job is None:
-        return {"id": 0, "label": label_or_state, "state": "running", "fraction": fraction}
-    state = {"id": job.id, "label": job.label, "state": label_or_state, "fraction": fraction}
-    return {**state, "error": error} if error else state
-
-
-def refused_job(label: str, error: BaseException) -> dict[str, Any]:
-    """A job trait for work refused before it started (bad input), with the reason."""
-    return {**job_state(None, label, 0.0), "state": "error", "error": str(error)}
 
 
 class Throttle:

@@ -5,10 +5,10 @@
  */
 import { colormapNames, resolveColormap } from "../colormaps";
 import { h } from "../dom";
+import { UPLOAD_PREFIX } from "../protocol";
 import type { ExplorerModel, MapSign, Message, SortBy, View } from "../types";
 
 export const MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
-const UPLOAD_PREFIX = "upload:";
 
 export interface ControlsOptions {
   /** Show (or clear, with null) a message produced in the browser. */

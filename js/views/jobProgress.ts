@@ -1,6 +1,7 @@
 /**
- * Progress of a background job (`cam_job` or `compare_job`): a bar, a line of text and a Stop
- * button that asks the kernel to cancel (custom message `{type: "cancel", what}`).
+ * Progress of a background job (`overlay_job` or `compare_job`): a bar, a line of text and a Stop
+ * button that asks the kernel to cancel (custom message `{type: "cancel", job: <job trait>}`).
+ * `testid` names its elements: `<testid>-progress`, `<testid>-cancel`.
  */
 import { h, setText } from "../dom";
 import { jobView } from "../jobs";
@@ -8,19 +9,19 @@ import type { ExplorerModel, View } from "../types";
 
 export function createJobProgress(
   model: ExplorerModel,
-  trait: "cam_job" | "compare_job",
-  what: "cam" | "compare",
+  trait: "overlay_job" | "compare_job",
+  testid: "cam" | "compare",
 ): View {
   const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
   const text = h("span", { class: "cv-job-text" });
   const stop = h(
     "button",
-    { class: "cv-button cv-job-stop", type: "button", "data-testid": `${what}-cancel` },
+    { class: "cv-button cv-job-stop", type: "button", "data-testid": `${testid}-cancel` },
     "Stop",
   );
   const el = h(
     "div",
-    { class: "cv-job", "data-testid": `${what}-progress`, "data-state": "idle", hidden: true },
+    { class: "cv-job", "data-testid": `${testid}-progress`, "data-state": "idle", hidden: true },
     bar,
     text,
     stop,
@@ -29,7 +30,7 @@ export function createJobProgress(
   stop.addEventListener("click", () => {
     stopAsked = jobView(model.get(trait)).id;
     stop.disabled = true;
-    model.send({ type: "cancel", what });
+    model.send({ type: "cancel", job: trait });
   });
   return {
     el,

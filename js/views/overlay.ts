@@ -3,7 +3,7 @@
  * channel's map when `overlay_source` is "channel" (a tile click; any request for a map sets
  * it back to "map"); a caption says what is drawn, a colour bar shows the colormap, and the
  * map's note (e.g. "the rule found no ReLU modules") is shown under it as text. Signed maps
- * (`cam_signed`) are drawn as |value| with the user colormap or, with `map_sign` "signed",
+ * (`overlay_signed`) are drawn as |value| with the user colormap or, with `map_sign` "signed",
  * with the diverging RdBu map, symmetric around 0 (see `heatPixel`).
  */
 import { composite, type Heat, heatByMax, heatPixel, mapFrom } from "../canvas";
@@ -82,11 +82,11 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       const image = arrays.get("image");
       const channel = model.get("selected_channel");
       const grid = arrays.get("grid");
-      const cam = arrays.get("cam");
-      const camLayer = model.get("cam_layer") ?? "";
+      const cam = arrays.get("overlay_map");
+      const camLayer = model.get("overlay_layer") ?? "";
       const cls = model.get("selected_class");
-      const camMethod = model.get("cam_method") ?? "";
-      const camSigned = model.get("cam_signed") === true;
+      const camMethod = model.get("overlay_method") ?? "";
+      const camSigned = model.get("overlay_signed") === true;
       const sign = model.get("map_sign") === "signed" ? "signed" : "absolute";
       const showChannel = model.get("overlay_source") === "channel";
 
@@ -135,13 +135,13 @@ export function createOverlay(model: ExplorerModel, arrays: ArrayStore): View {
       canvas.dataset.channel = mode === "channel" ? String(channel) : "-1";
       canvas.dataset.camEmpty = mode === "cam" && heat === null ? "true" : "false";
       // A streamed map still being computed (or stopped before the end) is marked partial.
-      const job = jobView(model.get("cam_job"));
+      const job = jobView(model.get("overlay_job"));
       const partial = mode === "cam" && (job.running || job.state === "cancelled");
       canvas.dataset.partial = partial ? "true" : "false";
       if (partial) text += job.running ? ` (partial, ${job.text})` : " (stopped early)";
       canvas.setAttribute("aria-label", text);
       setText(caption, text);
-      const noteText = mode === "cam" ? mapNote(model.get("cam")) : "";
+      const noteText = mode === "cam" ? mapNote(model.get("overlay_map")) : "";
       note.hidden = noteText === "";
       setText(note, noteText);
     },

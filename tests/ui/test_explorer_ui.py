@@ -333,7 +333,7 @@ def kernel_print(page, code: str, timeout_ms: int = 120_000) -> str:
 # For a failing test: the explorer's job state and every thread's stack, from the kernel.
 THREAD_DUMP = """
 import sys as _sys, threading as _th, traceback as _tb
-print("cam_job:", explorer.cam_job)
+print("overlay_job:", explorer.overlay_job)
 for _t in _th.enumerate():
     print("---", _t.name)
     _f = _sys._current_frames().get(_t.ident)
