@@ -11,7 +11,7 @@ from ..methods import METHODS
 from ..protocol import ComparisonCell, ParamValue, comparison_cell, message
 from .channel import JobChannel, JobEnd, Report, Update
 from .overlay import OverlayTraits
-from .panel import Change, Host, Panel
+from .panel import Change, Host, Panel, traits_of
 from .traits import optional_dict
 
 
@@ -27,10 +27,11 @@ class ComparisonTraits(traitlets.HasTraits):
 class ComparisonPanel(Panel):
     messages = ("compare", "cancel")
 
-    def __init__(self, host: Host, traits: ComparisonTraits, overlay: OverlayTraits) -> None:
+    def __init__(self, host: Host) -> None:
         super().__init__(host)
-        self.traits = traits
-        self.overlay = overlay  # its method is compared with the picker's settings
+        self.traits = traits_of(host, ComparisonTraits)
+        # The overlay's method is compared with the picker's settings, at its layer.
+        self.overlay = traits_of(host, OverlayTraits)
         self.jobs = JobChannel(host, "compare_job")
 
     def channels(self) -> list[JobChannel]:

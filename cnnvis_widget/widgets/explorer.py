@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import anywidget
 import traitlets
@@ -37,6 +37,7 @@ from .synthesis import SynthesisPanel, SynthesisTraits
 from .traits import optional_dict
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+P = TypeVar("P", bound=Panel)
 DEPRECATED_TRAITS = {
     "cam": "overlay_map",
     "cam_job": "overlay_job",
@@ -59,6 +60,8 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
+    panel_types: ClassVar[tuple[type[Panel], ...]] = (OverlayPanel, ComparisonPanel, SynthesisPanel)
+    """The panels, in the order they see selection changes (each built as ``Panel(self)``)."""
 
     model_name = traitlets.Unicode("").tag(sync=True)
     image_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -104,10 +107,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         first = image if image is not None else sample_image("cat")
         self.session = ExplorerSession(as_bundle(model, preprocess, labels, first))
         self.session.set_image(first)
-        self.overlay_panel = OverlayPanel(self, self)
-        self.comparison_panel = ComparisonPanel(self, self, self)
-        self.synthesis_panel = SynthesisPanel(self, self)
-        self.panels: list[Panel] = [self.overlay_panel, self.comparison_panel, self.synthesis_panel]
+        self.panels: list[Panel] = [panel_type(self) for panel_type in self.panel_types]
         start_layer = layer or self.session.default_cam_layer()
         self.session.layer(start_layer)  # unknown name: a clear error now
         static = Change({
@@ -244,7 +244,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         traits (what the panel's checkboxes set). A layer method is shown at each of
         ``layers`` (default: the overlay's layer), so one method at several layers is a
         comparison too."""
-        self.comparison_panel.compare(methods, layers)
+        self.panel(ComparisonPanel).compare(methods, layers)
 
     def synthesize(self, kind: str | None = None, **params: Any) -> None:
         """Start a synthesis in the background (``synthesis`` streams its frames,
@@ -252,23 +252,23 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         one of ``synth_kinds`` (default: the panel's pick); ``params`` override the panel's
         values. The target is the selected channel (a tile of the filter grid), the selected
         class, or the current image at the selected layer, as the kind needs."""
-        self.synthesis_panel.synthesize(kind, **params)
+        self.panel(SynthesisPanel).synthesize(kind, **params)
 
     def stop_synthesis(self) -> None:
         """Stop the running synthesis at its next step (its last image stays)."""
-        self.synthesis_panel.stop()
+        self.panel(SynthesisPanel).stop()
 
     def resume_synthesis(self) -> None:
         """Continue a stopped channel visualization from where it stopped."""
-        self.synthesis_panel.resume()
+        self.panel(SynthesisPanel).resume()
 
     def reseed(self) -> None:
         """Start again with a new random seed."""
-        self.synthesis_panel.reseed()
+        self.panel(SynthesisPanel).reseed()
 
     def pin(self) -> None:
         """Keep the current result beside the panel (up to 12; the oldest goes first)."""
-        self.synthesis_panel.pin()
+        self.panel(SynthesisPanel).pin()
 
     def visualize_layer(self, steps: int | None = None, size: int | None = None) -> None:
         """Visualize every channel of the selected layer in batches, in the background (the
@@ -276,7 +276,16 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         kind is picked); ``feature_grid`` fills batch by batch, tile for tile with the
         activation grid."""
         given = {"steps": steps, "size": size}
-        self.synthesis_panel.visualize_layer(**{k: v for k, v in given.items() if v is not None})
+        self.panel(SynthesisPanel).visualize_layer(
+            **{k: v for k, v in given.items() if v is not None}
+        )
+
+    def panel(self, panel_type: type[P]) -> P:
+        """The panel of type ``panel_type``."""
+        for panel in self.panels:
+            if isinstance(panel, panel_type):
+                return panel
+        raise LookupError(f"this Explorer has no {panel_type.__name__}.")
 
     def wait(self, timeout: float | None = 60.0) -> bool:
         """Block until background jobs (overlay, comparison, synthesis) end; for scripts and

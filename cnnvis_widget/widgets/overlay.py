@@ -16,7 +16,7 @@ from ..methods import METHODS
 from ..methods.api import check_params
 from ..protocol import DEFAULT_METHOD, MapPayload
 from .channel import JobChannel, JobEnd, Report, Update
-from .panel import Change, Host, Panel
+from .panel import Change, Host, Panel, traits_of
 from .traits import optional_dict
 
 PARTIAL_INTERVAL_S = 0.25
@@ -49,9 +49,9 @@ class OverlayPanel(Panel):
 
     messages = ("cancel",)
 
-    def __init__(self, host: Host, traits: OverlayTraits) -> None:
+    def __init__(self, host: Host) -> None:
         super().__init__(host)
-        self.traits = traits
+        self.traits = traits = traits_of(host, OverlayTraits)
         self.jobs = JobChannel(host, "overlay_job", PARTIAL_INTERVAL_S)
         self._shown: tuple[MapKey, MapPayload] | None = None  # the last map computed
         self._computing: MapKey | None = None  # the map the running job computes

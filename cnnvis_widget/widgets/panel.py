@@ -15,12 +15,15 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import traitlets
 
 from ..protocol import Message
 from ..session import ExplorerSession
 from .channel import JobChannel, Update
 
+T = TypeVar("T", bound=traitlets.HasTraits)
 Handler = Callable[[dict[str, Any]], None]
 """A traitlets observer: receives the change dict (``name``, ``old``, ``new``)."""
 
@@ -58,8 +61,19 @@ class Host(Protocol):
     def watch(self, names: list[str], handler: Handler) -> None: ...
 
 
+def traits_of(host: Host, traits: type[T]) -> T:
+    """``host`` as the trait declarations ``traits`` (the widget lists them among its bases)."""
+    if not isinstance(host, traits):
+        raise TypeError(
+            f"{type(host).__name__} does not declare {traits.__name__}: add it to the widget "
+            "class's bases (docs/architecture.md, 'Adding a panel')."
+        )
+    return host
+
+
 class Panel:
-    """Base of the Explorer's panels. ``messages``: the custom message ``type`` values the
+    """Base of the Explorer's panels, built as ``PanelClass(host)`` by the Explorer (one per
+    class in ``Explorer.panel_types``). ``messages``: the custom message ``type`` values the
     panel handles (:meth:`on_message`); the ``on_*`` hooks return what the panel shows when
     the shell's selection changes (computed, not yet shown: the shell shows every panel's
     change and its own as one update, or none of them if one fails)."""

@@ -29,7 +29,7 @@ from ..synthesis.kinds import (
     run_synthesis,
 )
 from .channel import JobChannel, JobEnd, Report, Update
-from .panel import Host, Panel
+from .panel import Host, Panel, traits_of
 from .traits import optional_dict
 
 FRAME_INTERVAL_S = 0.05
@@ -66,9 +66,9 @@ class SynthesisRun:
 class SynthesisPanel(Panel):
     messages = ("synth",)
 
-    def __init__(self, host: Host, traits: SynthesisTraits) -> None:
+    def __init__(self, host: Host) -> None:
         super().__init__(host)
-        self.traits = traits
+        self.traits = traits_of(host, SynthesisTraits)
         self.images = JobChannel(host, "synth_job", FRAME_INTERVAL_S)
         self.grid = JobChannel(host, "feature_grid_job", GRID_PROGRESS_INTERVAL_S)
         self.last_run: SynthesisRun | None = None
