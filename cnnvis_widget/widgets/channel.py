@@ -50,12 +50,12 @@ class JobEnd(Generic[R]):
 
 class Publisher(Protocol):
     """What a channel needs from the widget: the lock trait writes take, the loop they run
-    on (None: apply at once), and a way to apply an update as one."""
+    on (None: apply at once), and a way to send an update as one message."""
 
     publish_lock: threading.RLock
     main_loop: asyncio.AbstractEventLoop | None
 
-    def applying(self) -> AbstractContextManager[None]: ...
+    def publishing(self) -> AbstractContextManager[None]: ...
 
     def assign(self, update: Update) -> None: ...
 
@@ -173,7 +173,7 @@ class JobChannel:
         def apply() -> None:
             if job is not self._runner.latest:
                 return  # superseded or forgotten meanwhile: never shown
-            with publisher.publish_lock, publisher.applying():
+            with publisher.publishing():
                 publisher.assign(build())
 
         loop = publisher.main_loop

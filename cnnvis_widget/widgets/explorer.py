@@ -139,6 +139,14 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
             finally:
                 self._applying = False
 
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Send a job's update as one message. Unlike :meth:`applying`, this does not mark
+        the widget as changing itself: without a kernel loop, jobs publish from their worker
+        thread, and a user action arriving meanwhile (a Stop) must not be taken for one."""
+        with self.publish_lock, self.hold_sync():
+            yield
+
     def assign(self, update: Update) -> None:
         for name, value in update.items():
             setattr(self, name, value)

@@ -29,14 +29,16 @@ MapKey = tuple[int, str, str, str, int]
 class OverlayTraits(traitlets.HasTraits):
     """The overlay's synced traits (docs/protocol.md)."""
 
+    # What is shown: the map, how it was made, the job computing it.
+    overlay_map = optional_dict()
+    overlay_method = traitlets.Unicode("").tag(sync=True)
+    overlay_layer = traitlets.Unicode("").tag(sync=True)
+    overlay_signed = traitlets.Bool(False).tag(sync=True)
+    overlay_job = optional_dict()
+    # What is picked: the method (of the static list ``methods``) and its settings.
     methods = traitlets.List(traitlets.Dict()).tag(sync=True)
     method = traitlets.Unicode(DEFAULT_METHOD).tag(sync=True)
     method_params = traitlets.Dict().tag(sync=True)
-    overlay_map = optional_dict()
-    overlay_job = optional_dict()
-    overlay_layer = traitlets.Unicode("").tag(sync=True)
-    overlay_method = traitlets.Unicode("").tag(sync=True)
-    overlay_signed = traitlets.Bool(False).tag(sync=True)
     # What the main canvas shows over the image: "map" (the method's) or "channel" (the
     # selected channel's). A tile click shows the channel; any request for a map goes back.
     overlay_source = traitlets.Enum(("map", "channel"), "map").tag(sync=True)
