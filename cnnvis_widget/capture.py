@@ -1,5 +1,9 @@
 """Hooks on named layers: record outputs (and make them differentiable), always cleaned up.
 
+This module is also the one place layer names are read: ``"layer4"`` names a submodule as in
+``named_modules()``, ``"layer1.0.relu@1"`` one call of a module that runs several times in a
+forward pass (:class:`LayerRef`, :func:`resolve_layer`).
+
 Hooks go on the eval-mode view a method runs on (:func:`~cnnvis_widget.model_view.eval_view`),
 never on the user's modules; they are removed when the block ends, also on exceptions.
 """
@@ -7,7 +11,7 @@ never on the user's modules; they are removed when the block ends, also on excep
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -20,7 +24,8 @@ from torch.utils.hooks import RemovableHandle
 class LayerRef:
     """A layer by dotted name, optionally one call of a module that runs several times.
 
-    ``"layer1.0.relu"`` is its last call; ``"layer1.0.relu@0"`` its first.
+    ``"layer1.0.relu"`` is its last call; ``"layer1.0.relu@0"`` its first. Text whose part
+    after the last ``@`` is not a call number is a plain name (``call`` ``None``).
     """
 
     name: str
@@ -38,8 +43,8 @@ class LayerRef:
 
 
 def resolve_module(module: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (as in ``named_modules()``), or a ``ValueError`` that
-    lists the close matches and every valid name."""
+    """The submodule called ``name`` (as in ``named_modules()``, no ``@k``), or a
+    ``ValueError`` that lists the close matches and every valid name."""
     modules = dict(module.named_modules())
     modules.pop("", None)
     if name in modules:
@@ -52,19 +57,48 @@ def resolve_module(module: nn.Module, name: str) -> nn.Module:
     )
 
 
+def resolve_layer(module: nn.Module, text: str) -> nn.Module:
+    """The submodule a layer name refers to, with or without a call suffix (``"relu"`` and
+    ``"relu@1"`` both give ``relu``), or the ``ValueError`` of :func:`resolve_module`. Whether
+    call ``k`` exists is only known after a forward pass (:meth:`Capture.tensor` says)."""
+    return resolve_module(module, LayerRef.parse(text).name)
+
+
+class _ForwardDone(Exception):
+    """Raised from a hook once every wanted call ran (``stop_early``): it ends the forward
+    pass there, and the :func:`capture` block that owns the hook swallows it."""
+
+    def __init__(self, owner: Capture) -> None:
+        super().__init__("every wanted layer output is recorded")
+        self.owner = owner
+
+
+@dataclass
+class _Pass:
+    """What the taps of one :func:`capture` share."""
+
+    owner: Capture
+    clock: int = 0
+    """Completions of hooked modules so far: orders them."""
+    pending: int | None = None
+    """Taps whose recorded call has yet to run; ``None``: the pass is never cut short."""
+
+
 @dataclass
 class _Tap:
     ref: LayerRef
+    shared: _Pass
+    record_at: int | None = None
+    """Index of the call recorded; ``None``: every call, so the last one stays."""
     calls: int = 0
     output: object = None
     enable_grad: bool = False
     finished: int | None = None
-    clock: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass
 class Capture:
-    """Outputs recorded by :func:`capture`: ``outputs[name]`` is the layer's output tensor.
+    """Outputs recorded by :func:`capture`: ``tensor(name)`` is the layer's output tensor.
 
     With ``differentiable=True`` each captured tensor is a leaf that requires grad and the rest
     of the forward pass is built on it, so ``torch.autograd.grad(score, capture.tensor(name))``
@@ -72,8 +106,12 @@ class Capture:
     """
 
     taps: dict[str, _Tap] = field(default_factory=dict)
+    stopped: bool = False
+    """Whether ``stop_early`` ended the forward pass after the last wanted output."""
 
     def tensor(self, name: str) -> torch.Tensor:
+        """The output of layer ``name`` (as given to :func:`capture`); a ``RuntimeError`` /
+        ``TypeError`` naming the fix when it did not run or gave no tensor."""
         tap = self.taps[name]
         if tap.calls == 0:
             raise RuntimeError(
@@ -91,39 +129,74 @@ class Capture:
             )
         return tap.output
 
+    def output(self, name: str) -> torch.Tensor | None:
+        """The output tensor of layer ``name``, or ``None`` when the wanted call did not run
+        or gave something other than a tensor."""
+        output = self.taps[name].output
+        return output if isinstance(output, torch.Tensor) else None
+
     def calls(self, name: str) -> int:
+        """How often layer ``name``'s module ran inside the block (all passes together)."""
         return self.taps[name].calls
 
 
 @contextmanager
 def capture(
-    module: nn.Module, layers: Sequence[str], *, differentiable: bool = False
+    module: nn.Module,
+    layers: Sequence[str],
+    *,
+    differentiable: bool = False,
+    calls: Mapping[str, int] | None = None,
+    stop_early: bool = False,
 ) -> Iterator[Capture]:
-    """Record the outputs of ``layers`` during forward passes run inside the block.
+    """Record the outputs of ``layers`` (names as in ``named_modules()``, ``"name@k"`` for
+    call ``k``) during forward passes run inside the block.
 
     Each hook hands the rest of the network a copy of the output, so in-place operations that
     follow (``ReLU(inplace=True)``) never alter what was recorded. A module that runs several
-    times records its last call unless the name says ``@k``.
+    times records its last call unless the name says ``@k``. Without ``differentiable`` the
+    recorded outputs are the network's own tensors: under grad mode, gradients flow from them
+    back to the input (synthesis backpropagates through them).
 
     ``differentiable=True`` is meant for a forward pass run under ``torch.no_grad()``: the part
     of the network before the first captured layer builds no autograd graph, and from the
     captured output on the graph is recorded. Grad mode is restored when the block exits.
+
+    ``calls`` gives how often each named layer's module runs per forward pass (counted on an
+    earlier pass with :meth:`Capture.calls`): a plainly named layer listed there is recorded
+    (and copied) only at its last call, not at every call. ``stop_early=True`` ends the
+    forward pass by an exception once every wanted call ran (only when each is known: an
+    ``@k`` name or one listed in ``calls``), skipping the rest of the network; the block
+    swallows it and exits right there (code after the forward pass in the block does not run)
+    with :attr:`Capture.stopped` set. Hooks are removed when the block exits, also on errors.
     """
     if differentiable and len(layers) != 1:
         # Each captured output is detached to start the graph there, which would cut the
         # gradient path to any earlier captured layer.
         raise ValueError("differentiable capture takes exactly one layer.")
+    known = calls or {}
     result = Capture()
+    shared = _Pass(result)
     handles: list[RemovableHandle] = []
     grad_mode = torch.is_grad_enabled()
-    clock = [0]  # shared by all taps: orders the completions of the hooked modules
     try:
-        for text in layers:
+        for text in dict.fromkeys(layers):
             ref = LayerRef.parse(text)
-            tap = _Tap(ref, enable_grad=differentiable, clock=clock)
+            record_at = ref.call
+            if record_at is None and text in known:
+                record_at = known[text] - 1
+            tap = _Tap(ref, shared, record_at, enable_grad=differentiable)
             result.taps[text] = tap
-            handles.append(resolve_module(module, ref.name).register_forward_hook(_hook_for(tap)))
-        yield result
+            handles.append(resolve_layer(module, text).register_forward_hook(_hook_for(tap)))
+        taps = result.taps.values()
+        if stop_early and all(tap.record_at is not None for tap in taps):
+            shared.pending = len(taps)
+        try:
+            yield result
+        except _ForwardDone as done:
+            if done.owner is not result:
+                raise
+            result.stopped = True
     finally:
         for handle in handles:
             handle.remove()
@@ -131,13 +204,17 @@ def capture(
 
 
 def _hook_for(tap: _Tap) -> Callable[[nn.Module, object, object], object]:
+    shared = tap.shared
+
     def hook(_module: nn.Module, _inputs: object, output: object) -> object:
         index = tap.calls
         tap.calls += 1
-        tap.finished = tap.clock[0]
-        tap.clock[0] += 1
-        if tap.ref.call is not None and index != tap.ref.call:
+        tap.finished = shared.clock
+        shared.clock += 1
+        if tap.record_at is not None and index != tap.record_at:
             return None
+        if shared.pending is not None:
+            shared.pending -= 1
         if not isinstance(output, torch.Tensor):
             tap.output = output
             return None
@@ -147,6 +224,8 @@ def _hook_for(tap: _Tap) -> Callable[[nn.Module, object, object], object]:
         else:
             recorded = output
         tap.output = recorded
+        if shared.pending == 0:
+            raise _ForwardDone(shared.owner)
         return recorded.clone()
 
     return hook

@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .methods.registry import Param
 
 LOAD_HINT = (
     "Load one with cv.load_model(name) and pass bundle.module (or the bundle where a function "
@@ -235,3 +238,35 @@ def check_tensor_param(where: str, value: torch.Tensor, shape: torch.Size) -> No
             "shaped like x."
         )
     check_finite_tensor(where, value)
+
+
+def check_param(owner: str, param: Param, value: Any) -> None:
+    """Type, range and choice of one form parameter of ``owner`` (an attribution method or a
+    synthesis kind, named in the message) against its :class:`~cnnvis_widget.methods.
+    registry.Param` (kind, ``low`` / ``high`` in the parameter's own units, choices), with a
+    message that names the fix. A tensor passes a "float" parameter (e.g. a baseline image;
+    its shape is the caller's to check, see :func:`check_tensor_param`)."""
+    where = f"{owner}: {param.name}"
+    if param.kind == "choice":
+        if value not in param.choices:
+            raise ValueError(f"{where} must be one of {list(param.choices)}; got {value!r}.")
+        return
+    if param.kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be True or False; got {value!r}.")
+        return
+    if isinstance(value, torch.Tensor) and param.kind == "float":
+        return  # e.g. a baseline image; its shape is the method's to check
+    number_types = (int,) if param.kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, number_types):
+        raise TypeError(
+            f"{where} must be {'an int' if param.kind == 'int' else 'a number'}; got {value!r}."
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{where} must be a finite number in [{param.low}, {param.high}]; got {value!r}."
+        )
+    if (param.low is not None and value < param.low) or (
+        param.high is not None and value > param.high
+    ):
+        raise ValueError(f"{where} must lie in [{param.low}, {param.high}]; got {value!r}.")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_finite_tensor, check_input, check_int, check_module, check_number
-from .methods.api import Target, _targets, attribute, upsample
+from .methods.api import Target, attribute, resolve_targets, upsample
 from .methods.context import check_targets_in_range
 from .methods.fast_model import fast_model
 from .methods.frozen_inference import frozen_inference
@@ -124,7 +124,7 @@ def _check_scoring(
             "sample of x (cv.attribute on the same x gives them)."
         )
     check_finite_tensor("the map", attribution)
-    _targets(target, x.shape[0], x.device)
+    resolve_targets(target, x.shape[0], x.device)
 
 
 def _first_k_masks(

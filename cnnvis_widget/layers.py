@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .capture import capture, resolve_module
+from .capture import capture, resolve_layer
 from .checks import check_input, check_module, check_names
 from .model_view import eval_view
 from .models import logits_of, size_errors_explained, to_model_input
@@ -152,7 +152,7 @@ def activations(
     check_input(x, module)
     wanted = check_names("names", names)
     for name in wanted:
-        resolve_module(module, name.rpartition("@")[0] if "@" in name else name)
+        resolve_layer(module, name)
     view = eval_view(module)
     with torch.no_grad(), capture(view, wanted) as recorded, size_errors_explained(module, x):
         view(to_model_input(x, module))
@@ -186,35 +186,24 @@ def default_cam_layer(
 
 def _reaching_logits(module: nn.Module, x: torch.Tensor, names: list[str]) -> str | None:
     """The first of the token layers ``names`` whose patch-token outputs have a non-zero
-    gradient of the top logit (None when none has, or the probe fails)."""
+    gradient of the top logit (None when none has, or the probe fails). ``x``: model input
+    (1, C, H, W)."""
     view = eval_view(module)
-    outputs: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def recorder(name: str) -> Callable[[nn.Module, object, object], None]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor) and output.requires_grad:
-                outputs[name] = output
-
-        return hook
-
     try:
-        for name in names:
-            handles.append(view.get_submodule(name).register_forward_hook(recorder(name)))
-        with torch.enable_grad():
+        with torch.enable_grad(), capture(view, names) as recorded:
             probe = to_model_input(x, module).detach().requires_grad_(True)
             logits = logits_of(view(probe))
-            found = [name for name in names if name in outputs]
-            top = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
-            gradients = torch.autograd.grad(
-                top, [outputs[name] for name in found], allow_unused=True
-            )
+        outputs = {name: recorded.output(name) for name in names}
+        found = [
+            (name, output)
+            for name, output in outputs.items()
+            if output is not None and output.requires_grad
+        ]
+        top = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
+        gradients = torch.autograd.grad(top, [output for _, output in found], allow_unused=True)
     except Exception:  # a model this probe cannot differentiate: keep the plain rule
         return None
-    finally:
-        for handle in handles:
-            handle.remove()
-    for name, gradient in zip(found, gradients, strict=True):
+    for (name, _), gradient in zip(found, gradients, strict=True):
         if gradient is not None and bool(gradient[:, 1:].abs().sum() > 0):
             return name
     return None

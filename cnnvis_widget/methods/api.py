@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -14,19 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..capture import resolve_module
+from ..capture import resolve_layer
 from ..checks import (
     check_callback,
     check_flag,
     check_int,
     check_module,
+    check_param,
     check_tensor_param,
 )
 from ..layers import check_input, default_cam_layer, layers
 from ..model_view import engine_call, eval_view
 from ..models import size_errors_explained, to_model_input
 from .context import AttributionRequest, StepCallback
-from .registry import METHODS, Param
+from .registry import METHODS
 
 Target = int | Sequence[int] | torch.Tensor | None
 Precision = Literal["float32", "bfloat16"]
@@ -95,7 +95,7 @@ def attribute(
             f"precision='bfloat16' runs float32 models under autocast; the model runs in {x.dtype}. "
             "Use a float32 model and input, or precision='float32'."
         )
-    targets = _targets(target, x.shape[0], x.device)
+    targets = resolve_targets(target, x.shape[0], x.device)
     options = check_params(method, params)
     for name, value in options.items():
         if isinstance(value, torch.Tensor):
@@ -104,7 +104,7 @@ def attribute(
     if descriptor.uses_layer:
         if layer is None:
             layer = default_cam_layer(layers(view, x[:1]), view, x[:1])
-        resolve_module(view, layer.rpartition("@")[0] if "@" in layer else layer)
+        resolve_layer(view, layer)
     listener = on_step
     # Maps come back in x's dtype, float32 for a float16 / bfloat16 model (computed in its
     # dtype; float32 holds them exactly, and float16's range would cut small products).
@@ -137,7 +137,7 @@ def check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
         )
     for param in descriptor.params:
         if param.name in params:
-            _check_param(method, param, params[param.name])
+            check_param(method, param, params[param.name])
     return {**descriptor.defaults(), **params}
 
 
@@ -163,7 +163,11 @@ def _method(name: str) -> Any:
     raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(METHODS)}.")
 
 
-def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor | None:
+def resolve_targets(target: Target, batch: int, device: torch.device) -> torch.Tensor | None:
+    """``target`` as class indices (batch,) of dtype long on ``device``: one int for every
+    sample, one index per sample, or a single index broadcast; ``None`` stays ``None`` (the
+    predicted class). Raises ``TypeError`` / ``ValueError`` naming the fix for anything else
+    (strings, fractions, negative indices, a count that does not match ``batch``)."""
     if target is None:
         return None
     _check_target_type(target)
@@ -182,6 +186,9 @@ def _targets(target: Target, batch: int, device: torch.device) -> torch.Tensor |
     if int(values.min()) < 0:
         raise ValueError(f"target {int(values.min())} is negative; class indices start at 0.")
     return values.to(device)
+
+
+_check_param = check_param  # alias until synthesis/kinds.py imports checks.check_param
 
 
 def _check_target_type(target: object) -> None:
@@ -211,31 +218,3 @@ def _integral(target: Target) -> bool:
     if values.is_floating_point():
         return bool(torch.all(values == values.round()))
     return not values.is_complex() and values.dtype != torch.bool
-
-
-def _check_param(method: str, param: Param, value: Any) -> None:
-    """Type, range and choice of one parameter, with a message that names the fix."""
-    where = f"{method}: {param.name}"
-    if param.kind == "choice":
-        if value not in param.choices:
-            raise ValueError(f"{where} must be one of {list(param.choices)}; got {value!r}.")
-        return
-    if param.kind == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be True or False; got {value!r}.")
-        return
-    if isinstance(value, torch.Tensor) and param.kind == "float":
-        return  # e.g. a baseline image; its shape is the method's to check
-    number_types = (int,) if param.kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, number_types):
-        raise TypeError(
-            f"{where} must be {'an int' if param.kind == 'int' else 'a number'}; got {value!r}."
-        )
-    if not math.isfinite(value):
-        raise ValueError(
-            f"{where} must be a finite number in [{param.low}, {param.high}]; got {value!r}."
-        )
-    if (param.low is not None and value < param.low) or (
-        param.high is not None and value > param.high
-    ):
-        raise ValueError(f"{where} must lie in [{param.low}, {param.high}]; got {value!r}.")

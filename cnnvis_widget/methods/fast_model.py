@@ -76,26 +76,27 @@ def fast_model(module: nn.Module, example: torch.Tensor | None = None) -> Measur
     input batch, is used once when the stand-in is built to check that folding kept the
     function; where it did not, the unfolded copy is used.
     """
-    fingerprint = _fingerprint(module)
+    current = fingerprint(module)
     cached = _CACHE.get(module)
-    if cached is not None and cached.fingerprint.structure == fingerprint.structure:
-        if cached.fingerprint.values != fingerprint.values:
-            cached.follow(fingerprint)
+    if cached is not None and cached.fingerprint.structure == current.structure:
+        if cached.fingerprint.values != current.values:
+            cached.follow(current)
         return cached
     device = example.device.type if example is not None else "cpu"
     with torch.autocast(device, enabled=False):  # checked in the model's own precision
-        stand_in = MeasuredLayout(_folded_copy(module, example), fingerprint).eval()
+        stand_in = MeasuredLayout(folded_copy(module, example), current).eval()
     _CACHE[module] = stand_in  # replaces the stand-in of the model's former structure
     return stand_in
 
 
-def _folded_copy(
+def folded_copy(
     module: nn.Module, example: torch.Tensor | None, keep: Collection[str] = ()
 ) -> nn.Module:
     """A frozen copy of ``module`` with batch norms folded into their convs (a torch.fx
     GraphModule), except where the fold would change the output of a module named in
-    ``keep``; the unfolded copy when tracing fails, nothing folds or the check on ``example``
-    fails."""
+    ``keep`` (plain names as in ``named_modules()``); the unfolded copy when tracing fails,
+    nothing folds or the check on ``example`` (model input (N, C, H, W); ``None``: not
+    checked) fails. The copy shares every parameter and buffer it does not fold."""
     frozen = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in module.parameters()}
     shared_buffers = {id(b): b for b in module.buffers()}
     twin = copy.deepcopy(module, memo={**frozen, **shared_buffers})
@@ -234,7 +235,9 @@ class Fingerprint:
     values: Hashable
 
 
-def _fingerprint(module: nn.Module) -> Fingerprint:
+def fingerprint(module: nn.Module) -> Fingerprint:
+    """``module``'s :class:`Fingerprint` now (one pass over its parameters, buffers and
+    submodules; no tensor values are read)."""
     tensors = [*module.named_parameters(), *module.named_buffers()]
     structure = tuple(
         (name, id(t), t.data_ptr(), t.dtype, t.device, tuple(t.shape)) for name, t in tensors

@@ -8,14 +8,14 @@ requested layer has produced its output, the rest of the network is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..capture import LayerRef, resolve_module
+from ..capture import LayerRef, capture, resolve_layer
 from ..layout import faster_layout
 from ..model_view import eval_view, user_hooks
 from ..models import (
@@ -35,10 +35,6 @@ LOGITS = "<logits>"
 
 ModelLike = nn.Module | ModelBundle
 Features = dict[str, torch.Tensor]
-
-
-class _ForwardDone(Exception):
-    """Raised from a hook once every wanted layer ran: the rest of the forward is skipped."""
 
 
 @dataclass
@@ -158,7 +154,7 @@ class SynthesisNet:
         """Raise ``ValueError`` listing the valid names for any unknown layer."""
         for name in names:
             if name != LOGITS:
-                resolve_module(self.module, LayerRef.parse(name).name)
+                resolve_layer(self.module, name)
 
     def features(self, images: torch.Tensor, names: Sequence[str]) -> Features:
         """Outputs of the layers ``names`` (and the logits under :data:`LOGITS`) for [0, 1]
@@ -185,10 +181,11 @@ class SynthesisNet:
     def _run(self, x: torch.Tensor, names: Sequence[str]) -> Features:
         """The forward pass of :meth:`features` on model input ``x``: through a batch-norm-
         folded stand-in cut after the wanted outputs when there is one (plain layer names and
-        the logits), else through the model with hooks, stopping after the last wanted
-        output."""
+        the logits), else through the model recording with :func:`~cnnvis_widget.capture.
+        capture` (the outputs stay in the autograd graph), stopping after the last wanted
+        output once the first pass has counted each layer's calls."""
         wanted = [name for name in names if name != LOGITS]
-        if self.fold and not any("@" in name for name in names):
+        if self.fold and all(LayerRef.parse(name).call is None for name in names):
             key = tuple(names)
             if key not in self._stand_ins:  # looked up once per run, not per step
                 with torch.autocast(x.device.type, enabled=False), torch.no_grad():
@@ -199,33 +196,23 @@ class SynthesisNet:
             if stand_in is not None:  # it returns the layers' outputs, then the logits
                 order = [*wanted, LOGITS] if LOGITS in names else wanted
                 return dict(zip(order, stand_in(x), strict=True))
-        recorded: Features = {}
         stop_early = LOGITS not in names and all(name in self._calls for name in wanted)
-        counts = dict.fromkeys(wanted, 0)
-        handles = []
-        try:
-            for name in wanted:
-                ref = LayerRef.parse(name)
-                hook = self._recorder(name, ref, counts, recorded, wanted, stop_early)
-                handles.append(resolve_module(self.module, ref.name).register_forward_hook(hook))
-            try:
-                output = self.module(x)
-            except _ForwardDone:
-                pass
-            else:
-                if LOGITS in names:
-                    recorded[LOGITS] = logits_of(output)
-        finally:
-            for handle in handles:
-                handle.remove()
+        output: object = None
+        with capture(self.module, wanted, calls=self._calls, stop_early=stop_early) as recorded:
+            output = self.module(x)  # not run to its end when stopped early
+        features: Features = {}
         for name in wanted:
-            self._calls.setdefault(name, counts[name])
-            if name not in recorded:
+            self._calls.setdefault(name, recorded.calls(name))
+            tensor = recorded.output(name)
+            if tensor is None:
                 raise RuntimeError(
                     f"layer {name!r} produced no tensor output in the forward pass; pick a "
                     "layer listed with calls > 0 by cv.layers(module, x)."
                 )
-        return recorded
+            features[name] = tensor
+        if LOGITS in names:
+            features[LOGITS] = logits_of(output)
+        return features
 
     def _layout(self, x: torch.Tensor, names: Sequence[str]) -> torch.memory_format:
         """The activation layout for passes like this one (:func:`~cnnvis_widget.layout.
@@ -249,32 +236,6 @@ class SynthesisNet:
             return torch.stack([o.float().sum() for o in self._run(probe, names).values()])
 
         return faster_layout(key, x, run)
-
-    def _recorder(
-        self,
-        name: str,
-        ref: LayerRef,
-        counts: dict[str, int],
-        recorded: Features,
-        wanted: list[str],
-        stop_early: bool,
-    ) -> Callable[[nn.Module, object, object], object]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> object:
-            index = counts[name]
-            counts[name] += 1
-            last = self._calls.get(name)
-            take = (
-                index == ref.call if ref.call is not None else (last is None or index == last - 1)
-            )
-            if take and isinstance(output, torch.Tensor):
-                recorded[name] = output
-                if stop_early and all(w in recorded for w in wanted):
-                    raise _ForwardDone
-                # Later in-place ops (ReLU(inplace=True)) must not alter what was recorded.
-                return output.clone()
-            return None
-
-        return hook
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes) for [0, 1] images, differentiable."""

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import fx, nn
 
-from ..methods.fast_model import Fingerprint, _fingerprint, _folded_copy, refresh_folds
+from ..capture import LayerRef, capture
+from ..methods.fast_model import Fingerprint, fingerprint, folded_copy, refresh_folds
 from ..models import logits_of
 
 StandInKey = tuple[tuple[str, ...], bool]
@@ -39,20 +40,20 @@ def layer_stand_in(
     followed by the logits when ``logits``, with batch norm folded and parameters frozen.
 
     ``None`` when the model cannot be traced, a layer cannot be located in the graph, or an
-    output differs from the model's own on ``probe`` (model input (1, 3, H, W)). Cached per
+    output differs from the model's own on ``probe`` (model input (1, C, H, W)). Cached per
     model, layers and ``logits``; rebuilt when parameters change.
     """
     cache_key: StandInKey = (tuple(layers), logits)
-    fingerprint = _fingerprint(module)
+    current = fingerprint(module)
     per_model = _CACHE.setdefault(module, {})
     cached = per_model.pop(cache_key, None)
-    if cached is not None and cached[0].structure == fingerprint.structure:
-        if cached[1] is not None and cached[0].values != fingerprint.values:
+    if cached is not None and cached[0].structure == current.structure:
+        if cached[1] is not None and cached[0].values != current.values:
             refresh_folds(cached[1])
-        per_model[cache_key] = (fingerprint, cached[1])  # now the most recently used
+        per_model[cache_key] = (current, cached[1])  # now the most recently used
         return cached[1]
     stand_in = _build(module, cache_key[0], logits, probe)
-    per_model[cache_key] = (fingerprint, stand_in)
+    per_model[cache_key] = (current, stand_in)
     while len(per_model) > KEPT_PER_MODEL:
         per_model.pop(next(iter(per_model)))
     return stand_in
@@ -61,11 +62,10 @@ def layer_stand_in(
 def _build(
     module: nn.Module, layers: tuple[str, ...], logits: bool, probe: torch.Tensor
 ) -> nn.Module | None:
-    from ..capture import capture
     from ..model_view import eval_view
 
     try:
-        folded = _folded_copy(module, probe, keep=layers)
+        folded = folded_copy(module, probe, keep=layers)
         if not isinstance(folded, fx.GraphModule):
             return None
         graph = folded.graph
@@ -107,11 +107,12 @@ def _build(
 
 def _located(graph: fx.Graph, layer: str) -> fx.Node | None:
     """The node whose output is ``layer``'s (its last call) in the folded graph: the last node
-    recorded inside the module (torch.fx names its later calls ``layer@1``, ...), or, for a
-    batch norm folded away, the conv it was folded into. None if not found."""
+    recorded inside the module (torch.fx names its later calls ``layer@1``, ..., read by
+    :class:`~cnnvis_widget.capture.LayerRef`), or, for a batch norm folded away, the conv it
+    was folded into. None if not found."""
     for node in reversed(graph.nodes):
         stack = node.meta.get("nn_module_stack", {})
-        if any(key == layer or key.startswith(layer + "@") for key in stack):
+        if any(LayerRef.parse(key).name == layer for key in stack):
             return node
     for node in reversed(graph.nodes):
         if node.meta.get("folded_norm") == layer:
