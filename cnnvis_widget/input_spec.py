@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checks import first_conv
 from .model_io import logits_of, module_device, module_dtype
 from .model_view import eval_view
 
@@ -44,10 +45,8 @@ _SPECS_LOCK = threading.Lock()
 
 def first_conv_channels(module: nn.Module) -> int | None:
     """``in_channels`` of the module's first 2-D convolution (definition order), or None."""
-    for sub in module.modules():
-        if isinstance(sub, nn.Conv2d):
-            return int(sub.in_channels)
-    return None
+    conv = first_conv(module)
+    return conv[1] if conv is not None else None
 
 
 def input_spec(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .capture import LayerRef, resolve_module
+from .capture import LayerRef, resolve_layer
 from .encode import NdArray, grid_payloads, ndarray_payload
 from .evaluate import deletion_insertion
 from .images import ImageSource
@@ -94,7 +94,7 @@ class ExplorerSession:
         for info in self.layer_table():
             if info.name == base:
                 return info
-        resolve_module(self.bundle.module, base)  # raises, listing the valid names
+        resolve_layer(self.bundle.module, name)  # raises, listing the valid names
         raise AssertionError("unreachable: a module missing from the layer table")
 
     def default_cam_layer(self) -> str:

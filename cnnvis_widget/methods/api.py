@@ -188,9 +188,6 @@ def resolve_targets(target: Target, batch: int, device: torch.device) -> torch.T
     return values.to(device)
 
 
-_check_param = check_param  # alias until synthesis/kinds.py imports checks.check_param
-
-
 def _check_target_type(target: object) -> None:
     """A TypeError naming the fix for targets that are no numbers at all (a string, a dict)."""
     items = (

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..methods.api import _check_param as check_param
+from ..checks import check_param
 from ..methods.registry import Param
 from ..models import ModelBundle
 from ..protocol import (
