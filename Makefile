@@ -9,7 +9,7 @@ BUNDLE := cnnvis_widget/static/explorer.js
 JS_SOURCES := $(shell find js -name '*.ts' -o -name '*.css' -o -name '*.mjs' 2>/dev/null)
 PORT ?= 8888
 
-.PHONY: demo test setup lint test-python test-js test-ui chromium bench clean protocol
+.PHONY: demo test setup lint test-python test-js test-ui chromium data bench clean protocol
 
 setup: $(STAMP) $(BUNDLE) $(VENV)/package.json
 
@@ -32,6 +32,16 @@ $(BUNDLE): node_modules/.package-lock.json $(JS_SOURCES)
 # Debian's Chromium for the real-browser tests (never `playwright install`).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# Debian's real image data that cv.datasets reads (docs/data.md): Fashion-MNIST, photo cut-outs,
+# photos. Installed as root (sudo otherwise) when a package is missing: about 340 MB to download
+# (610 MB on disk), once.
+DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default opencv-doc mate-backgrounds
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+data:
+	@[ "$$(dpkg -s $(DATA_PACKAGES) 2>/dev/null | grep -c '^Status: install ok installed')" = $(words $(DATA_PACKAGES)) ] || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(DATA_PACKAGES) >/dev/null; }
 
 # The venv lies inside this repository, whose package.json declares "type": "module"; without a
 # package.json of its own, Node would load the CommonJS tools installed in the venv as ES
@@ -64,7 +74,7 @@ protocol: setup
 test-js: setup
 	npm test
 
-test-python: setup
+test-python: setup data
 	$(BIN)/pytest -q -m "not ui" tests
 
 test-ui: setup chromium

@@ -2,7 +2,8 @@
 
 Public API (described in README.md): load_model, sample_image(s), layers, activations, attribute,
 upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
-deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives.
+deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives;
+datasets (real image data, offline, as torch Datasets; imported when first used).
 """
 
 from .data import sample_image, sample_images
@@ -41,6 +42,7 @@ __all__ = [
     "adversarial",
     "attribute",
     "caricature",
+    "datasets",
     "deep_dream",
     "deletion_insertion",
     "fooling_image",
@@ -66,4 +68,8 @@ def __getattr__(name: str) -> object:
         from .widgets import Explorer
 
         return Explorer
+    if name == "datasets":
+        import importlib
+
+        return importlib.import_module(".datasets", __name__)
     raise AttributeError(f"module 'cnnvis_widget' has no attribute {name!r}")

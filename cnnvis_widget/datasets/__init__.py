@@ -1,0 +1,25 @@
+"""Real image data, offline, as torch Datasets (``cv.datasets``); sources in docs/data.md.
+
+- :func:`fashion_mnist`: Fashion-MNIST's 70,000 labelled 28 x 28 greyscale images.
+- :func:`photos`: 273 real labelled photos for ImageNet models, with alpha masks for
+  the cut-outs.
+- :func:`image_folder` / :func:`image_files`: your own images (sub-folders = labels).
+
+``make data`` installs the Debian packages they read.
+"""
+
+from .fashion import FashionMNIST, fashion_mnist, read_idx
+from .files import IMAGE_EXTENSIONS, ImageFiles, image_files, image_folder
+from .photo_sources import Photos, photos
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FashionMNIST",
+    "ImageFiles",
+    "Photos",
+    "fashion_mnist",
+    "image_files",
+    "image_folder",
+    "photos",
+    "read_idx",
+]
