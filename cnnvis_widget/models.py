@@ -1,4 +1,5 @@
-"""Models the tool can open: the embedded EfficientNet-Lite0 and any torchvision classifier.
+"""Models the tool can open: the embedded EfficientNet-Lite0, the shipped Fashion-MNIST CNN
+(:mod:`.zoo`) and any torchvision classifier.
 
 A :class:`ModelBundle` keeps together what is needed to explain a model: the module, the
 preprocessing its weights expect, its class labels and its input size. Preprocessing lives
@@ -72,6 +73,7 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
 DEFAULT_MODEL = "efficientnet_lite0"
+FASHION_MODEL = "fashion_cnn"
 
 
 @dataclass
@@ -128,6 +130,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
     """Load a classifier by name, in eval mode, on the CPU.
 
     ``"efficientnet_lite0"`` (default) has real ImageNet weights shipped in a Python package.
+    ``"fashion_cnn"`` is a small CNN for Fashion-MNIST's 1 x 28 x 28 greyscale images, with
+    its trained weights shipped in this package (:mod:`cnnvis_widget.zoo.fashion_cnn`).
     Any torchvision classification model name works with ``pretrained=False`` (random weights);
     ``pretrained=True`` reads its weights from the local torch hub cache and raises
     ``FileNotFoundError`` saying where to put the file when they are not there.
@@ -140,6 +144,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
     check_flag("pretrained", pretrained)
     if name in (DEFAULT_MODEL, "efficientnet-lite0"):
         return _load_efficientnet_lite0(pretrained)
+    if name == FASHION_MODEL:
+        return _load_fashion_cnn(pretrained)
     return _load_torchvision(name, pretrained)
 
 
@@ -162,12 +168,28 @@ def _load_efficientnet_lite0(pretrained: bool) -> ModelBundle:
     return ModelBundle(module, preprocess, imagenet_labels(), name=DEFAULT_MODEL)
 
 
+def _load_fashion_cnn(pretrained: bool) -> ModelBundle:
+    from .zoo.fashion_cnn import CLASSES, MEAN, STD, WEIGHTS, FashionCNN
+
+    module = FashionCNN()
+    if pretrained:
+        load_weights(
+            module,
+            WEIGHTS,
+            "The file ships with cnnvis-widget: reinstall it, or retrain the weights with "
+            "`python scripts/train_fashion_cnn.py` in its repository.",
+        )
+    module.eval()
+    preprocess = Preprocess(input_size=(28, 28), mean=MEAN, std=STD, resize=28)
+    return ModelBundle(module, preprocess, list(CLASSES), name=FASHION_MODEL)
+
+
 def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
     import torchvision.models as tvm
 
     known = tvm.list_models(module=tvm)
     if name not in known:
-        close = difflib.get_close_matches(name, [*known, DEFAULT_MODEL], n=5)
+        close = difflib.get_close_matches(name, [*known, DEFAULT_MODEL, FASHION_MODEL], n=5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"unknown model {name!r}.{hint} Use {DEFAULT_MODEL!r} or a torchvision classifier: "
