@@ -3,9 +3,11 @@
 Public API (described in README.md): load_model, sample_image(s), layers, activations, attribute,
 upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
 deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives;
-datasets (real image data, offline, as torch Datasets; imported when first used).
+datasets (real image data, offline, as torch Datasets; imported when first used); unit_atlas
+and UnitAtlas (per-unit statistics of a pass over a data set).
 """
 
+from .atlas import UnitAtlas, unit_atlas
 from .data import sample_image, sample_images
 from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
@@ -37,6 +39,7 @@ __all__ = [
     "Preprocess",
     "SynthesisFrame",
     "SynthesisResult",
+    "UnitAtlas",
     "__version__",
     "activations",
     "adversarial",
@@ -56,6 +59,7 @@ __all__ = [
     "sample_image",
     "sample_images",
     "style_transfer",
+    "unit_atlas",
     "upsample",
     "visualize_class",
     "visualize_feature",

@@ -1,0 +1,157 @@
+"""UnitAtlas: the per-unit statistics of one dataset pass, what a reader asks of them, and their
+saved form.
+
+Saved as a folder: ``atlas.pt`` holds only tensors (torch's zip format, read back with
+``torch.load(..., weights_only=True)``: no code runs on load, and torch is already a
+dependency) and ``atlas.json`` the manifest (layers, k, q, images seen, whether the pass
+finished, and the model and data fingerprints). A load with a model or data whose fingerprint
+differs is refused, never silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..unit_stats import UnitStats
+
+STATE_FILE = "atlas.pt"
+MANIFEST_FILE = "atlas.json"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One of a unit's top dataset examples: the image's dataset ``index``, the unit's
+    maximum ``value`` over the map and where it is, (``y``, ``x``) in the layer's map."""
+
+    index: int
+    value: float
+    y: int
+    x: int
+
+
+@dataclass
+class UnitAtlas:
+    """Per-layer :class:`~cnnvis_widget.unit_stats.UnitStats` of one pass, with its provenance.
+    ``images``: how many images the pass has seen; ``complete``: whether it saw all of them
+    (False for a stopped pass, which resumes from its checkpoint)."""
+
+    stats: dict[str, UnitStats]
+    k: int
+    q: float
+    images: int
+    total: int
+    model_fingerprint: str
+    data_fingerprint: str
+    map_sizes: dict[str, tuple[int, int]]
+
+    @property
+    def complete(self) -> bool:
+        return self.images == self.total
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.stats)
+
+    def top(self, layer: str, unit: int) -> list[Example]:
+        """The unit's top-k dataset examples, best first (ties: the lower dataset index)."""
+        stats = self._layer(layer)
+        if not 0 <= unit < stats.units:
+            raise ValueError(f"{layer} has units 0..{stats.units - 1}; got {unit}.")
+        return [Example(i, v, y, x) for v, i, y, x in stats.topk.examples(unit)]
+
+    def summary(self, layer: str) -> dict[str, torch.Tensor]:
+        """Per unit of ``layer`` (tensors (C,), float64): ``mean`` and ``std`` of the
+        per-image spatial mean, ``max`` of the spatial maximum over all images, ``quantile``
+        the upper-q quantile over all positions (:meth:`UnitStats.thresholds`), and
+        ``class_means`` (K, C) the mean pooled response per class (NaN for a class with no
+        image; K = 0 for unlabelled data)."""
+        stats = self._layer(layer)
+        return {
+            "mean": stats.pooled.mean(),
+            "std": stats.pooled.std(),
+            "max": stats.peak.max(),
+            "quantile": stats.thresholds(),
+            "class_means": stats.classes.means(),
+        }
+
+    def _layer(self, layer: str) -> UnitStats:
+        if layer not in self.stats:
+            raise ValueError(f"the atlas has no layer {layer!r}; it has {self.layers}.")
+        return self.stats[layer]
+
+    # --- saved form ---------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": 1, "layers": self.layers, "k": self.k, "q": self.q,
+            "images": self.images, "total": self.total,
+            "model_fingerprint": self.model_fingerprint,
+            "data_fingerprint": self.data_fingerprint,
+            "map_sizes": {name: list(size) for name, size in self.map_sizes.items()},
+        }  # fmt: skip
+
+    def save(self, folder: str | Path, state_file: str = STATE_FILE) -> Path:
+        """Write ``atlas.pt`` + ``atlas.json`` into ``folder`` (created); returns it."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"{layer}/{key}": value
+            for layer, stats in self.stats.items()
+            for key, value in stats.state_dict().items()
+        }
+        # Each file is replaced whole (write, then rename): a pass killed while saving leaves
+        # the previous checkpoint readable. The image count that matters is the one inside the
+        # statistics, so a state newer than its manifest still resumes correctly.
+        torch.save(tensors, path / f"{state_file}.tmp")
+        os.replace(path / f"{state_file}.tmp", path / state_file)
+        (path / f"{MANIFEST_FILE}.tmp").write_text(json.dumps(self.manifest(), indent=1))
+        os.replace(path / f"{MANIFEST_FILE}.tmp", path / MANIFEST_FILE)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        model_fingerprint: str | None = None,
+        data_fingerprint: str | None = None,
+        state_file: str = STATE_FILE,
+    ) -> UnitAtlas:
+        """Read a saved atlas; with fingerprints given, refuse one computed on another model or
+        other data (use :func:`~cnnvis_widget.atlas.load_atlas` to check against a model and
+        data set directly)."""
+        path = Path(folder)
+        if not (path / MANIFEST_FILE).is_file() or not (path / state_file).is_file():
+            raise FileNotFoundError(
+                f"{path} holds no saved atlas ({MANIFEST_FILE} + {state_file}); run "
+                "cv.unit_atlas(..., out=folder) first."
+            )
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        for what, expected in (("model", model_fingerprint), ("data", data_fingerprint)):
+            saved = manifest[f"{what}_fingerprint"]
+            if expected is not None and expected != saved:
+                raise ValueError(
+                    f"the atlas in {path} was computed on another {what} (fingerprint "
+                    f"{saved[:12]}, this one {expected[:12]}); recompute it with "
+                    f"cv.unit_atlas(..., out={str(path)!r})."
+                )
+        tensors = torch.load(path / state_file, weights_only=True)
+        stats = {}
+        for layer in manifest["layers"]:
+            prefix = f"{layer}/"
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            stats[layer] = UnitStats.from_state_dict(part)
+        images = {part.images for part in stats.values()}
+        if len(images) > 1:
+            raise ValueError(f"{path}: the layers' statistics saw different image counts {images}.")
+        return cls(
+            stats, int(manifest["k"]), float(manifest["q"]), images.pop() if images else 0,
+            int(manifest["total"]), manifest["model_fingerprint"], manifest["data_fingerprint"],
+            {name: (int(s[0]), int(s[1])) for name, s in manifest["map_sizes"].items()},
+        )  # fmt: skip

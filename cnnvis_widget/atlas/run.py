@@ -1,0 +1,168 @@
+"""The dataset pass: the model runs once over the data and every chosen layer's activations are
+reduced to per-unit statistics batch by batch (memory does not grow with the data), with
+progress, stop, checkpoints and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from ..capture import capture, resolve_layer
+from ..checks import check_int, check_module, check_names, check_number
+from ..layers import layers as layer_table
+from ..model_view import eval_view
+from ..models import AnyPreprocess, ModelBundle, Preprocess, to_model_input
+from ..unit_stats import UnitStats
+from .fingerprint import data_fingerprint, model_fingerprint
+from .result import MANIFEST_FILE, UnitAtlas
+
+StopCheck = Callable[[int, int], bool]
+"""``should_stop(images_done, total) -> bool``, asked after every batch."""
+
+
+class PreparedItems(Dataset[tuple[torch.Tensor, int, int]]):
+    """``data``'s items as (model input (C, H, W), label (-1: none), dataset index): an item is
+    an image, or an (image, label) pair; images go through ``preprocess``. Runs in DataLoader
+    workers, so the model never leaves the main process."""
+
+    def __init__(self, data: Any, preprocess: AnyPreprocess) -> None:
+        self.data, self.preprocess = data, preprocess
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        item = self.data[index]
+        image, label = item if isinstance(item, tuple) and len(item) == 2 else (item, -1)
+        return self.preprocess(image)[0], int(label), index
+
+
+def unit_atlas(
+    model: ModelBundle | nn.Module,
+    data: Any,
+    layers: Sequence[str],
+    k: int = 9,
+    *,
+    q: float = 0.005,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    out: str | Path | None = None,
+    checkpoint_every: int = 20,
+    progress: bool = True,
+    should_stop: StopCheck | None = None,
+    preprocess: AnyPreprocess | None = None,
+) -> UnitAtlas:
+    """Per-unit statistics of ``layers`` over ``data`` (a map-style dataset of images or
+    (image, label) pairs, e.g. ``cv.datasets.photos()``): for every channel, its top-``k``
+    dataset examples (index, maximum, argmax location), moments of its per-image mean and
+    maximum, its mean response per class, and its upper-``q`` quantile over all positions
+    (see :class:`~cnnvis_widget.unit_stats.UnitStats` and docs/unit_stats.md).
+
+    One forward pass per batch on an eval-mode view of the model, stopped after the deepest
+    chosen layer, no autograd; the model is left as found. Images are preprocessed in
+    ``num_workers`` DataLoader workers with the bundle's preprocess (or ``preprocess``).
+
+    With ``out`` (a folder), the statistics are saved there every ``checkpoint_every``
+    batches and at the end; a call with the same model, data, layers, ``k`` and ``q`` resumes
+    a stopped pass from its last checkpoint (and gives the result of an uninterrupted one) or
+    returns a finished one without recomputing. ``should_stop(done, total)`` is asked after
+    each batch; a stopped pass returns an atlas with ``complete == False``.
+    """
+    module, prepare = _model_and_preprocess(model, preprocess)
+    names = check_names("layers", layers)
+    for name in names:
+        resolve_layer(module, name)
+    check_int("k", k, low=1)
+    check_number("q", q, low=0, high=1, low_open=True, high_open=True)
+    check_int("batch_size", batch_size, low=1)
+    check_int("checkpoint_every", checkpoint_every, low=1)
+    items = PreparedItems(data, prepare)
+    total = len(items)
+    if total == 0:
+        raise ValueError("the data set is empty; pass a data set with at least one image.")
+    first = items[0][0]
+    fingerprints = (model_fingerprint(module), data_fingerprint(data, first, items[total - 1][0]))
+    atlas = _resumable(out, names, k, q, fingerprints) or UnitAtlas(
+        {}, k, q, 0, total, *fingerprints, {}
+    )
+    if atlas.complete:
+        return atlas
+    calls = {info.name: info.calls for info in layer_table(module, first[None])}
+    view = eval_view(module)
+    loader = DataLoader(
+        Subset(items, range(atlas.images, total)), batch_size=batch_size,
+        num_workers=num_workers, shuffle=False,
+    )  # fmt: skip
+    bar = tqdm(total=total, initial=atlas.images, unit="img", disable=not progress, desc="atlas")
+    try:
+        for batch_number, (x, labels, indices) in enumerate(loader, start=1):
+            outputs = _layer_outputs(view, module, names, calls, x)
+            for name, acts in outputs.items():
+                if name not in atlas.stats:
+                    atlas.stats[name] = UnitStats(int(acts.shape[1]), k=k, q=q)
+                    size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
+                    atlas.map_sizes[name] = size
+                atlas.stats[name].update(acts, indices, labels)
+            atlas.images += int(x.shape[0])
+            bar.update(int(x.shape[0]))
+            if out is not None and batch_number % checkpoint_every == 0:
+                atlas.save(out)
+            if should_stop is not None and should_stop(atlas.images, total):
+                break
+    finally:  # also on KeyboardInterrupt: what was done is kept
+        bar.close()
+        if out is not None and atlas.stats:
+            atlas.save(out)
+    return atlas
+
+
+def _model_and_preprocess(
+    model: ModelBundle | nn.Module, preprocess: AnyPreprocess | None
+) -> tuple[nn.Module, AnyPreprocess]:
+    check_module(model, bundle=True)
+    if isinstance(model, ModelBundle):
+        return model.module, preprocess or model.preprocess
+    return model, preprocess or Preprocess.for_model(model)
+
+
+def _layer_outputs(
+    view: nn.Module, module: nn.Module, names: list[str], calls: dict[str, int], x: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Each layer's output for the batch ``x`` (B, C, H, W): (B, C, h, w) or (B, C)."""
+    known = {name: calls[name] for name in names if name in calls}
+    with torch.inference_mode(), capture(view, names, calls=known, stop_early=True) as taps:
+        view(to_model_input(x, module))
+    outputs = {}
+    for name in names:
+        acts = taps.tensor(name)
+        if acts.ndim not in (2, 4):
+            raise ValueError(
+                f"{name} gives {tuple(acts.shape)}: the atlas keeps units of channel maps "
+                "(N, C, h, w) or vectors (N, C); pick a convolutional layer."
+            )
+        outputs[name] = acts.float()
+    return outputs
+
+
+def _resumable(
+    out: str | Path | None, names: list[str], k: int, q: float, fingerprints: tuple[str, str]
+) -> UnitAtlas | None:
+    """The atlas saved in ``out`` for this very pass (same model, data, layers, k, q), to
+    resume or return; None when there is none. A saved atlas of another model or data is
+    refused with a message (it is never overwritten silently)."""
+    if out is None or not (Path(out) / MANIFEST_FILE).is_file():
+        return None
+    atlas = UnitAtlas.load(out, model_fingerprint=fingerprints[0], data_fingerprint=fingerprints[1])
+    if atlas.layers != names or atlas.k != k or atlas.q != q:
+        raise ValueError(
+            f"{out} holds an atlas of layers {atlas.layers} with k={atlas.k}, q={atlas.q}; this "
+            f"call asks for {names}, k={k}, q={q}. Pass another out= folder, or the same settings "
+            "to resume it."
+        )
+    return atlas
