@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
@@ -73,6 +74,13 @@ def unit_atlas(
     a stopped pass from its last checkpoint (and gives the result of an uninterrupted one) or
     returns a finished one without recomputing. ``should_stop(done, total)`` is asked after
     each batch; a stopped pass returns an atlas with ``complete == False``.
+
+    Under ``torchrun`` (a ``torch.distributed`` process group is initialized), rank r of W
+    takes images r, r + W, r + 2W, ... (``DistributedSampler(shuffle=False)``'s shard without
+    its padding, which would count images twice), and the ranks' statistics are merged with
+    ``all_gather_object``: every rank returns the whole atlas, equal to the single-process one
+    (top-k and quantiles exactly, float64 sums up to rounding); rank 0 saves it. A distributed
+    pass does not checkpoint or resume (run it again: a finished result in ``out`` is reused).
     """
     module, prepare = _model_and_preprocess(model, preprocess)
     names = check_names("layers", layers)
@@ -88,6 +96,7 @@ def unit_atlas(
         raise ValueError("the data set is empty; pass a data set with at least one image.")
     first = items[0][0]
     fingerprints = (model_fingerprint(module), data_fingerprint(data, first, items[total - 1][0]))
+    world = _process_group()[1]
     atlas = _resumable(out, names, k, q, fingerprints) or UnitAtlas(
         {}, k, q, 0, total, *fingerprints, {}
     )
@@ -95,6 +104,10 @@ def unit_atlas(
         return atlas
     calls = {info.name: info.calls for info in layer_table(module, first[None])}
     view = eval_view(module)
+    if world > 1:
+        if atlas.images:
+            raise ValueError(f"{out} holds a stopped pass; resume it in one process.")
+        return _distributed(atlas, items, view, module, names, calls, batch_size, num_workers, out)
     loader = DataLoader(
         Subset(items, range(atlas.images, total)), batch_size=batch_size,
         num_workers=num_workers, shuffle=False,
@@ -102,14 +115,7 @@ def unit_atlas(
     bar = tqdm(total=total, initial=atlas.images, unit="img", disable=not progress, desc="atlas")
     try:
         for batch_number, (x, labels, indices) in enumerate(loader, start=1):
-            outputs = _layer_outputs(view, module, names, calls, x)
-            for name, acts in outputs.items():
-                if name not in atlas.stats:
-                    atlas.stats[name] = UnitStats(int(acts.shape[1]), k=k, q=q)
-                    size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
-                    atlas.map_sizes[name] = size
-                atlas.stats[name].update(acts, indices, labels)
-            atlas.images += int(x.shape[0])
+            _add_batch(atlas, view, module, names, calls, x, labels, indices)
             bar.update(int(x.shape[0]))
             if out is not None and batch_number % checkpoint_every == 0:
                 atlas.save(out)
@@ -119,6 +125,67 @@ def unit_atlas(
         bar.close()
         if out is not None and atlas.stats:
             atlas.save(out)
+    return atlas
+
+
+def _add_batch(
+    atlas: UnitAtlas,
+    view: nn.Module,
+    module: nn.Module,
+    names: list[str],
+    calls: dict[str, int],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+) -> None:
+    """Run one batch (B, C, H, W) and fold each layer's activations into the atlas."""
+    for name, acts in _layer_outputs(view, module, names, calls, x).items():
+        if name not in atlas.stats:
+            atlas.stats[name] = UnitStats(int(acts.shape[1]), k=atlas.k, q=atlas.q)
+            size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
+            atlas.map_sizes[name] = size
+        atlas.stats[name].update(acts, indices, labels)
+    atlas.images += int(x.shape[0])
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the initialized torch.distributed process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _distributed(
+    atlas: UnitAtlas,
+    items: PreparedItems,
+    view: nn.Module,
+    module: nn.Module,
+    names: list[str],
+    calls: dict[str, int],
+    batch_size: int,
+    num_workers: int,
+    out: str | Path | None,
+) -> UnitAtlas:
+    """This rank's shard, then every rank's statistics merged in rank order (see
+    :func:`unit_atlas`)."""
+    rank, world = _process_group()
+    shard = Subset(items, range(rank, len(items), world))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    for x, labels, indices in tqdm(loader, desc=f"atlas (rank {rank})", disable=rank != 0):
+        _add_batch(atlas, view, module, names, calls, x, labels, indices)
+    states: list[Any] = [None] * world
+    mine = {name: stats.state_dict() for name, stats in atlas.stats.items()}
+    dist.all_gather_object(states, (mine, atlas.map_sizes))
+    merged: dict[str, UnitStats] = {}
+    for shard_states, sizes in states:  # rank order: the merge does not depend on it anyway
+        for name, state in shard_states.items():
+            part = UnitStats.from_state_dict(state)
+            merged[name] = merged[name].merge(part) if name in merged else part
+            atlas.map_sizes.setdefault(name, sizes[name])
+    atlas.stats = {name: merged[name] for name in names if name in merged}
+    atlas.images = next(iter(atlas.stats.values())).images if atlas.stats else 0
+    if out is not None and rank == 0:
+        atlas.save(out)
     return atlas
 
 
