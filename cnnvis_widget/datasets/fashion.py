@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .files import transformed
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 CLASSES = [
@@ -139,13 +141,8 @@ class FashionMNIST(Dataset[tuple[Any, Any]]):
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image: Any = Image.fromarray(self.data[index].numpy())  # uint8 (28, 28): mode "L"
-        label: Any = int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
+        image = Image.fromarray(self.data[index].numpy())  # uint8 (28, 28): mode "L"
+        return transformed(self, image, int(self.targets[index]))
 
     def __repr__(self) -> str:
         return (

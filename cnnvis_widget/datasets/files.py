@@ -86,6 +86,15 @@ def _label(value: object) -> int:
         ) from None
 
 
+def transformed(dataset: Any, image: Any, label: int) -> tuple[Any, Any]:
+    """(image, label) through the dataset's ``transform`` / ``target_transform`` when set."""
+    if dataset.transform is not None:
+        image = dataset.transform(image)
+    if dataset.target_transform is not None:
+        return image, dataset.target_transform(label)
+    return image, label
+
+
 class ImageFiles(Dataset[tuple[Any, Any]]):
     """Image files with integer labels; items are ``(PIL image RGB, label int)``.
 
@@ -136,13 +145,7 @@ class ImageFiles(Dataset[tuple[Any, Any]]):
         return self.load(index)[1]
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image: Any = self.load(index)[0]
-        label: Any = self.targets[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
+        return transformed(self, self.load(index)[0], self.targets[index])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} images, {len(self.classes)} classes)"
