@@ -3,6 +3,7 @@ kernel, and the side-by-side comparison with deletion / insertion scores."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -299,3 +300,32 @@ def test_superseding_while_partial_maps_flow_does_not_deadlock(explorer) -> None
     assert explorer.wait(60)
     assert explorer.overlay_job["state"] == "cancelled"
     assert explorer.method_params["seed"] == 14
+
+
+def test_an_update_queued_for_the_kernel_loop_is_dropped_once_superseded() -> None:
+    # In a kernel, job updates wait on the main thread's event loop; a job superseded while
+    # its update waits there must not be shown when the loop gets to it.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    )  # fmt: skip
+
+    async def scenario() -> cv.Explorer:
+        widget = cv.Explorer(
+            model, preprocess=cv.Preprocess(input_size=(64, 64)), labels=list("abcd")
+        )
+        widget.method_params = {}
+        widget.method = "smoothgrad"
+        widget.method_params = {"n_samples": 1000, "batch_size": 1}
+        time.sleep(1.0)  # the loop is blocked: the job's partial maps queue up on it
+        widget.method = "gradcam"  # computed at once; the smoothgrad job is superseded
+        await asyncio.sleep(0.5)  # now the loop runs what was queued
+        return widget
+
+    widget = asyncio.run(scenario())
+    assert widget.wait(60)
+    assert widget.overlay_method == "gradcam" and widget.overlay_job is None
+    expected = cv.attribute(model, widget.session.input, "gradcam", target=widget.selected_class,
+                            layer=widget.overlay_layer)  # fmt: skip
+    assert np.allclose(decode_payload(widget.overlay_map), expected[0, 0].numpy(), atol=1e-6)
