@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._batch import LayerBatch, layer_batch, state_nbytes
 from .container import UnitStats
+from .histogram import PeakHistogram
 from .moments import ClassMeans, Moments
 from .quantile import UpperQuantile, position_levels
 from .topk import TopK
@@ -23,6 +24,7 @@ __all__ = [
     "ClassMeans",
     "LayerBatch",
     "Moments",
+    "PeakHistogram",
     "TopK",
     "UnitStats",
     "UpperQuantile",

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 import torch
 
 from ._batch import StateDict, check_same, layer_batch, prefixed, read_int, scalar, sub_state
+from .histogram import PeakHistogram
 from .moments import ClassMeans, Moments
 from .quantile import UpperQuantile
 from .topk import TopK
 
-FORMAT = 1  # bumped when the state dict's layout changes
+FORMAT = 2  # bumped when the state dict's layout changes
 
 
 class UnitStats:
@@ -28,6 +29,8 @@ class UnitStats:
     - ``pooled`` / ``peak``: count, float64 sum and sum of squares, min and max of each
       image's spatial mean / spatial maximum (:class:`Moments`);
     - ``classes``: mean pooled response per class (:class:`ClassMeans`);
+    - ``histogram``: how many images had their spatial maximum in each bin, exact for any
+      sharding (:class:`PeakHistogram`);
     - ``quantile``: the upper-``q`` quantile over every position of every image
       (:class:`UpperQuantile`; exact while small, then a stated rank error).
 
@@ -55,6 +58,7 @@ class UnitStats:
         self.pooled = Moments(self.units, device=self.device)
         self.peak = Moments(self.units, device=self.device)
         self.classes = ClassMeans(self.units, num_classes, device=self.device)
+        self.histogram = PeakHistogram(self.units, device=self.device)
         self.quantile = UpperQuantile(
             self.units, q, rank_cap=rank_cap, seed=seed, device=self.device
         )
@@ -74,6 +78,7 @@ class UnitStats:
         self.pooled.update(batch.means)
         self.peak.update(batch.maxima)
         self.classes.update(batch.means, batch.labels)
+        self.histogram.update(batch.maxima)
         self.quantile.update_batch(batch)
 
     def merge(self, other: UnitStats) -> UnitStats:
@@ -90,6 +95,7 @@ class UnitStats:
         self.pooled.merge(other.pooled)
         self.peak.merge(other.peak)
         self.classes.merge(other.classes)
+        self.histogram.merge(other.histogram)
         self.quantile.merge(other.quantile)
         return self
 
@@ -99,7 +105,7 @@ class UnitStats:
 
     def state_dict(self) -> StateDict:
         state: StateDict = {"format": scalar(FORMAT), "images": scalar(self.images)}
-        for name in ("topk", "pooled", "peak", "classes", "quantile"):
+        for name in ("topk", "pooled", "peak", "classes", "histogram", "quantile"):
             state.update(prefixed(name, getattr(self, name).state_dict()))
         return state
 
@@ -121,7 +127,8 @@ class UnitStats:
         self.pooled = Moments.from_state_dict(sub_state(state, "pooled"), device=device)
         self.peak = Moments.from_state_dict(sub_state(state, "peak"), device=device)
         self.classes = ClassMeans.from_state_dict(sub_state(state, "classes"), device=device)
+        self.histogram = PeakHistogram.from_state_dict(sub_state(state, "histogram"), device=device)
         self.quantile = UpperQuantile.from_state_dict(sub_state(state, "quantile"), device=device)
-        for part in (self.pooled, self.peak, self.classes, self.quantile):
+        for part in (self.pooled, self.peak, self.classes, self.histogram, self.quantile):
             check_same("unit counts", self.units, part.units)
         return self
