@@ -193,6 +193,65 @@ class FeatureGrid(TypedDict):
     images: NdArray
 
 
+class UnitExample(TypedDict):
+    """One of a unit's top dataset examples: the image's dataset ``index`` and ``label``
+    (class name, "" unlabelled), the unit's maximum ``value`` at map position (``y``, ``x``),
+    and ``box`` (top, left, bottom, right; exclusive ends) the crop in model-input pixels:
+    the unit's receptive field there (may reach past the image: padded grey)."""
+
+    index: int
+    label: str
+    value: float
+    y: int
+    x: int
+    box: list[int]
+
+
+class UnitHistogram(TypedDict):
+    """How many of the data set's images had their maximum of the unit in each bin:
+    ``edges`` (n + 1) in activation units, ``counts`` (n)."""
+
+    edges: list[float]
+    counts: list[int]
+
+
+class ClassResponse(TypedDict):
+    """A class's mean pooled (spatial mean) response of the unit, over ``images`` images."""
+
+    name: str
+    mean: float
+    images: int
+
+
+class UnitCard(TypedDict):
+    """What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
+    message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
+    ``crop_maps`` uint8 (k, S, S) the unit's upsampled activation over each crop, as
+    255 * value / ``scale`` clipped to [0, 255] (``scale``: the top example's value; the
+    colormap is applied in the browser). ``current``: the unit's maximum on the image in
+    the Explorer and the fraction of the data set's images whose maximum is lower.
+    ``field``: receptive field size (y, x) in input pixels and how it was found."""
+
+    layer: str
+    unit: int
+    images: int
+    complete: bool
+    examples: list[UnitExample]
+    crops: NdArray
+    crop_maps: NdArray
+    scale: float
+    histogram: UnitHistogram
+    classes: list[ClassResponse]
+    mean: float
+    max: float
+    q: float
+    quantile: float
+    current: float
+    current_below: float
+    field_size: list[int]
+    field_method: str
+
+
 class ExplorerTraits(TypedDict):
     """Every synced trait of the Explorer and the type of its value (js: ``ExplorerState``).
     ``tests/test_protocol.py`` checks that the widget declares exactly these."""
@@ -239,12 +298,15 @@ class ExplorerTraits(TypedDict):
     synth_pins: list[Pin]
     feature_grid: FeatureGrid | None
     feature_grid_job: JobState | None
+    atlas_layers: list[str]
+    atlas_job: JobState | None
+    unit_card: UnitCard | None
 
 
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, SynthesisPayload,
-    Pin, FeatureGrid, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, UnitCard, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

@@ -26,6 +26,7 @@ import { createMethodControls } from "./views/methods";
 import { createOverlay } from "./views/overlay";
 import { createPredictions } from "./views/predictions";
 import { createSynthesis } from "./views/synthesis";
+import { createUnitCard } from "./views/unitCard";
 
 export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => void {
   const arrays = new ArrayStore(model);
@@ -57,6 +58,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const camProgress = createJobProgress(model, "overlay_job", "cam");
   const compare = createCompare(model, arrays);
   const synthesis = createSynthesis(model);
+  const unitCard = createUnitCard(model);
   const filterGrid = createFilterGrid(model, arrays, {
     controls: synthesis.featureControls,
     grid: synthesis.featureGrid,
@@ -83,6 +85,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
       ),
       h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
     ),
+    unitCard.el,
     compare.el,
     synthesis.el,
   );
@@ -100,6 +103,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     filterGrid,
     compare,
     synthesis,
+    unitCard,
   ];
 
   // Which views redraw when a trait changes. Array traits also refresh the banner (decode errors).
@@ -112,7 +116,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     labels: [predictions, overlay, compare],
     selected_class: [predictions, overlay, compare],
     layers: [layerTree, compare],
-    selected_layer: [layerTree],
+    selected_layer: [layerTree, unitCard],
     overlay_layer: [overlay],
     overlay_map: [overlay, message],
     overlay_job: [camProgress, overlay],
@@ -130,8 +134,8 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     grid_hi: [filterGrid, message],
     grid_means: [filterGrid, message, synthesis],
     grid_layer: [filterGrid, overlay, synthesis],
-    colormap: [controls, overlay, filterGrid, compare],
-    opacity: [controls, overlay, compare],
+    colormap: [controls, overlay, filterGrid, compare, unitCard],
+    opacity: [controls, overlay, compare, unitCard],
     sort_by: [controls, filterGrid, synthesis],
     selected_channel: [filterGrid, overlay, synthesis],
     overlay_source: [overlay],
@@ -146,6 +150,9 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     synth_pins: [synthesis],
     feature_grid: [synthesis],
     feature_grid_job: [synthesis],
+    atlas_layers: [unitCard],
+    atlas_job: [unitCard],
+    unit_card: [unitCard],
   };
 
   const dirty = new Set<View>();

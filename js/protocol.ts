@@ -171,6 +171,69 @@ export interface FeatureGrid {
 }
 
 /**
+ * One of a unit's top dataset examples: the image's dataset ``index`` and ``label``
+ * (class name, "" unlabelled), the unit's maximum ``value`` at map position (``y``, ``x``),
+ * and ``box`` (top, left, bottom, right; exclusive ends) the crop in model-input pixels:
+ * the unit's receptive field there (may reach past the image: padded grey).
+ */
+export interface UnitExample {
+  index: number;
+  label: string;
+  value: number;
+  y: number;
+  x: number;
+  box: number[];
+}
+
+/**
+ * How many of the data set's images had their maximum of the unit in each bin:
+ * ``edges`` (n + 1) in activation units, ``counts`` (n).
+ */
+export interface UnitHistogram {
+  edges: number[];
+  counts: number[];
+}
+
+/**
+ * A class's mean pooled (spatial mean) response of the unit, over ``images`` images.
+ */
+export interface ClassResponse {
+  name: string;
+  mean: number;
+  images: number;
+}
+
+/**
+ * What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
+ * message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
+ * ``crop_maps`` uint8 (k, S, S) the unit's upsampled activation over each crop, as
+ * 255 * value / ``scale`` clipped to [0, 255] (``scale``: the top example's value; the
+ * colormap is applied in the browser). ``current``: the unit's maximum on the image in
+ * the Explorer and the fraction of the data set's images whose maximum is lower.
+ * ``field``: receptive field size (y, x) in input pixels and how it was found.
+ */
+export interface UnitCard {
+  layer: string;
+  unit: number;
+  images: number;
+  complete: boolean;
+  examples: UnitExample[];
+  crops: NdArray;
+  crop_maps: NdArray;
+  scale: number;
+  histogram: UnitHistogram;
+  classes: ClassResponse[];
+  mean: number;
+  max: number;
+  q: number;
+  quantile: number;
+  current: number;
+  current_below: number;
+  field_size: number[];
+  field_method: string;
+}
+
+/**
  * Every synced trait of the Explorer and the type of its value (js: ``ExplorerState``).
  * ``tests/test_protocol.py`` checks that the widget declares exactly these.
  */
@@ -217,4 +280,7 @@ export interface ExplorerTraits {
   synth_pins: Pin[];
   feature_grid: FeatureGrid | null;
   feature_grid_job: JobState | null;
+  atlas_layers: string[];
+  atlas_job: JobState | null;
+  unit_card: UnitCard | null;
 }

@@ -9,8 +9,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, NotRequired, get_args, get_origin, get_type_hints
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import cnnvis_widget as cv
@@ -113,7 +115,11 @@ def widget() -> Explorer:
         nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2, padding=1),
         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
     )  # fmt: skip
-    return Explorer(model, preprocess=cv.Preprocess(input_size=(32, 32)), labels=list("abcd"))
+    noise = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    data = [(Image.fromarray(image), i % 4) for i, image in enumerate(noise)]  # atlas + cards
+    return Explorer(
+        model, preprocess=cv.Preprocess(input_size=(32, 32)), labels=list("abcd"), data=data, k=3
+    )
 
 
 def test_every_value_the_widget_sends_has_the_declared_shape(widget: Explorer) -> None:
@@ -132,6 +138,7 @@ def test_every_value_the_widget_sends_has_the_declared_shape(widget: Explorer) -
     widget.wait()
     widget.method_params = {"steps": -4}  # refused: a message
     assert widget.overlay_job and widget.compare_job and widget.feature_grid_job
+    assert widget.atlas_job and widget.atlas_layers and widget.unit_card
     assert widget.synthesis and widget.synthesis["adversarial"] and widget.synth_pins
     assert widget.message and widget.message["level"] == "error"
     assert sent_values(widget) == []

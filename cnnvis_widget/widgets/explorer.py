@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .. import protocol
+from ..atlas import UnitAtlas
 from ..data import sample_image, sample_images
 from ..images import ImageSource, to_pil_rgb
 from ..models import ModelBundle, Preprocess
@@ -35,6 +36,7 @@ from .overlay import OverlayPanel, OverlayTraits
 from .panel import Change, Handler, Panel
 from .synthesis import SynthesisPanel, SynthesisTraits
 from .traits import optional_dict
+from .units import UnitsPanel, UnitsTraits, unit_data
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 P = TypeVar("P", bound=Panel)
@@ -48,7 +50,7 @@ DEPRECATED_TRAITS = {
 """Trait names before the overlay's traits said what they hold (readable, with a warning)."""
 
 
-class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTraits):
+class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTraits, UnitsTraits):
     """Browse a CNN on one image in a notebook.
 
     ``Explorer(bundle, image)`` with a bundle from ``cv.load_model()``, or
@@ -60,7 +62,9 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
-    panel_types: ClassVar[tuple[type[Panel], ...]] = (OverlayPanel, ComparisonPanel, SynthesisPanel)
+    panel_types: ClassVar[tuple[type[Panel], ...]] = (
+        OverlayPanel, ComparisonPanel, SynthesisPanel, UnitsPanel,
+    )  # fmt: skip
     """The panels, in the order they see selection changes (each built as ``Panel(self)``)."""
 
     model_name = traitlets.Unicode("").tag(sync=True)
@@ -92,6 +96,9 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         preprocess: Preprocess | Callable[[Image.Image], Any] | None = None,
         labels: list[str] | None = None,
         layer: str | None = None,
+        atlas: UnitAtlas | None = None,
+        data: Any = None,
+        k: int = 9,
         **kwargs: Any,
     ) -> None:
         check_arguments(model, preprocess, labels, kwargs)
@@ -107,6 +114,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         first = image if image is not None else sample_image("cat")
         self.session = ExplorerSession(as_bundle(model, preprocess, labels, first))
         self.session.set_image(first)
+        self.unit_data = unit_data(self.session.bundle, atlas, data, k)
         self.panels: list[Panel] = [panel_type(self) for panel_type in self.panel_types]
         start_layer = layer or self.session.default_cam_layer()
         self.session.layer(start_layer)  # unknown name: a clear error now
@@ -118,6 +126,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
             "labels": list(self.session.bundle.labels),
             "layers": self.session.layer_rows(),
             "selected_layer": start_layer,
+            "atlas_layers": self.unit_data.layers,
         })  # fmt: skip
         self.show(static)
         self.show(self._image_view(image_name_of(image)))
@@ -125,6 +134,8 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         self.watch(["selected_class"], self._on_class)
         self.watch(["selected_layer"], self._on_layer)
         self.on_msg(reported(self, self._on_custom_message))
+        if data is not None and atlas is None:
+            self.compute_atlas(start_layer)
 
     # --- services for the panels (panel.Host) ----------------------------------------------
 
@@ -287,6 +298,19 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         self.panel(SynthesisPanel).visualize_layer(
             **{k: v for k, v in given.items() if v is not None}
         )
+
+    def compute_atlas(self, layer: str | None = None) -> None:
+        """Compute the unit atlas of ``layer`` (default: the selected one) over the
+        Explorer's ``data`` in the background (``atlas_job``: progress, Stop; a stopped pass
+        resumes when computed again). Its units' cards then open from the filter grid."""
+        self.panel(UnitsPanel).compute(layer or self.selected_layer)
+
+    def show_unit(self, unit: int, layer: str | None = None) -> None:
+        """Select ``layer`` (default: the selected one) and open the card of its channel
+        ``unit`` (``unit_card``), as a click on its tile does."""
+        if layer is not None and layer != self.selected_layer:
+            self.selected_layer = layer
+        self.selected_channel = unit
 
     def panel(self, panel_type: type[P]) -> P:
         """The panel of type ``panel_type``."""

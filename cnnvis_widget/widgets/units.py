@@ -1,0 +1,210 @@
+"""The units panel: a unit's card (what one channel responds to over a data set) from a unit
+atlas, opened by clicking its tile in the filter grid.
+
+The atlas is given (``Explorer(..., atlas=atlas, data=data)``) or computed over ``data`` in the
+background on the panel's job channel (``atlas_job``: progress and Stop), one layer at a time:
+the selected layer at the start, another one when asked (``{"type": "atlas"}`` or
+:meth:`UnitsPanel.compute`). A stopped pass keeps its statistics in a folder and resumes
+from there when it is started again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import traitlets
+
+from ..atlas import UnitAtlas, unit_atlas
+from ..atlas.card import unit_card
+from ..atlas.fingerprint import data_fingerprint, model_fingerprint
+from ..atlas.result import MANIFEST_FILE
+from ..atlas.run import PreparedItems
+from ..capture import LayerRef
+from ..models import ModelBundle
+from ..protocol import UnitCard, message
+from ..receptive_field import ReceptiveField, receptive_field
+from .channel import JobChannel, JobEnd, Report, Update
+from .panel import Change, Host, Panel, traits_of
+from .traits import optional_dict
+
+PROGRESS_INTERVAL_S = 0.25
+
+
+class UnitsTraits(traitlets.HasTraits):
+    """The units panel's synced traits (docs/protocol.md)."""
+
+    atlas_layers = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    atlas_job = optional_dict()
+    unit_card = optional_dict()
+
+
+@dataclass
+class UnitData:
+    """What the Explorer was given for its units panel: atlases (their layers do not
+    overlap) and the data set they were computed on; ``folder`` keeps passes computed here
+    (to resume a stopped one)."""
+
+    atlases: list[UnitAtlas] = field(default_factory=list)
+    data: Any = None
+    k: int = 9
+    folder: Path | None = None
+
+    def atlas_of(self, layer: str) -> UnitAtlas | None:
+        for atlas in self.atlases:
+            if layer in atlas.stats:
+                return atlas
+        return None
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer for atlas in self.atlases for layer in atlas.layers]
+
+
+def unit_data(bundle: ModelBundle, atlas: UnitAtlas | None, data: Any, k: int) -> UnitData:
+    """Check the Explorer's ``atlas`` / ``data`` arguments against its model: an atlas needs
+    the data it was computed on (its crops are those images), and both must be the ones it
+    was computed on (fingerprints)."""
+    if atlas is not None and not isinstance(atlas, UnitAtlas):
+        raise TypeError(
+            f"atlas must be a cv.UnitAtlas (from cv.unit_atlas or cv.UnitAtlas.load); got "
+            f"{type(atlas).__name__}."
+        )
+    if atlas is not None and data is None:
+        raise ValueError(
+            "Explorer(..., atlas=atlas) also needs data=: the data set the atlas was computed "
+            "on (its top examples are shown as crops of those images)."
+        )
+    if data is None:
+        return UnitData(k=k)
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__") or len(data) == 0:
+        raise TypeError(
+            "data must be a non-empty map-style data set (len() and data[i] giving an image or "
+            "(image, label)), e.g. cv.datasets.fashion_mnist(split='test')."
+        )
+    if atlas is not None:
+        if atlas.model_fingerprint != model_fingerprint(bundle.module):
+            raise ValueError(
+                "this atlas was computed on another model (or other weights); recompute it "
+                "with cv.unit_atlas(model, data, layers=...)."
+            )
+        items = PreparedItems(data, bundle.preprocess)
+        if atlas.data_fingerprint != data_fingerprint(data, items[0][0], items[len(data) - 1][0]):
+            raise ValueError(
+                "data= is not the data set this atlas was computed on (fingerprints differ); "
+                "pass that data set, or recompute the atlas on this one."
+            )
+    folder = Path(tempfile.mkdtemp(prefix="cnnvis-atlas-"))
+    return UnitData([atlas] if atlas is not None else [], data, atlas.k if atlas else k, folder)
+
+
+class UnitsPanel(Panel):
+    """Builds ``unit_card`` for the selected channel of the selected layer; computes atlases
+    on ``atlas_job``. Reads the host's ``unit_data`` (a :class:`UnitData`, set by the
+    Explorer from its ``atlas`` / ``data`` arguments; none: the panel has no atlas)."""
+
+    messages = ("atlas", "cancel")
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self.traits = traits_of(host, UnitsTraits)
+        self.units: UnitData = getattr(host, "unit_data", None) or UnitData()
+        self.jobs = JobChannel(host, "atlas_job", PROGRESS_INTERVAL_S)
+        self._fields: dict[tuple[str, tuple[int, ...]], ReceptiveField | None] = {}
+        host.watch(["selected_channel"], self._on_channel)
+
+    def channels(self) -> list[JobChannel]:
+        return [self.jobs]
+
+    def on_message(self, content: dict[str, Any]) -> None:
+        if content.get("type") == "atlas":
+            self.compute(str(content.get("layer") or self.host.selected_layer))
+        elif content.get("job") == self.jobs.job_trait:
+            self.jobs.cancel()
+
+    def on_image(self, target: int) -> Change:
+        card = self.traits.unit_card
+        if card is None:
+            return Change()
+        return Change({"unit_card": self.card(card["layer"], card["unit"])})
+
+    def on_layer(self, layer: str) -> Change:
+        return Change({"unit_card": None})
+
+    def _on_channel(self, change: dict[str, Any]) -> None:
+        unit, layer = int(change["new"]), self.host.selected_layer
+        if unit < 0 or self.units.atlas_of(layer) is None:
+            self.traits.unit_card = None
+            return
+        self.traits.unit_card = self.card(layer, unit)
+
+    def card(self, layer: str, unit: int) -> UnitCard:
+        """The card of channel ``unit`` of ``layer`` for the current image."""
+        atlas = self.units.atlas_of(layer)
+        if atlas is None:
+            raise ValueError(
+                f"no atlas covers {layer}: compute one (the panel's button, or "
+                f"explorer.compute_atlas({layer!r})) or pass Explorer(..., atlas=...)."
+            )
+        x = self.host.session.input
+        return unit_card(
+            self.host.session.bundle, atlas, self.units.data, layer, unit, x, self._field(layer, x)
+        )
+
+    def _field(self, layer: str, x: torch.Tensor) -> ReceptiveField | None:
+        key = (layer, tuple(x.shape))
+        if key not in self._fields:
+            spatial = self.host.session.layer(layer).spatial
+            module = self.host.session.bundle.module
+            self._fields[key] = receptive_field(module, layer, x) if spatial else None
+        return self._fields[key]
+
+    def compute(self, layer: str) -> None:
+        """Run the dataset pass for ``layer`` in the background (resuming a stopped one)."""
+        units, host = self.units, self.host
+        if units.data is None:
+            raise ValueError(
+                "this Explorer has no data set to compute an atlas on: pass "
+                "Explorer(..., data=dataset), e.g. cv.datasets.fashion_mnist(split='test')."
+            )
+        name = LayerRef.parse(layer).name
+        done = units.atlas_of(name)
+        if done is not None and done.complete:
+            return
+        bundle = host.session.bundle
+        folder = (units.folder or Path(tempfile.mkdtemp())) / name.replace("/", "_")
+
+        def work(report: Report) -> UnitAtlas:
+            def should_stop(done: int, total: int) -> bool:
+                return not report(None, done / total)
+
+            return unit_atlas(
+                bundle, units.data, [name], units.k, out=folder, progress=False,
+                should_stop=should_stop, checkpoint_every=5,
+            )  # fmt: skip
+
+        def finish(end: JobEnd[UnitAtlas]) -> Update:
+            atlas = end.result
+            if end.state == "cancelled" and (folder / MANIFEST_FILE).is_file():
+                atlas = UnitAtlas.load(folder)  # what the stopped pass saved: shown, resumable
+            if atlas is None:
+                return {}
+            units.atlases = [a for a in units.atlases if name not in a.stats] + [atlas]
+            update: Update = {"atlas_layers": units.layers}
+            if host.selected_layer == name and host.selected_channel >= 0:
+                update["unit_card"] = self.card(name, host.selected_channel)
+            if not atlas.complete:
+                done = f"{atlas.images} of {atlas.total}"
+                update["message"] = message(
+                    "info",
+                    f"the atlas of {name} stopped after {done} images; its cards show those. "
+                    "Compute it again to resume.",
+                )
+            return update
+
+        with host.applying():
+            host.assign(self.jobs.starting(f"atlas of {name}"))
+        self.jobs.start(f"atlas of {name}", work, finish)
