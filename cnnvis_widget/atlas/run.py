@@ -4,7 +4,8 @@ progress, stop, checkpoints and resume."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +140,31 @@ def _add_batch(
     indices: torch.Tensor,
 ) -> None:
     """Run one batch (B, C, H, W) and fold each layer's activations into the atlas."""
-    for name, acts in _layer_outputs(view, module, names, calls, x).items():
-        if name not in atlas.stats:
-            atlas.stats[name] = UnitStats(int(acts.shape[1]), k=atlas.k, q=atlas.q)
-            size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
-            atlas.map_sizes[name] = size
-        atlas.stats[name].update(acts, indices, labels)
+    outputs = _layer_outputs(view, module, names, calls, x)
+    with _one_thread():
+        for name, acts in outputs.items():
+            if name not in atlas.stats:
+                atlas.stats[name] = UnitStats(int(acts.shape[1]), k=atlas.k, q=atlas.q)
+                size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
+                atlas.map_sizes[name] = size
+            atlas.stats[name].update(acts, indices, labels)
     atlas.images += int(x.shape[0])
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The statistics' updates on one intra-op CPU thread (the forward keeps them all): they
+    are many small operations, which split over threads wait on each other; on a busy 2-core
+    machine a tiny index_add_ took 30 ms on 2 threads and 10 us on one (docs/benchmarks.md).
+    The results do not depend on the thread count."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def _process_group() -> tuple[int, int]:

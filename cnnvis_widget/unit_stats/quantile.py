@@ -220,15 +220,24 @@ class UpperQuantile:
         self.floors[:, : self.level] = float("inf")
         values, value_levels = self._sample(batch, levels)  # (B, C, K), (B, K)
         size, width = value_levels.shape
+        by_unit = values.permute(1, 0, 2)  # (C, B, K): a view, each unit's values in order
+        if int(self.filled.max()) == 0 and int(self.staged.max()) == 0:
+            # nothing kept yet (the first batch): every sampled value enters, so skip the
+            # floors and hand the whole batch to the compaction (the padding as empty slots)
+            pad = value_levels == LEVELS
+            self._compact(
+                by_unit.masked_fill(pad, float("-inf")).reshape(self.units, size * width),
+                value_levels.masked_fill(pad, -1).flatten().expand(self.units, -1),
+            )
+            return
         # only a value above its level's floor can be among the top R of S(level)
         floors = self.floors.index_select(1, value_levels.flatten().long())
-        passed = values > floors.view(self.units, size, width).permute(1, 0, 2)
-        image, unit, column = torch.nonzero(passed, as_tuple=True)
+        passed = by_unit > floors.view(self.units, size, width)
+        # unit-major: entering values come grouped by unit, in (image, position) order
+        unit, image, column = torch.nonzero(passed, as_tuple=True)
         if unit.numel() == 0:
             return
-        by_unit = torch.argsort(unit, stable=True)  # few values enter: cheap
-        image, unit, column = image[by_unit], unit[by_unit], column[by_unit]
-        entering_values = values[image, unit, column]
+        entering_values = by_unit[unit, image, column]
         entering_levels = value_levels[image, column]
         entering = torch.bincount(unit, minlength=self.units)
         first = torch.cumsum(entering, 0) - entering
