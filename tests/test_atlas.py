@@ -5,6 +5,7 @@ found."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -164,6 +165,21 @@ def test_the_model_is_left_as_found(model) -> None:
     assert model.training and hook_count(model) == hooks
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name]), name  # batch-norm statistics included
+
+
+def test_each_batch_is_freed_with_the_batch(model) -> None:
+    """A batch's recorded activations are freed when the batch is done, not left to the cyclic
+    garbage collector: that let peak memory grow with the data (+119 MB at 10,000 images)."""
+    gc.collect()
+    gc.disable()
+    try:
+        before = sum(isinstance(o, cv.capture.Capture) for o in gc.get_objects())
+        cv.unit_atlas(model, Images(24), ["conv1", "conv2"], k=2, batch_size=4, progress=False,
+                      preprocess=PREPROCESS)  # fmt: skip
+        left = sum(isinstance(o, cv.capture.Capture) for o in gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert left <= 1, left  # at most the layer probe's (cv.layers), never one per batch (6)
 
 
 def test_bad_requests_are_refused_with_the_fix(model) -> None:

