@@ -223,6 +223,15 @@ class ClassResponse(TypedDict):
     images: int
 
 
+class AtlasLayer(TypedDict):
+    """A layer the Explorer's unit atlas covers: ``images`` of the data set's seen so far,
+    ``complete`` when all (a stopped pass resumes)."""
+
+    name: str
+    images: int
+    complete: bool
+
+
 class UnitCard(TypedDict):
     """What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
     message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
@@ -298,7 +307,8 @@ class ExplorerTraits(TypedDict):
     synth_pins: list[Pin]
     feature_grid: FeatureGrid | None
     feature_grid_job: JobState | None
-    atlas_layers: list[str]
+    atlas_images: int
+    atlas_layers: list[AtlasLayer]
     atlas_job: JobState | None
     unit_card: UnitCard | None
 
@@ -306,7 +316,7 @@ class ExplorerTraits(TypedDict):
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, SynthesisPayload,
-    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, UnitCard, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitCard, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

@@ -150,6 +150,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     synth_pins: [synthesis],
     feature_grid: [synthesis],
     feature_grid_job: [synthesis],
+    atlas_images: [unitCard],
     atlas_layers: [unitCard],
     atlas_job: [unitCard],
     unit_card: [unitCard],

@@ -204,6 +204,16 @@ export interface ClassResponse {
 }
 
 /**
+ * A layer the Explorer's unit atlas covers: ``images`` of the data set's seen so far,
+ * ``complete`` when all (a stopped pass resumes).
+ */
+export interface AtlasLayer {
+  name: string;
+  images: number;
+  complete: boolean;
+}
+
+/**
  * What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
  * message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
  * ``crop_maps`` uint8 (k, S, S) the unit's upsampled activation over each crop, as
@@ -280,7 +290,8 @@ export interface ExplorerTraits {
   synth_pins: Pin[];
   feature_grid: FeatureGrid | null;
   feature_grid_job: JobState | null;
-  atlas_layers: string[];
+  atlas_images: number;
+  atlas_layers: AtlasLayer[];
   atlas_job: JobState | null;
   unit_card: UnitCard | null;
 }

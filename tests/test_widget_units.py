@@ -24,10 +24,7 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def data():
-    full = cv.datasets.fashion_mnist(split="test")
-    subset = Subset(full, range(IMAGES))
-    subset.classes = full.classes  # type: ignore[attr-defined]
-    return subset
+    return Subset(cv.datasets.fashion_mnist(split="test"), range(IMAGES))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +43,7 @@ def brute_force_maxima(bundle, data) -> torch.Tensor:
 
 def test_card_shows_the_atlas_top_k_as_crops_centred_on_the_maximum(bundle, data, atlas):
     explorer = cv.Explorer(bundle, data[IMAGES - 1][0], atlas=atlas, data=data, layer=LAYER)
-    assert explorer.atlas_layers == [LAYER]
+    assert explorer.atlas_layers == [{"name": LAYER, "images": IMAGES, "complete": True}]
     sent = sent_to_browser(explorer)
     weights, hooks = model_fingerprint(bundle.module), hook_count(bundle.module)
     training = [m.training for m in bundle.module.modules()]
@@ -60,7 +57,9 @@ def test_card_shows_the_atlas_top_k_as_crops_centred_on_the_maximum(bundle, data
     assert [(e["index"], e["y"], e["x"]) for e in card["examples"]] == [
         (e.index, e.y, e.x) for e in top
     ]
-    assert [e["label"] for e in card["examples"]] == [data.classes[data[e.index][1]] for e in top]
+    assert [e["label"] for e in card["examples"]] == [
+        data.dataset.classes[data[e.index][1]] for e in top
+    ]
     crops = np.frombuffer(card["crops"]["data"], np.uint8).reshape(card["crops"]["shape"])
     maps = np.frombuffer(card["crop_maps"]["data"], np.uint8).reshape(card["crop_maps"]["shape"])
     assert crops.shape == (6, 96, 96, 3) and maps.shape == (6, 96, 96)
@@ -102,7 +101,7 @@ def test_histogram_current_value_and_classes_equal_brute_force(bundle, data, atl
     ])  # fmt: skip
     means = {c: float(pooled[labels == c].mean()) for c in labels.unique().tolist()}
     expected = sorted(means, key=lambda c: -means[c])[:5]
-    assert [row["name"] for row in card["classes"]] == [data.classes[c] for c in expected]
+    assert [row["name"] for row in card["classes"]] == [data.dataset.classes[c] for c in expected]
     for row, c in zip(card["classes"], expected, strict=True):
         assert row["mean"] == pytest.approx(means[c], rel=1e-4)
 
@@ -126,7 +125,8 @@ def test_background_pass_stops_shows_the_partial_atlas_and_resumes_to_the_full_r
     explorer = cv.Explorer(bundle, data[0][0], data=data, layer=LAYER, k=6)
     panel = explorer.panel(UnitsPanel)
     assert explorer.wait(120)
-    assert explorer.atlas_layers == [LAYER] and explorer.atlas_job["state"] == "done"
+    assert explorer.atlas_layers == [{"name": LAYER, "images": IMAGES, "complete": True}]
+    assert explorer.atlas_job["state"] == "done"
     full = panel.units.atlas_of(LAYER)
     assert full is not None and full.complete
     for unit in (0, 7, 31):
@@ -156,6 +156,7 @@ def test_background_pass_stops_shows_the_partial_atlas_and_resumes_to_the_full_r
     stopped = panel.units.atlas_of(other)
     assert stopped is not None and 0 < stopped.images < IMAGES and not stopped.complete
     assert "stopped after" in explorer.message["text"]
+    assert explorer.atlas_layers[-1] == {"name": other, "images": stopped.images, "complete": False}
     explorer.selected_layer = other
     explorer.show_unit(2)
     assert explorer.unit_card["complete"] is False

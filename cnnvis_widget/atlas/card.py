@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import Subset
 
 from ..encode import ndarray_payload
 from ..layers import activations
@@ -161,8 +162,11 @@ def _stack(arrays: Sequence[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
 
 
 def _class_names(data: Any) -> list[str]:
-    """The data set's class names (``data.classes``); none when it has none."""
+    """The data set's class names (``data.classes``, or its base data set's for a
+    ``torch.utils.data.Subset``); none when it has none."""
     classes = getattr(data, "classes", None)
+    if classes is None and isinstance(data, Subset):
+        classes = getattr(data.dataset, "classes", None)
     if isinstance(classes, Sequence) and all(isinstance(c, str) for c in classes):
         return list(classes)
     return []

@@ -127,6 +127,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
             "layers": self.session.layer_rows(),
             "selected_layer": start_layer,
             "atlas_layers": self.unit_data.layers,
+            "atlas_images": len(data) if data is not None else 0,
         })  # fmt: skip
         self.show(static)
         self.show(self._image_view(image_name_of(image)))

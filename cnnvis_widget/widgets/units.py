@@ -25,7 +25,7 @@ from ..atlas.result import MANIFEST_FILE
 from ..atlas.run import PreparedItems
 from ..capture import LayerRef
 from ..models import ModelBundle
-from ..protocol import UnitCard, message
+from ..protocol import AtlasLayer, UnitCard, message
 from ..receptive_field import ReceptiveField, receptive_field
 from .channel import JobChannel, JobEnd, Report, Update
 from .panel import Change, Host, Panel, traits_of
@@ -37,7 +37,9 @@ PROGRESS_INTERVAL_S = 0.25
 class UnitsTraits(traitlets.HasTraits):
     """The units panel's synced traits (docs/protocol.md)."""
 
-    atlas_layers = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    # images in the data set atlases are computed on (0: none given, the panel is hidden)
+    atlas_images = traitlets.Int(0).tag(sync=True)
+    atlas_layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     atlas_job = optional_dict()
     unit_card = optional_dict()
 
@@ -60,8 +62,13 @@ class UnitData:
         return None
 
     @property
-    def layers(self) -> list[str]:
-        return [layer for atlas in self.atlases for layer in atlas.layers]
+    def layers(self) -> list[AtlasLayer]:
+        """The covered layers as the ``atlas_layers`` trait shows them."""
+        return [
+            {"name": layer, "images": atlas.images, "complete": atlas.complete}
+            for atlas in self.atlases
+            for layer in atlas.layers
+        ]
 
 
 def unit_data(bundle: ModelBundle, atlas: UnitAtlas | None, data: Any, k: int) -> UnitData:

@@ -10,11 +10,22 @@ import { composite, heatFromUint8, mapFrom } from "../canvas";
 import { type Decoded, decodeNdArray } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, replace, setText } from "../dom";
-import type { UnitCard } from "../protocol";
+import type { AtlasLayer, UnitCard } from "../protocol";
 import type { ExplorerModel, View } from "../types";
 import { createJobProgress } from "./jobProgress";
 
 const HISTOGRAM_WIDTH = 240;
+const COMPUTE = "Compute atlas for this layer";
+
+/** One line on what the atlas covers: its layers (with images seen when stopped early). */
+export function atlasStatus(layers: readonly AtlasLayer[], images: number): string {
+  const total = images.toLocaleString("en");
+  if (!layers.length) return `No atlas yet (data set: ${total} images).`;
+  const names = layers.map((row) =>
+    row.complete ? row.name : `${row.name} (${row.images.toLocaleString("en")} so far)`,
+  );
+  return `Atlas of ${names.join(", ")} over ${total} images. Click a filter tile to open its unit.`;
+}
 const HISTOGRAM_HEIGHT = 64;
 
 /** Image i of a decoded (k, S, S, 3) stack as its own (S, S, 3) array (no copy). */
@@ -62,7 +73,7 @@ export function createUnitCard(model: ExplorerModel): View {
   const compute = h(
     "button",
     { class: "cv-button", type: "button", "data-testid": "atlas-compute" },
-    "Compute atlas for this layer",
+    COMPUTE,
   );
   compute.addEventListener("click", () => {
     model.send({ type: "atlas", layer: model.get("selected_layer") });
@@ -137,16 +148,17 @@ export function createUnitCard(model: ExplorerModel): View {
     el,
     update() {
       progress.update();
+      const images = model.get("atlas_images") ?? 0;
+      el.hidden = images === 0;
       const layers = model.get("atlas_layers") ?? [];
       const layer = model.get("selected_layer");
-      const covered = layers.includes(layer);
+      const here = layers.find((row) => row.name === layer);
+      setText(status, atlasStatus(layers, images));
+      compute.hidden = here?.complete === true;
       setText(
-        status,
-        layers.length
-          ? `Atlas of ${layers.join(", ")}. Click a filter tile to open its unit.`
-          : "No atlas yet.",
+        compute,
+        here ? `Resume atlas for this layer (${here.images} of ${images} images)` : COMPUTE,
       );
-      compute.hidden = covered;
       const shown = model.get("unit_card");
       const visible = shown !== null && shown.layer === layer;
       card.hidden = !visible;
