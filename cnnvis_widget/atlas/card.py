@@ -19,7 +19,7 @@ from ..layers import activations
 from ..models import ModelBundle, to_model_input
 from ..protocol import ClassResponse, UnitCard, UnitExample
 from ..receptive_field import ReceptiveField
-from .result import UnitAtlas
+from .result import Example, UnitAtlas
 
 CROP_SIZE = 96
 """Side of each example's crop in the card, in screen pixels."""
@@ -52,25 +52,19 @@ def unit_card(
     layer has no spatial map, each crop is the whole image)."""
     examples = atlas.top(layer, unit)
     stats = atlas.stats[layer]
-    images, labels, seen = [], [], []
-    for example in examples:
-        image, label = image_and_label(data[example.index])
-        x, view = bundle.preprocess.prepare(image)
-        images.append(to_model_input(x, bundle.module))
-        labels.append(label)
-        seen.append(np.asarray(view.convert("RGB"), dtype=np.uint8))
+    images, labels, seen = load_examples(bundle, data, examples)
     batch = torch.cat([*images, current.to(images[0].dtype) if images else current])
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    raw = _unit_outputs(bundle, batch, layer, unit)  # (n + 1, h, w)
-    maps = _upsampled(raw, size)  # (n + 1, H, W)
+    raw = unit_outputs(bundle, batch, layer, unit)  # (n + 1, h, w)
+    maps = upsampled(raw, size)  # (n + 1, H, W)
     scale = examples[0].value if examples and examples[0].value > 0 else 1.0
-    names = _class_names(data)
+    names = class_names(data)
     rows: list[UnitExample] = []
     crops, crop_maps = [], []
     for example, label, rgb, unit_map in zip(examples, labels, seen, maps, strict=False):
-        box = _crop_box(field, example.y, example.x, size)
-        crops.append(_crop_image(rgb, box, crop_size))
-        crop_maps.append(_crop_map(unit_map, box, crop_size, scale))
+        box = crop_box(field, example.y, example.x, size)
+        crops.append(crop_image(rgb, box, crop_size))
+        crop_maps.append(crop_map(unit_map, box, crop_size, scale))
         rows.append({
             "index": example.index, "label": names[label] if 0 <= label < len(names) else "",
             "value": example.value, "y": example.y, "x": example.x, "box": list(box),
@@ -100,21 +94,37 @@ def unit_card(
     }
 
 
-def _unit_outputs(bundle: ModelBundle, batch: torch.Tensor, layer: str, unit: int) -> torch.Tensor:
+def load_examples(
+    bundle: ModelBundle, data: Any, examples: Sequence[Example]
+) -> tuple[list[torch.Tensor], list[int], list[np.ndarray]]:
+    """The data set items of ``examples``, loaded again: per example its model input
+    (1, C, H, W), its label (-1: unlabelled) and the preprocessed image as the model sees it
+    (H, W, 3) uint8, which the crops are cut from."""
+    images, labels, seen = [], [], []
+    for example in examples:
+        image, label = image_and_label(data[example.index])
+        x, view = bundle.preprocess.prepare(image)
+        images.append(to_model_input(x, bundle.module))
+        labels.append(label)
+        seen.append(np.asarray(view.convert("RGB"), dtype=np.uint8))
+    return images, labels, seen
+
+
+def unit_outputs(bundle: ModelBundle, batch: torch.Tensor, layer: str, unit: int) -> torch.Tensor:
     """The unit's output for each input of ``batch`` (n, C, H, W): (n, h, w) float32 (a
     vector layer's value as a 1 x 1 map)."""
     channel = activations(bundle.module, batch, [layer])[layer].float().cpu()[:, unit]
     return channel[:, None, None] if channel.ndim == 1 else channel
 
 
-def _upsampled(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsampled(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(n, h, w) maps bilinearly resized to the input ``size``: (n, H, W)."""
     if tuple(maps.shape[-2:]) == size:
         return maps
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def _crop_box(
+def crop_box(
     field: ReceptiveField | None, y: int, x: int, size: tuple[int, int]
 ) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) in input pixels: the receptive field at (y, x), unclipped
@@ -143,12 +153,14 @@ def _padded_slice(array: np.ndarray, box: tuple[int, int, int, int], fill: float
     return out
 
 
-def _crop_image(rgb: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
+def crop_image(rgb: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) uint8 cut to ``box`` (grey outside the image), resized to
+    ``side`` x ``side``."""
     crop = Image.fromarray(_padded_slice(rgb, box, PAD_GREY))
     return np.asarray(crop.resize((side, side), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def _crop_map(
+def crop_map(
     unit_map: torch.Tensor, box: tuple[int, int, int, int], side: int, scale: float
 ) -> np.ndarray:
     """The map over the crop as uint8: 255 * value / scale, clipped to [0, 255]."""
@@ -161,7 +173,7 @@ def _stack(arrays: Sequence[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros(empty, dtype=np.uint8)
 
 
-def _class_names(data: Any) -> list[str]:
+def class_names(data: Any) -> list[str]:
     """The data set's class names (``data.classes``, or its base data set's for a
     ``torch.utils.data.Subset``); none when it has none."""
     classes = getattr(data, "classes", None)
