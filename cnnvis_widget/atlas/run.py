@@ -4,8 +4,10 @@ progress, stop, checkpoints and resume."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +82,14 @@ def unit_atlas(
     takes images r, r + W, r + 2W, ... (``DistributedSampler(shuffle=False)``'s shard without
     its padding, which would count images twice), and the ranks' statistics are merged with
     ``all_gather_object``: every rank returns the whole atlas, equal to the single-process one
-    (top-k and quantiles exactly, float64 sums up to rounding); rank 0 saves it. A distributed
-    pass does not checkpoint or resume (run it again: a finished result in ``out`` is reused).
+    (top-k and quantiles exactly, float64 sums up to rounding); rank 0 saves it. With ``out``,
+    each rank checkpoints its own shard in ``out/rank-<r>-of-<W>/`` (every ``checkpoint_every``
+    of its batches, and when it stops); a killed pass started again with the same number of
+    processes resumes every rank from its own checkpoint and gives the uninterrupted result.
+    Another number of processes is refused while such checkpoints exist (they hold other
+    shards); the checkpoints are deleted once the whole result is saved. ``should_stop`` gets
+    the rank's own (done, total); a rank that stops keeps its checkpoint and, once every rank
+    has ended its loop, all return the merged atlas so far with ``complete == False``.
     """
     module, prepare = _model_and_preprocess(model, preprocess)
     names = check_names("layers", layers)
@@ -103,30 +111,61 @@ def unit_atlas(
     )
     if atlas.complete:
         return atlas
+    _refuse_other_world(out, world)
     calls = {info.name: info.calls for info in layer_table(module, first[None])}
     view = eval_view(module)
+    step = _Step(view, module, names, calls, batch_size, num_workers, checkpoint_every)
     if world > 1:
         if atlas.images:
             raise ValueError(f"{out} holds a stopped pass; resume it in one process.")
-        return _distributed(atlas, items, view, module, names, calls, batch_size, num_workers, out)
+        return _distributed(atlas, items, step, out, progress, should_stop)
+    _fold(atlas, Subset(items, range(atlas.images, total)), step, out, progress, should_stop)
+    return atlas
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What every batch of a pass needs: the eval view, the layers, the loader settings."""
+
+    view: nn.Module
+    module: nn.Module
+    names: list[str]
+    calls: dict[str, int]
+    batch_size: int
+    num_workers: int
+    checkpoint_every: int
+
+
+def _fold(
+    atlas: UnitAtlas,
+    data: Dataset[tuple[torch.Tensor, int, int]],
+    step: _Step,
+    folder: str | Path | None,
+    progress: bool,
+    should_stop: StopCheck | None,
+    desc: str = "atlas",
+) -> bool:
+    """Fold ``data`` (the images ``atlas`` has yet to see) into ``atlas`` batch by batch,
+    saved in ``folder`` every ``checkpoint_every`` batches and when it ends (also on an
+    error or KeyboardInterrupt: what was done is kept). True when ``should_stop`` stopped
+    it."""
     loader = DataLoader(
-        Subset(items, range(atlas.images, total)), batch_size=batch_size,
-        num_workers=num_workers, shuffle=False,
-    )  # fmt: skip
-    bar = tqdm(total=total, initial=atlas.images, unit="img", disable=not progress, desc="atlas")
+        data, batch_size=step.batch_size, num_workers=step.num_workers, shuffle=False
+    )
+    bar = tqdm(total=atlas.total, initial=atlas.images, unit="img", disable=not progress, desc=desc)
     try:
         for batch_number, (x, labels, indices) in enumerate(loader, start=1):
-            _add_batch(atlas, view, module, names, calls, x, labels, indices)
+            _add_batch(atlas, step.view, step.module, step.names, step.calls, x, labels, indices)
             bar.update(int(x.shape[0]))
-            if out is not None and batch_number % checkpoint_every == 0:
-                atlas.save(out)
-            if should_stop is not None and should_stop(atlas.images, total):
-                break
-    finally:  # also on KeyboardInterrupt: what was done is kept
+            if folder is not None and batch_number % step.checkpoint_every == 0:
+                atlas.save(folder)
+            if should_stop is not None and should_stop(atlas.images, atlas.total):
+                return True
+        return False
+    finally:
         bar.close()
-        if out is not None and atlas.stats:
-            atlas.save(out)
-    return atlas
+        if folder is not None and atlas.stats:
+            atlas.save(folder)
 
 
 def _add_batch(
@@ -177,35 +216,72 @@ def _process_group() -> tuple[int, int]:
 def _distributed(
     atlas: UnitAtlas,
     items: PreparedItems,
-    view: nn.Module,
-    module: nn.Module,
-    names: list[str],
-    calls: dict[str, int],
-    batch_size: int,
-    num_workers: int,
+    step: _Step,
     out: str | Path | None,
+    progress: bool,
+    should_stop: StopCheck | None,
 ) -> UnitAtlas:
-    """This rank's shard, then every rank's statistics merged in rank order (see
-    :func:`unit_atlas`)."""
+    """This rank's shard (resumed from its own checkpoint in ``out/rank-<r>-of-<W>/``), then
+    every rank's statistics merged in rank order (see :func:`unit_atlas`)."""
     rank, world = _process_group()
-    shard = Subset(items, range(rank, len(items), world))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    for x, labels, indices in tqdm(loader, desc=f"atlas (rank {rank})", disable=rank != 0):
-        _add_batch(atlas, view, module, names, calls, x, labels, indices)
+    indices = range(rank, len(items), world)
+    folder = None if out is None else Path(out) / _rank_folder(rank, world)
+    shard = _resumable(folder, step.names, atlas.k, atlas.q, _fingerprints(atlas))
+    if shard is None:
+        shard = UnitAtlas({}, atlas.k, atlas.q, 0, len(indices), *_fingerprints(atlas), {})
+    elif shard.total != len(indices):
+        raise ValueError(
+            f"{folder} holds a shard of {shard.total} images; this pass gives rank {rank} of "
+            f"{world} {len(indices)}. Pass another out= folder, or delete {folder}."
+        )
+    stopped = False
+    if not shard.complete:
+        data = Subset(items, indices[shard.images :])
+        stopped = _fold(shard, data, step, folder, progress and rank == 0, should_stop,
+                        desc=f"atlas (rank {rank})")  # fmt: skip
     states: list[Any] = [None] * world
-    mine = {name: stats.state_dict() for name, stats in atlas.stats.items()}
-    dist.all_gather_object(states, (mine, atlas.map_sizes))
+    mine = {name: stats.state_dict() for name, stats in shard.stats.items()}
+    dist.all_gather_object(states, (mine, shard.map_sizes, stopped))
     merged: dict[str, UnitStats] = {}
-    for shard_states, sizes in states:  # rank order: the merge does not depend on it anyway
+    for shard_states, sizes, _ in states:  # rank order: the merge does not depend on it anyway
         for name, state in shard_states.items():
             part = UnitStats.from_state_dict(state)
             merged[name] = merged[name].merge(part) if name in merged else part
             atlas.map_sizes.setdefault(name, sizes[name])
-    atlas.stats = {name: merged[name] for name in names if name in merged}
+    atlas.stats = {name: merged[name] for name in step.names if name in merged}
     atlas.images = next(iter(atlas.stats.values())).images if atlas.stats else 0
-    if out is not None and rank == 0:
-        atlas.save(out)
+    if any(rank_stopped for _, _, rank_stopped in states):
+        return atlas  # incomplete; every rank resumes from its own checkpoint next time
+    if out is not None:
+        if rank == 0:
+            atlas.save(out)
+        dist.barrier()  # the whole result is saved: the shard checkpoints are not needed
+        if folder is not None and folder.is_dir():
+            shutil.rmtree(folder)
     return atlas
+
+
+def _fingerprints(atlas: UnitAtlas) -> tuple[str, str]:
+    return atlas.model_fingerprint, atlas.data_fingerprint
+
+
+def _rank_folder(rank: int, world: int) -> str:
+    return f"rank-{rank}-of-{world}"
+
+
+def _refuse_other_world(out: str | Path | None, world: int) -> None:
+    """A stopped torchrun pass resumes only with its own number of processes: each rank's
+    checkpoint holds its own shard (images r, r + W, ...), which another W splits otherwise."""
+    if out is None or not Path(out).is_dir():
+        return
+    for path in sorted(Path(out).glob("rank-*-of-*")):
+        other = path.name.rpartition("-of-")[2]
+        if path.is_dir() and other.isdigit() and int(other) != world:
+            raise ValueError(
+                f"{out} holds the checkpoints of a stopped {other}-process pass ({path.name}); "
+                f"this one has {world}. Resume it with torchrun --nproc_per_node={other}, or "
+                f"delete the rank-*-of-{other} folders to start over, or pass another out= folder."
+            )
 
 
 def _model_and_preprocess(
