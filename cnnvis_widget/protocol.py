@@ -164,6 +164,13 @@ class AdversarialView(TypedDict):
     epsilon: float
 
 
+class UnitRef(TypedDict):
+    """A unit: channel ``channel`` of layer ``layer``."""
+
+    layer: str
+    channel: int
+
+
 class SynthesisPayload(TypedDict):
     """A streamed frame (``final`` False) or the final / stopped result: ``images`` uint8
     (K, H, W, 3), ``trace`` float32 (steps,) the traced quantity per step, mean over images."""
@@ -178,6 +185,7 @@ class SynthesisPayload(TypedDict):
     final: bool
     stopped: NotRequired[bool]
     adversarial: AdversarialView | None
+    unit: NotRequired[UnitRef]
 
 
 class Pin(TypedDict):
@@ -315,7 +323,7 @@ class ExplorerTraits(TypedDict):
 
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
-    ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, SynthesisPayload,
+    ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, UnitRef, SynthesisPayload,
     Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitCard, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
@@ -416,8 +424,10 @@ def synthesis_payload(
     final: bool,
     stopped: bool | None = None,
     adversarial: AdversarialView | None = None,
+    unit: UnitRef | None = None,
 ) -> SynthesisPayload:
-    """A synthesis frame or result; ``trace`` (steps,) objective values."""
+    """A synthesis frame or result; ``trace`` (steps,) objective values; ``unit`` the channel
+    a channel kind visualizes (the unit card shows it too)."""
     payload: SynthesisPayload = {
         "kind": kind, "label": label, "images": images_payload(images),
         "trace": ndarray_payload(trace, "float32"),
@@ -426,6 +436,8 @@ def synthesis_payload(
     }  # fmt: skip
     if stopped is not None:
         payload["stopped"] = stopped
+    if unit is not None:
+        payload["unit"] = unit
     return payload
 
 

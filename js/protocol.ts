@@ -140,6 +140,14 @@ export interface AdversarialView {
 }
 
 /**
+ * A unit: channel ``channel`` of layer ``layer``.
+ */
+export interface UnitRef {
+  layer: string;
+  channel: number;
+}
+
+/**
  * A streamed frame (``final`` False) or the final / stopped result: ``images`` uint8
  * (K, H, W, 3), ``trace`` float32 (steps,) the traced quantity per step, mean over images.
  */
@@ -154,6 +162,7 @@ export interface SynthesisPayload {
   final: boolean;
   stopped?: boolean;
   adversarial: AdversarialView | null;
+  unit?: UnitRef;
 }
 
 export interface Pin {

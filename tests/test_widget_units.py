@@ -182,3 +182,14 @@ def test_clicking_a_tile_of_a_layer_without_atlas_clears_the_card(bundle, data, 
     assert explorer.unit_card is None
     with pytest.raises(ValueError, match="no atlas covers"):
         explorer.panel(UnitsPanel).card("features.relu5", 2)
+
+
+def test_the_card_knows_its_feature_visualization(bundle, data, atlas):
+    explorer = cv.Explorer(bundle, data[0][0], atlas=atlas, data=data, layer=LAYER)
+    explorer.show_unit(4)
+    explorer.synthesize("feature", steps=3, size=16)
+    assert explorer.wait(120)
+    assert explorer.synthesis["unit"] == {"layer": LAYER, "channel": 4}
+    explorer.synthesize("class", steps=2)
+    assert explorer.wait(120)
+    assert "unit" not in explorer.synthesis

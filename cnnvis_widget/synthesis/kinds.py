@@ -25,6 +25,7 @@ from ..protocol import (
     Needs,
     SynthesisKindRow,
     SynthesisPayload,
+    UnitRef,
     images_payload,
     param_row,
     synthesis_payload,
@@ -365,20 +366,30 @@ def run_synthesis(
     return KINDS[kind].run(KindCall(bundle, checked, where, on_step, resume))
 
 
+def unit_of(kind: str, where: SynthesisTarget) -> UnitRef | None:
+    """The channel a channel kind visualizes; None for other kinds."""
+    if KINDS[kind].needs != "channel" or where.channel < 0:
+        return None
+    return {"layer": where.layer, "channel": int(where.channel)}
+
+
 def frame_payload(
-    kind: str, label: str, frame: SynthesisFrame, trace: list[torch.Tensor]
-) -> SynthesisPayload:
+    kind: str, label: str, frame: SynthesisFrame, trace: list[torch.Tensor],
+    unit: UnitRef | None = None,
+) -> SynthesisPayload:  # fmt: skip
     """A streamed frame: the current images and the objective curve so far (``trace``: one 0-d
     tensor per step, the mean over images)."""
     curve = torch.stack(trace).cpu() if trace else torch.zeros(0)
     return synthesis_payload(
-        kind, label, frame.images, curve, frame.trace_name, frame.step, frame.total, final=False
-    )
+        kind, label, frame.images, curve, frame.trace_name, frame.step, frame.total,
+        final=False, unit=unit,
+    )  # fmt: skip
 
 
 def result_payload(
-    kind: str, label: str, result: SynthesisResult, bundle: ModelBundle
-) -> SynthesisPayload:
+    kind: str, label: str, result: SynthesisResult, bundle: ModelBundle,
+    unit: UnitRef | None = None,
+) -> SynthesisPayload:  # fmt: skip
     """The final (or stopped) result, with the kind's extra view when it has one."""
     trace = result.trace.float().mean(dim=1).cpu().numpy() if result.steps else np.zeros(0)
     stability = result.info.get("stability")
@@ -388,5 +399,5 @@ def result_payload(
     return synthesis_payload(
         kind, label, result.images, trace.astype(np.float32), result.trace_name,
         result.steps, result.steps, final=True, stopped=result.stopped,
-        adversarial=extra(result, bundle) if extra is not None else None,
+        adversarial=extra(result, bundle) if extra is not None else None, unit=unit,
     )  # fmt: skip

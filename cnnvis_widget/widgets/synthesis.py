@@ -27,6 +27,7 @@ from ..synthesis.kinds import (
     frame_payload,
     result_payload,
     run_synthesis,
+    unit_of,
 )
 from .channel import JobChannel, JobEnd, Report, Update
 from .panel import Host, Panel, traits_of
@@ -184,6 +185,7 @@ class SynthesisPanel(Panel):
     def _start_images(self, run: SynthesisRun, resume: SynthesisResult | None) -> None:
         bundle = self.host.session.bundle
         label = KINDS[run.kind].label(run.where, bundle)
+        unit = unit_of(run.kind, run.where)
         # One 0-d tensor per step, read back to the host only when a frame is sent: no
         # device synchronization on the steps in between.
         trace: list[torch.Tensor] = list(resume.trace.float().mean(dim=1)) if resume else []
@@ -192,7 +194,7 @@ class SynthesisPanel(Panel):
             def on_frame(frame: SynthesisFrame) -> bool:
                 trace.append(frame.values.float().mean())
                 return report(
-                    lambda: {"synthesis": frame_payload(run.kind, label, frame, trace)},
+                    lambda: {"synthesis": frame_payload(run.kind, label, frame, trace, unit)},
                     frame.fraction,
                 )
 
@@ -203,7 +205,7 @@ class SynthesisPanel(Panel):
             result = run.result  # set also when the run was stopped (it returns what it has)
             if end.state == "error" or result is None:
                 return {}
-            update: Update = {"synthesis": result_payload(run.kind, label, result, bundle)}
+            update: Update = {"synthesis": result_payload(run.kind, label, result, bundle, unit)}
             if end.state == "cancelled":
                 resumable = KINDS[run.kind].resumable and result.stopped
                 update["synth_job"] = {"resumable": resumable}

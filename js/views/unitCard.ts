@@ -6,7 +6,7 @@
  * and a button for its feature visualization (the synthesis panel draws it). Above the card: which
  * layers the atlas covers, a button that computes the selected layer's, and that job's progress.
  */
-import { composite, heatFromUint8, mapFrom } from "../canvas";
+import { composite, drawImage, heatFromUint8, mapFrom } from "../canvas";
 import { type Decoded, decodeNdArray } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, replace, setText } from "../dom";
@@ -90,6 +90,8 @@ export function createUnitCard(model: ExplorerModel): View {
     { class: "cv-button", type: "button", "data-testid": "unit-visualize" },
     "Feature visualization",
   );
+  const feature = h("canvas", { class: "cv-units-feature", "data-testid": "unit-feature" });
+  const featureNote = h("div", { class: "cv-units-note" });
   visualize.addEventListener("click", () => {
     model.set("synth_kind", "feature");
     model.save_changes();
@@ -105,6 +107,7 @@ export function createUnitCard(model: ExplorerModel): View {
       { class: "cv-units-row" },
       h("div", {}, histogram, histogramText),
       h("div", {}, classes, visualize),
+      h("div", {}, feature, featureNote),
     ),
     stats,
   );
@@ -144,6 +147,27 @@ export function createUnitCard(model: ExplorerModel): View {
     replace(crops, ...tiles);
   }
 
+  /** The unit's feature visualization: the synthesis panel's run for this very channel (live
+   * frames included), else its tile of the layer's feature grid. */
+  function drawFeature(shown: UnitCard): void {
+    const run = model.get("synthesis");
+    const grid = model.get("feature_grid");
+    let image: Decoded | null = null;
+    let note = "";
+    if (run?.unit && run.unit.layer === shown.layer && run.unit.channel === shown.unit) {
+      image = stackItem(decodeNdArray(run.images), 0);
+      note = run.final
+        ? "feature visualization"
+        : `feature visualization, step ${run.step}/${run.total}`;
+    } else if (grid && grid.layer === shown.layer) {
+      image = stackItem(decodeNdArray(grid.images), shown.unit);
+      note = "feature visualization (layer grid)";
+    }
+    feature.hidden = image === null;
+    if (image !== null) drawImage(feature, image);
+    setText(featureNote, note);
+  }
+
   return {
     el,
     update() {
@@ -170,6 +194,7 @@ export function createUnitCard(model: ExplorerModel): View {
       );
       drawCrops(shown);
       drawHistogram(histogram, shown, "#4c78a8");
+      drawFeature(shown);
       const below = Number.isFinite(shown.current_below)
         ? ` (above ${Math.round(100 * shown.current_below)}% of the data set)`
         : "";

@@ -77,6 +77,13 @@ def test_unit_card_in_jupyterlab(page, jupyter_server) -> None:
         "([c, before]) => c.toDataURL() !== before", arg=[crops.first.element_handle(), before]
     )
 
+    # Its feature visualization, from the card's button, is drawn in the card as it runs.
+    card.locator('[data-testid="unit-visualize"]').click()
+    feature = card.locator('[data-testid="unit-feature"]')
+    feature.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function("(c) => c.width > 1", arg=feature.element_handle(), timeout=60_000)
+    assert feature.evaluate(LEVELS) > 8
+
     # Another layer has no atlas: its button computes one over the data, with progress + Stop.
     other = "features.relu5"
     explorer.locator('[data-testid="layer-filter"]').fill(other)
