@@ -8,6 +8,7 @@ and UnitAtlas (per-unit statistics of a pass over a data set).
 """
 
 from .atlas import UnitAtlas, unit_atlas
+from .atlas.sheet import examples_sheet
 from .data import sample_image, sample_images
 from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
@@ -48,6 +49,7 @@ __all__ = [
     "datasets",
     "deep_dream",
     "deletion_insertion",
+    "examples_sheet",
     "fooling_image",
     "image_sheet",
     "invert",
