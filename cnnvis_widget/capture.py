@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.utils.hooks import RemovableHandle
 
 
@@ -229,3 +229,25 @@ def _hook_for(tap: _Tap) -> Callable[[nn.Module, object, object], object]:
         return recorded.clone()
 
     return hook
+
+
+def layer_node(graph: fx.Graph, layer: LayerRef | str) -> fx.Node | None:
+    """The node of a torch.fx graph (traced with module stacks, e.g. by
+    :func:`~cnnvis_widget.fx_trace.trace`) whose output is ``layer``'s: the last node recorded
+    inside the module (its last call), or for ``name@k`` the last node inside call ``k``
+    (torch.fx keys call ``k > 0`` of a module ``name@k``); for a batch norm folded away, the
+    conv it was folded into (``meta["folded_norm"]``). None if not found."""
+    ref = LayerRef.parse(layer) if isinstance(layer, str) else layer
+    if ref.call is not None:
+        key = ref.name if ref.call == 0 else str(ref)
+        return next(
+            (n for n in reversed(graph.nodes) if key in n.meta.get("nn_module_stack", {})), None
+        )
+    for node in reversed(graph.nodes):
+        stack = node.meta.get("nn_module_stack", {})
+        if any(LayerRef.parse(key).name == ref.name for key in stack):
+            return node
+    for node in reversed(graph.nodes):
+        if node.meta.get("folded_norm") == ref.name:
+            return node
+    return None

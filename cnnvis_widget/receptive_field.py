@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from .capture import LayerRef, capture, resolve_layer
+from .capture import LayerRef, capture, layer_node, resolve_layer
 from .checks import check_input, check_module
 from .fx_trace import trace
 from .methods.fixations.ops import (
@@ -38,7 +38,6 @@ from .methods.fixations.ops import (
 )
 from .model_io import to_model_input
 from .model_view import engine_call, eval_view
-from .synthesis.stand_in import _located
 
 GRADIENT_PROBES = 4
 """Random inputs (one batch) whose input-gradient supports are united by the fallback."""
@@ -207,7 +206,7 @@ def _geometry(
         graph_module = trace(view)
     except Exception as error:  # data-dependent control flow in forward, ...
         return f"torch.fx could not trace the model ({type(error).__name__}: {error})"
-    target = _layer_node(graph_module.graph, ref)
+    target = layer_node(graph_module.graph, ref)
     if target is None:
         return f"layer {str(ref)!r} was not found in the traced graph"
     with torch.no_grad():
@@ -230,18 +229,6 @@ def _geometry(
     if isinstance(state, tuple):
         return state
     return f"the path to {str(ref)!r} holds an op that moves map positions in an unknown way"
-
-
-def _layer_node(graph: fx.Graph, ref: LayerRef) -> fx.Node | None:
-    """The node giving ``ref``'s output: the last node recorded inside the module (its last
-    call; :func:`~cnnvis_widget.synthesis.stand_in._located`), or for ``name@k`` the last
-    node inside call ``k`` (torch.fx keys call ``k > 0`` of a module ``name@k``)."""
-    if ref.call is None:
-        return _located(graph, ref.name)
-    key = ref.name if ref.call == 0 else str(ref)
-    return next(
-        (n for n in reversed(graph.nodes) if key in n.meta.get("nn_module_stack", {})), None
-    )
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import fx, nn
 
-from ..capture import LayerRef, capture
+from ..capture import capture, layer_node
 from ..methods.fast_model import Fingerprint, fingerprint, folded_copy, refresh_folds
 from ..models import logits_of
 
@@ -72,7 +72,7 @@ def _build(
         output = next(node for node in graph.nodes if node.op == "output")
         wanted: list[fx.Node] = []
         for layer in layers:
-            node = _located(graph, layer)
+            node = layer_node(graph, layer)
             if node is None:
                 return None
             wanted.append(node)
@@ -103,21 +103,6 @@ def _build(
         if not torch.allclose(value, reference, rtol=1e-3, atol=1e-4 * scale):
             return None
     return folded.eval()
-
-
-def _located(graph: fx.Graph, layer: str) -> fx.Node | None:
-    """The node whose output is ``layer``'s (its last call) in the folded graph: the last node
-    recorded inside the module (torch.fx names its later calls ``layer@1``, ..., read by
-    :class:`~cnnvis_widget.capture.LayerRef`), or, for a batch norm folded away, the conv it
-    was folded into. None if not found."""
-    for node in reversed(graph.nodes):
-        stack = node.meta.get("nn_module_stack", {})
-        if any(LayerRef.parse(key).name == layer for key in stack):
-            return node
-    for node in reversed(graph.nodes):
-        if node.meta.get("folded_norm") == layer:
-            return node
-    return None
 
 
 def _kept(graph: fx.Graph, node: fx.Node, output: fx.Node) -> fx.Node:
