@@ -8,15 +8,18 @@
 ``make data`` installs the Debian packages they read.
 """
 
+from .broden import Broden, broden
 from .fashion import FashionMNIST, fashion_mnist, read_idx
 from .files import IMAGE_EXTENSIONS, ImageFiles, image_files, image_folder
 from .photo_sources import Photos, photos
 
 __all__ = [
+    "Broden",
     "IMAGE_EXTENSIONS",
     "FashionMNIST",
     "ImageFiles",
     "Photos",
+    "broden",
     "fashion_mnist",
     "image_files",
     "image_folder",
