@@ -47,7 +47,7 @@ def measure(mode: str, model: str, size: int, batch_size: int) -> dict[str, floa
     from torch.utils.data import DataLoader
 
     import cnnvis_widget as cv
-    from cnnvis_widget.atlas.run import PreparedItems
+    from cnnvis_widget.dataset_pass import PreparedItems
 
     torch.manual_seed(0)
     bundle = cv.load_model(model)

@@ -80,6 +80,37 @@ class UnitAtlas:
             "class_means": stats.classes.means(),
         }
 
+    # --- the dataset pass folds batches into it (dataset_pass.Folded) ------------------------
+
+    def add_batch(
+        self, outputs: dict[str, torch.Tensor], targets: Any, indices: torch.Tensor
+    ) -> None:
+        """Fold one batch: each layer's output (B, C, h, w) or (B, C), the labels (B,) (-1:
+        none) and the dataset indices (B,)."""
+        labels = targets if isinstance(targets, torch.Tensor) else None
+        for name, acts in outputs.items():
+            if name not in self.stats:
+                self.stats[name] = UnitStats(int(acts.shape[1]), k=self.k, q=self.q)
+                size = (int(acts.shape[2]), int(acts.shape[3])) if acts.ndim == 4 else (1, 1)
+                self.map_sizes[name] = size
+            self.stats[name].update(acts, indices, labels)
+        self.images += int(indices.shape[0])
+
+    def shard_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, tuple[int, int]]]:
+        return {name: stats.state_dict() for name, stats in self.stats.items()}, self.map_sizes
+
+    def merge_shards(self, states: list[Any]) -> None:
+        """Become the merge of the shards' states (from :meth:`shard_state`, rank order)."""
+        order = list(self.stats) or [name for state, _ in states for name in state]
+        merged: dict[str, UnitStats] = {}
+        for shard_states, sizes in states:
+            for name, state in shard_states.items():
+                part = UnitStats.from_state_dict(state)
+                merged[name] = merged[name].merge(part) if name in merged else part
+                self.map_sizes.setdefault(name, tuple(sizes[name]))
+        self.stats = {name: merged[name] for name in dict.fromkeys(order) if name in merged}
+        self.images = next(iter(self.stats.values())).images if self.stats else 0
+
     def _layer(self, layer: str) -> UnitStats:
         if layer not in self.stats:
             raise ValueError(f"the atlas has no layer {layer!r}; it has {self.layers}.")

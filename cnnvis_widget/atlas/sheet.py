@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import check_flag, check_int, check_number
+from ..dataset_pass import PreparedItems
 from ..layers import activations
 from ..models import ModelBundle
 from ..receptive_field import ReceptiveField, receptive_field
@@ -29,7 +30,6 @@ from .card import (
 )
 from .fingerprint import data_fingerprint, model_fingerprint
 from .result import UnitAtlas
-from .run import PreparedItems
 
 PAD = 4
 """Pixels between crops, rows and the sheet's border."""

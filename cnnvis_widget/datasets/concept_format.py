@@ -15,7 +15,7 @@ labelled data).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,7 +131,7 @@ def _check_indices(
             )
 
 
-def concept_table(names_by_category: dict[str, Sequence[str]]) -> ConceptTable:
+def concept_table(names_by_category: Mapping[str, Sequence[str]]) -> ConceptTable:
     """A table numbering the concepts category by category, in the order given."""
     concepts: list[Concept] = []
     for category, names in names_by_category.items():

@@ -22,8 +22,8 @@ from ..atlas import UnitAtlas, unit_atlas
 from ..atlas.card import unit_card
 from ..atlas.fingerprint import data_fingerprint, model_fingerprint
 from ..atlas.result import MANIFEST_FILE
-from ..atlas.run import PreparedItems
 from ..capture import LayerRef
+from ..dataset_pass import PreparedItems
 from ..models import ModelBundle
 from ..protocol import AtlasLayer, UnitCard, message
 from ..receptive_field import ReceptiveField, receptive_field
