@@ -4,22 +4,26 @@
 - :func:`photos`: 273 real labelled photos for ImageNet models, with alpha masks for
   the cut-outs.
 - :func:`image_folder` / :func:`image_files`: your own images (sub-folders = labels).
+- :func:`concepts`: a concept set for Network Dissection (colour, object, texture masks).
 
 ``make data`` installs the Debian packages they read.
 """
 
 from .broden import Broden, broden
+from .concept_set import ConceptSet, concepts
 from .fashion import FashionMNIST, fashion_mnist, read_idx
 from .files import IMAGE_EXTENSIONS, ImageFiles, image_files, image_folder
 from .photo_sources import Photos, photos
 
 __all__ = [
+    "ConceptSet",
     "Broden",
     "IMAGE_EXTENSIONS",
     "FashionMNIST",
     "ImageFiles",
     "Photos",
     "broden",
+    "concepts",
     "fashion_mnist",
     "image_files",
     "image_folder",
