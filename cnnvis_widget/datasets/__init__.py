@@ -13,20 +13,23 @@ from .broden import Broden, broden
 from .concept_set import ConceptSet, concepts
 from .fashion import FashionMNIST, fashion_mnist, read_idx
 from .files import IMAGE_EXTENSIONS, ImageFiles, image_files, image_folder
+from .label_maps import LabelFolder, label_folder
 from .photo_sources import Photos, photos
 
 __all__ = [
-    "ConceptSet",
     "Broden",
+    "ConceptSet",
     "IMAGE_EXTENSIONS",
     "FashionMNIST",
     "ImageFiles",
+    "LabelFolder",
     "Photos",
     "broden",
     "concepts",
     "fashion_mnist",
     "image_files",
     "image_folder",
+    "label_folder",
     "photos",
     "read_idx",
 ]
