@@ -4,12 +4,13 @@ Public API (described in README.md): load_model, sample_image(s), layers, activa
 upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
 deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives;
 datasets (real image data, offline, as torch Datasets; imported when first used); unit_atlas
-and UnitAtlas (per-unit statistics of a pass over a data set).
+and UnitAtlas (per-unit statistics of a pass over a data set); dissect (Network Dissection).
 """
 
 from .atlas import UnitAtlas, unit_atlas
 from .atlas.sheet import examples_sheet
 from .data import sample_image, sample_images
+from .dissection import DissectionResult, dissect
 from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
 from .layers import LayerInfo, activations, layers
@@ -40,6 +41,7 @@ __all__ = [
     "Preprocess",
     "SynthesisFrame",
     "SynthesisResult",
+    "DissectionResult",
     "UnitAtlas",
     "__version__",
     "activations",
@@ -49,6 +51,7 @@ __all__ = [
     "datasets",
     "deep_dream",
     "deletion_insertion",
+    "dissect",
     "examples_sheet",
     "fooling_image",
     "image_sheet",

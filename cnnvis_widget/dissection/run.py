@@ -1,0 +1,244 @@
+"""``cv.dissect``: Network Dissection of chosen layers over a concept data set, as two dataset
+passes (:mod:`cnnvis_widget.dataset_pass`): the unit atlas gives each unit's threshold (its
+upper-q quantile over all positions of all images) and top images; the second pass tallies
+each unit's thresholded, upsampled map against the concept masks (:mod:`.tally`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from ..atlas import UnitAtlas, unit_atlas
+from ..checks import check_names, check_number
+from ..dataset_pass import (
+    PassSetup,
+    PreparedItems,
+    StopCheck,
+    fold,
+    fold_distributed,
+    model_and_preprocess,
+    process_group,
+    refuse_other_world,
+)
+from ..datasets.concept_format import ConceptLabels, ConceptTable
+from ..models import AnyPreprocess, ModelBundle
+from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
+from .tally import IoUTally, Upsample, unit_masks
+
+MASK_SIZE = (112, 112)
+"""Resolution of the unit masks on images that have only whole-image labels (Broden's)."""
+STATE_FILE, MANIFEST_FILE = "tally.pt", "tally.json"
+
+
+class DissectionTally:
+    """The second pass's statistic (a :class:`~cnnvis_widget.dataset_pass.Folded`): one
+    :class:`IoUTally` per layer, for the units' ``thresholds`` (C,) of each layer."""
+
+    def __init__(
+        self,
+        thresholds: dict[str, torch.Tensor],
+        table: ConceptTable,
+        total: int,
+        provenance: dict[str, Any],
+        upsample: Upsample = "bilinear",
+    ) -> None:
+        self.thresholds, self.table, self.total = thresholds, table, total
+        self.provenance, self.upsample = provenance, upsample
+        self.tallies = {name: IoUTally(len(t), table) for name, t in thresholds.items()}
+        self.images = 0
+
+    def add_batch(
+        self, outputs: dict[str, torch.Tensor], targets: Any, indices: torch.Tensor
+    ) -> None:
+        labels = _concept_labels(targets, len(indices))
+        sizes = [item.mask_size() or MASK_SIZE for item in labels]
+        for name, acts in outputs.items():
+            maps = acts if acts.ndim == 4 else acts[:, :, None, None]
+            for size in dict.fromkeys(sizes):
+                rows = [i for i, s in enumerate(sizes) if s == size]
+                masks = unit_masks(maps[rows], self.thresholds[name], size, self.upsample)
+                self.tallies[name].update(masks, [labels[i] for i in rows])
+        self.images += len(labels)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"{name}/{key}": value
+            for name, tally in self.tallies.items()
+            for key, value in tally.state_dict().items()
+        }
+        torch.save(tensors, path / f"{STATE_FILE}.tmp")
+        os.replace(path / f"{STATE_FILE}.tmp", path / STATE_FILE)
+        manifest = {**self.provenance, "images": self.images, "total": self.total}
+        (path / f"{MANIFEST_FILE}.tmp").write_text(json.dumps(manifest, indent=1))
+        os.replace(path / f"{MANIFEST_FILE}.tmp", path / MANIFEST_FILE)
+        return path
+
+    def resume(self, folder: str | Path | None) -> DissectionTally:
+        """Load the state saved in ``folder`` by this very pass (same provenance); a state of
+        another pass is refused. Returns self (unchanged when nothing is saved)."""
+        if folder is None or not (Path(folder) / MANIFEST_FILE).is_file():
+            return self
+        manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+        saved = {key: manifest.get(key) for key in self.provenance}
+        if saved != self.provenance:
+            raise ValueError(
+                f"{folder} holds the tally of another dissection (other model, data, layers or "
+                "thresholds); pass another out= folder, or delete it to start over."
+            )
+        tensors = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        for name in self.tallies:
+            prefix = f"{name}/"
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            self.tallies[name] = IoUTally.from_state_dict(part, self.table)
+        self.images = int(manifest["images"])
+        return self
+
+    def shard_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: tally.state_dict() for name, tally in self.tallies.items()}
+
+    def merge_shards(self, states: list[Any]) -> None:
+        merged = {name: IoUTally(len(t), self.table) for name, t in self.thresholds.items()}
+        for state in states:
+            for name, part in state.items():
+                merged[name].merge(IoUTally.from_state_dict(part, self.table))
+        self.tallies = merged
+        self.images = next(iter(merged.values())).images if merged else 0
+
+
+def _concept_labels(targets: Any, count: int) -> list[ConceptLabels]:
+    if not isinstance(targets, list) or not all(isinstance(t, ConceptLabels) for t in targets):
+        raise TypeError(
+            "dissection needs concept data: items (image, ConceptLabels), as "
+            "cv.datasets.concepts(), cv.datasets.broden(path) or cv.datasets.label_folder() give."
+        )
+    if len(targets) != count:
+        raise ValueError(f"{len(targets)} labels for {count} images.")
+    return targets
+
+
+def dissect(
+    model: ModelBundle | nn.Module,
+    concepts: Any,
+    layers: Sequence[str],
+    *,
+    q: float = 0.005,
+    iou_threshold: float = IOU_THRESHOLD,
+    top_k: int = 10,
+    upsample: Upsample = "bilinear",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    out: str | Path | None = None,
+    checkpoint_every: int = 20,
+    progress: bool = True,
+    should_stop: StopCheck | None = None,
+    preprocess: AnyPreprocess | None = None,
+) -> DissectionResult:
+    """Network Dissection (Bau et al. 2017) of ``layers`` over ``concepts`` (a concept data set:
+    items ``(image, ConceptLabels)`` and ``.concepts``, see
+    :mod:`cnnvis_widget.datasets.concept_format`).
+
+    Pass 1 (:func:`~cnnvis_widget.unit_atlas`): each unit's threshold T_u, its upper-``q``
+    quantile over all positions of all images (``q`` = 0.005, the paper's), and its
+    ``top_k`` images. Pass 2: each unit's map resized to the labels' resolution (``upsample``
+    "bilinear" without corner alignment, NetDissect-Lite's float resize; or "nearest"),
+    thresholded (> T_u), and tallied against every concept's masks: the dataset IoU is a ratio
+    of sums, the union counting the unit's mask only on images annotated for the concept's
+    category (Lite's rule for partially labelled data). A unit detects its best concept when
+    their IoU is above ``iou_threshold`` (0.04).
+
+    Both passes run on an eval view of the model, show progress, stop (``should_stop``), and
+    with ``out`` checkpoint and resume (``out/atlas``, ``out/tally``); under ``torchrun`` they
+    shard the images and merge (the same result as one process: the sums are integers).
+    """
+    module, prepare = model_and_preprocess(model, preprocess)
+    names = check_names("layers", layers)
+    check_number("iou_threshold", iou_threshold, low=0, high=1)
+    if upsample not in ("bilinear", "nearest"):
+        raise ValueError(f"upsample must be 'bilinear' or 'nearest'; got {upsample!r}.")
+    table = getattr(concepts, "concepts", None)
+    if not isinstance(table, ConceptTable):
+        raise TypeError(
+            "concepts must be a concept data set with a .concepts ConceptTable: "
+            "cv.datasets.concepts(), cv.datasets.broden(path) or cv.datasets.label_folder()."
+        )
+    folder = None if out is None else Path(out)
+    atlas = unit_atlas(
+        (model if isinstance(model, ModelBundle) else module), concepts, names, top_k, q=q,
+        batch_size=batch_size, num_workers=num_workers,
+        out=None if folder is None else folder / "atlas", checkpoint_every=checkpoint_every,
+        progress=progress, should_stop=should_stop, preprocess=prepare,
+    )  # fmt: skip
+    thresholds = {name: atlas.summary(name)["quantile"].float() for name in names}
+    tally = DissectionTally(
+        thresholds, table, atlas.total, _provenance(atlas, names, thresholds, upsample), upsample
+    )
+    if atlas.complete:
+        _tally_pass(tally, module, prepare, concepts, names, batch_size, num_workers,
+                    checkpoint_every, folder, progress, should_stop)  # fmt: skip
+    layers_found = {name: LayerDissection(tally.tallies[name], thresholds[name]) for name in names}
+    return DissectionResult(
+        layers_found, table, q=q, iou_threshold=iou_threshold, images=tally.images,
+        total=atlas.total, atlas=atlas,
+    )  # fmt: skip
+
+
+def _tally_pass(
+    tally: DissectionTally,
+    module: nn.Module,
+    prepare: AnyPreprocess,
+    concepts: Any,
+    names: list[str],
+    batch_size: int,
+    num_workers: int,
+    checkpoint_every: int,
+    folder: Path | None,
+    progress: bool,
+    should_stop: StopCheck | None,
+) -> None:
+    items = PreparedItems(concepts, prepare)
+    tally_folder = None if folder is None else folder / "tally"
+    tally.resume(tally_folder)
+    if tally.images == tally.total:
+        return
+    world = process_group()[1]
+    refuse_other_world(tally_folder, world)
+    first = items[0][0]
+    setup = PassSetup.of(module, names, first, batch_size, num_workers, checkpoint_every, "tally")
+    if world > 1:
+        if tally.images:
+            raise ValueError(f"{tally_folder} holds a stopped pass; resume it in one process.")
+
+        def shard_of(shard_folder: Path | None, images: int) -> DissectionTally:
+            shard = DissectionTally(
+                tally.thresholds, tally.table, images, tally.provenance, tally.upsample
+            )
+            return shard.resume(shard_folder)
+
+        fold_distributed(tally, items, setup, tally_folder, progress, should_stop, shard_of)
+        return
+    remaining = Subset(items, range(tally.images, tally.total))
+    fold(tally, remaining, setup, tally_folder, progress, should_stop)
+
+
+def _provenance(
+    atlas: UnitAtlas, names: list[str], thresholds: dict[str, torch.Tensor], upsample: str
+) -> dict[str, Any]:
+    """What a saved tally must match to be resumed: model, data, layers, thresholds."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(thresholds[name].double().numpy().tobytes())
+    return {
+        "format": 1, "layers": names, "model_fingerprint": atlas.model_fingerprint,
+        "data_fingerprint": atlas.data_fingerprint, "thresholds": digest.hexdigest(),
+        "upsample": upsample,
+    }  # fmt: skip
