@@ -240,6 +240,27 @@ class AtlasLayer(TypedDict):
     complete: bool
 
 
+class UnitTag(TypedDict):
+    """A unit's Network Dissection label: its best ``concept`` (of ``category``) by dataset
+    IoU, and whether that IoU is above the detector threshold."""
+
+    concept: str
+    category: str
+    iou: float
+    detector: bool
+
+
+class UnitDissection(UnitTag):
+    """The dissection part of a unit card: the unit's top images of the concept data set
+    (dataset ``indices``), ``images`` uint8 (k, S, S, 3) whole, and ``masks`` uint8 (k, S, S),
+    1 where the unit's upsampled map is above its ``threshold`` (its segmentation)."""
+
+    threshold: float
+    indices: list[int]
+    images: NdArray
+    masks: NdArray
+
+
 class UnitCard(TypedDict):
     """What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
     message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
@@ -267,6 +288,7 @@ class UnitCard(TypedDict):
     current_below: float
     field_size: list[int]
     field_method: str
+    dissection: UnitDissection | None
 
 
 class ExplorerTraits(TypedDict):
@@ -319,12 +341,13 @@ class ExplorerTraits(TypedDict):
     atlas_layers: list[AtlasLayer]
     atlas_job: JobState | None
     unit_card: UnitCard | None
+    unit_labels: list[UnitTag]
 
 
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, UnitRef, SynthesisPayload,
-    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitCard, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

@@ -30,15 +30,29 @@ def random_labels(rng: np.random.Generator) -> ConceptLabels:
     return labels
 
 
-def straightforward_iou(masks: np.ndarray, labels: list[ConceptLabels]) -> np.ndarray:
+def counted(mask: np.ndarray, labels: ConceptLabels, category: str, rule: str, size: int) -> bool:
+    """Whether the unit's mask counts in the union on this image (see IoUTally)."""
+    if rule == "annotated" or category in labels.whole:
+        return True
+    covered = np.zeros((size, size), bool)
+    for label_map in labels.pixels.get(category, []):
+        covered |= label_map > 0
+    return bool((mask & covered).any())
+
+
+def straightforward_iou(
+    masks: np.ndarray, labels: list[ConceptLabels], union_rule: str = "lite"
+) -> np.ndarray:
     """(C, L) by definition: per unit and concept, sums over images of |M & L| and of
-    |M | L| where the union counts M only on images annotated for the concept's category."""
+    |M | L|, where M counts only on images annotated for the concept's category and, by
+    Lite's rule, covering at least one pixel labelled in that category."""
     units = masks.shape[1]
     iou = np.zeros((units, TABLE.size))
     for concept in TABLE.concepts:
         for unit in range(units):
             inter = union = 0
             for mask, image_labels in zip(masks[:, unit], labels, strict=True):
+                mask = mask & counted(mask, image_labels, concept.category, union_rule, S)
                 if concept.category not in image_labels.categories:
                     continue
                 if concept.category in image_labels.whole:
@@ -66,6 +80,11 @@ def test_tally_equals_the_definition_for_any_batching():
     whole = IoUTally(units, TABLE)
     whole.update(masks, labels)
     np.testing.assert_allclose(whole.iou().numpy(), expected, rtol=0, atol=1e-12)
+    annotated = IoUTally(units, TABLE, union="annotated")
+    annotated.update(masks, labels)
+    by_annotation = straightforward_iou(masks.numpy(), labels, "annotated")
+    np.testing.assert_allclose(annotated.iou().numpy(), by_annotation, rtol=0, atol=1e-12)
+    assert not np.allclose(by_annotation, expected)  # the rules differ on this data
     # shards in another order merge to the same sums
     a, b = IoUTally(units, TABLE), IoUTally(units, TABLE)
     b.update(masks[25:], labels[25:])

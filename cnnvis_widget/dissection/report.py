@@ -4,6 +4,7 @@ detectors per layer and category (Bau et al. 2017's measure of a layer's interpr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -56,11 +57,13 @@ class DissectionResult:
         images: int = 0,
         total: int = 0,
         atlas: UnitAtlas | None = None,
+        data: Any = None,
     ) -> None:
         self.layers, self.table = layers, table
         self.q, self.iou_threshold = q, iou_threshold
         self.images, self.total = images, total
         self.atlas = atlas  # the first pass: thresholds and each unit's top images
+        self.data = data  # the concept data set (its images show the units' segmentations)
 
     @property
     def complete(self) -> bool:

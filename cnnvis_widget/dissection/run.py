@@ -31,7 +31,7 @@ from ..dataset_pass import (
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
-from .tally import IoUTally, Upsample, unit_masks
+from .tally import IoUTally, UnionRule, Upsample, unit_masks
 
 MASK_SIZE = (112, 112)
 """Resolution of the unit masks on images that have only whole-image labels (Broden's)."""
@@ -49,10 +49,11 @@ class DissectionTally:
         total: int,
         provenance: dict[str, Any],
         upsample: Upsample = "bilinear",
+        union: UnionRule = "lite",
     ) -> None:
         self.thresholds, self.table, self.total = thresholds, table, total
-        self.provenance, self.upsample = provenance, upsample
-        self.tallies = {name: IoUTally(len(t), table) for name, t in thresholds.items()}
+        self.provenance, self.upsample, self.union = provenance, upsample, union
+        self.tallies = {name: IoUTally(len(t), table, union) for name, t in thresholds.items()}
         self.images = 0
 
     def add_batch(
@@ -99,7 +100,7 @@ class DissectionTally:
         for name in self.tallies:
             prefix = f"{name}/"
             part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            self.tallies[name] = IoUTally.from_state_dict(part, self.table)
+            self.tallies[name] = IoUTally.from_state_dict(part, self.table, self.union)
         self.images = int(manifest["images"])
         return self
 
@@ -107,10 +108,12 @@ class DissectionTally:
         return {name: tally.state_dict() for name, tally in self.tallies.items()}
 
     def merge_shards(self, states: list[Any]) -> None:
-        merged = {name: IoUTally(len(t), self.table) for name, t in self.thresholds.items()}
+        merged = {
+            name: IoUTally(len(t), self.table, self.union) for name, t in self.thresholds.items()
+        }
         for state in states:
             for name, part in state.items():
-                merged[name].merge(IoUTally.from_state_dict(part, self.table))
+                merged[name].merge(IoUTally.from_state_dict(part, self.table, self.union))
         self.tallies = merged
         self.images = next(iter(merged.values())).images if merged else 0
 
@@ -135,6 +138,7 @@ def dissect(
     iou_threshold: float = IOU_THRESHOLD,
     top_k: int = 10,
     upsample: Upsample = "bilinear",
+    union: UnionRule = "lite",
     batch_size: int = 32,
     num_workers: int = 0,
     out: str | Path | None = None,
@@ -152,8 +156,10 @@ def dissect(
     ``top_k`` images. Pass 2: each unit's map resized to the labels' resolution (``upsample``
     "bilinear" without corner alignment, NetDissect-Lite's float resize; or "nearest"),
     thresholded (> T_u), and tallied against every concept's masks: the dataset IoU is a ratio
-    of sums, the union counting the unit's mask only on images annotated for the concept's
-    category (Lite's rule for partially labelled data). A unit detects its best concept when
+    of sums. On partially labelled data the union counts the unit's mask only on some images
+    (``union``: "lite", where the mask covers a pixel labelled in the concept's category, as
+    NetDissect-Lite; or "annotated", every image labelled for the category; see
+    :mod:`cnnvis_widget.dissection.tally`). A unit detects its best concept when
     their IoU is above ``iou_threshold`` (0.04).
 
     Both passes run on an eval view of the model, show progress, stop (``should_stop``), and
@@ -163,6 +169,8 @@ def dissect(
     module, prepare = model_and_preprocess(model, preprocess)
     names = check_names("layers", layers)
     check_number("iou_threshold", iou_threshold, low=0, high=1)
+    if union not in ("lite", "annotated"):
+        raise ValueError(f"union must be 'lite' or 'annotated'; got {union!r}.")
     if upsample not in ("bilinear", "nearest"):
         raise ValueError(f"upsample must be 'bilinear' or 'nearest'; got {upsample!r}.")
     table = getattr(concepts, "concepts", None)
@@ -180,15 +188,16 @@ def dissect(
     )  # fmt: skip
     thresholds = {name: atlas.summary(name)["quantile"].float() for name in names}
     tally = DissectionTally(
-        thresholds, table, atlas.total, _provenance(atlas, names, thresholds, upsample), upsample
-    )
+        thresholds, table, atlas.total, _provenance(atlas, names, thresholds, upsample, union),
+        upsample, union,
+    )  # fmt: skip
     if atlas.complete:
         _tally_pass(tally, module, prepare, concepts, names, batch_size, num_workers,
                     checkpoint_every, folder, progress, should_stop)  # fmt: skip
     layers_found = {name: LayerDissection(tally.tallies[name], thresholds[name]) for name in names}
     return DissectionResult(
         layers_found, table, q=q, iou_threshold=iou_threshold, images=tally.images,
-        total=atlas.total, atlas=atlas,
+        total=atlas.total, atlas=atlas, data=concepts,
     )  # fmt: skip
 
 
@@ -220,7 +229,7 @@ def _tally_pass(
 
         def shard_of(shard_folder: Path | None, images: int) -> DissectionTally:
             shard = DissectionTally(
-                tally.thresholds, tally.table, images, tally.provenance, tally.upsample
+                tally.thresholds, tally.table, images, tally.provenance, tally.upsample, tally.union
             )
             return shard.resume(shard_folder)
 
@@ -231,7 +240,11 @@ def _tally_pass(
 
 
 def _provenance(
-    atlas: UnitAtlas, names: list[str], thresholds: dict[str, torch.Tensor], upsample: str
+    atlas: UnitAtlas,
+    names: list[str],
+    thresholds: dict[str, torch.Tensor],
+    upsample: str,
+    union: str,
 ) -> dict[str, Any]:
     """What a saved tally must match to be resumed: model, data, layers, thresholds."""
     digest = hashlib.sha256()
@@ -240,5 +253,5 @@ def _provenance(
     return {
         "format": 1, "layers": names, "model_fingerprint": atlas.model_fingerprint,
         "data_fingerprint": atlas.data_fingerprint, "thresholds": digest.hexdigest(),
-        "upsample": upsample,
+        "upsample": upsample, "union": union,
     }  # fmt: skip

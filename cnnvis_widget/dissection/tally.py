@@ -10,10 +10,18 @@ the data set::
     P[c]    = sum_x |L_c(x)|                            (the concept's pixels)
     IoU[u, c] = I[u, c] / (A[u, category(c)] + P[c] - I[u, c])
 
-The union counts a unit's mask only on images annotated for the concept's category
-(NetDissect-Lite's rule: a Broden image is labelled for some categories only). A whole-image
-label is a mask covering every pixel. All sums are int64 pixel counts: shards merge by adding,
-exactly.
+The union counts a unit's mask only on some images, because a Broden image is labelled for
+some categories only. Which images, ``union``:
+
+- ``"lite"`` (default, NetDissect-Lite's ``tally_job``): those where the mask covers at least one
+  pixel labelled with a concept of the category (any whole-image label of the category counts
+  as covering every pixel);
+- ``"annotated"``: every image annotated for the category (holding a label map or a
+  whole-image label of it), whatever the mask covers. The paper's text reads this way; the
+  two agree on data where every image is fully labelled for every category.
+
+A whole-image label is a mask covering every pixel. All sums are int64 pixel counts: shards
+merge by adding, exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..unit_stats._batch import StateDict, check_same, read_tensor
 
 Upsample = Literal["bilinear", "nearest"]
+UnionRule = Literal["lite", "annotated"]
 
 
 def unit_masks(
@@ -53,8 +62,10 @@ class IoUTally:
     """The sums of the module docstring for ``units`` units and the concepts of ``table``:
     ``intersection`` (C, L), ``unit_area`` (C, K categories), ``label_area`` (L,), int64."""
 
-    def __init__(self, units: int, table: ConceptTable) -> None:
-        self.units, self.table = int(units), table
+    def __init__(self, units: int, table: ConceptTable, union: UnionRule = "lite") -> None:
+        if union not in ("lite", "annotated"):
+            raise ValueError(f"union must be 'lite' or 'annotated'; got {union!r}.")
+        self.units, self.table, self.union = int(units), table, union
         self.categories = list(table.categories)
         self._category_of = torch.from_numpy(table.category_of())
         self.intersection = torch.zeros(self.units, table.size, dtype=torch.int64)
@@ -78,10 +89,12 @@ class IoUTally:
         """``mask`` (C, P) bool of one image."""
         pixels = mask.shape[1]
         area = mask.sum(dim=1).cpu()  # (C,)
-        for category in labels.categories:
-            self.unit_area[:, self.categories.index(category)] += area
+        covers: dict[str, torch.Tensor] = {}  # per category: the mask covers one of its labels
+        for category in labels.whole:
+            covers[category] = area > 0
         flat = mask.to(torch.float32)
-        for maps in labels.pixels.values():
+        for category, maps in labels.pixels.items():
+            covers.setdefault(category, torch.zeros(self.units, dtype=torch.bool))
             for label_map in maps:
                 values = torch.from_numpy(np.ascontiguousarray(label_map, dtype=np.int64))
                 values = values.reshape(-1)
@@ -99,6 +112,10 @@ class IoUTally:
                 counts = (flat @ onehot.to(flat.device)).round().to(torch.int64).cpu()
                 self.intersection[:, present] += counts
                 self.label_area[present] += onehot.sum(dim=0).to(torch.int64)
+                covers[category] |= counts.sum(dim=1) > 0
+        for category, covered in covers.items():
+            counted = area if self.union == "annotated" else area * covered
+            self.unit_area[:, self.categories.index(category)] += counted
         for indices in labels.whole.values():
             for index in indices:
                 self.intersection[:, index] += area
@@ -116,6 +133,7 @@ class IoUTally:
     def merge(self, other: IoUTally) -> IoUTally:
         check_same("unit counts", self.units, other.units)
         check_same("concept tables", self.table, other.table)
+        check_same("union rules", self.union, other.union)
         self.intersection += other.intersection
         self.unit_area += other.unit_area
         self.label_area += other.label_area
@@ -131,11 +149,13 @@ class IoUTally:
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, object], table: ConceptTable) -> IoUTally:
+    def from_state_dict(
+        cls, state: Mapping[str, object], table: ConceptTable, union: UnionRule = "lite"
+    ) -> IoUTally:
         intersection = state.get("intersection")
         if not isinstance(intersection, torch.Tensor) or intersection.ndim != 2:
             raise ValueError("state entry 'intersection' should be a (units, labels) tensor.")
-        self = cls(int(intersection.shape[0]), table)
+        self = cls(int(intersection.shape[0]), table, union)
         cpu, i64 = torch.device("cpu"), torch.int64
         self.intersection = read_tensor(state, "intersection", (self.units, table.size), i64, cpu)
         shape = (self.units, len(self.categories))
