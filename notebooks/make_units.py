@@ -14,7 +14,7 @@ CELLS = [
         "it most than from its weights. `cv.unit_atlas` runs a model once over a data set and "
         "keeps, for every unit of the chosen layers, its top-k images (with where in the map "
         "its maximum was), the histogram of its per-image maxima and its mean response per "
-        "class. Everything here runs offline; on two CPU cores the notebook takes about 3 "
+        "class. Everything here runs offline; on two CPU cores the notebook takes 3 to 5 "
         "minutes.",
     ),
     (

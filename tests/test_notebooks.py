@@ -44,3 +44,58 @@ def test_synthesis_notebook_runs_and_shows_images() -> None:
     shown = fooling.outputs[0]["data"]["text/plain"]
     probability = float(shown.split("[")[1].split("]")[0])
     assert probability >= 0.99
+
+
+def test_units_notebook_is_generated_from_its_script() -> None:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import make_units
+    finally:
+        sys.path.pop(0)
+    notebook = nbformat.read(NOTEBOOKS / "units.ipynb", as_version=4)
+    assert [cell.source for cell in notebook.cells] == [source for _, source in make_units.CELLS]
+    assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
+
+
+@pytest.mark.slow
+def test_units_notebook_runs_and_shows_the_units() -> None:
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOKS / "units.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    assert not errors, errors
+
+    def shows(cell, kind: str) -> bool:
+        return any(kind in o.get("data", {}) for o in cell.outputs)
+
+    def printed(needle: str) -> str:
+        return next(cell for cell in code if needle in cell.source).outputs[-1]["text"]
+
+    sheets = [cell for cell in code if "cv.examples_sheet(" in cell.source]
+    assert len(sheets) == 4 and all(shows(cell, "image/png") for cell in sheets)
+    plots = [cell for cell in code if "plt.show()" in cell.source]
+    assert len(plots) == 3 and all(shows(cell, "image/png") for cell in plots)
+    assert "10,000 images, 2 layers" in printed("cv.unit_atlas(net")
+    # the reloaded atlas equals the computed one, and a second call with out= reads it back
+    reload = printed("UnitAtlas.load")
+    assert "reloaded 10,000 images; same top-k for every unit: True" in reload
+    seconds = float(reload.split("again: ")[1].split(" s")[0])
+    assert seconds < 10 and "complete: True" in reload
+    # a deeper unit's top examples share a class more often, as the text says
+    shares = {
+        line.split(":")[0]: float(line.split(": ")[1].split(" of 9")[0])
+        for line in printed("top_class_share").strip().splitlines()
+    }
+    assert 1 <= shares["features.relu3"] < shares["features.relu5"] <= 9
+    below = printed("histogram.bins")
+    assert 0.5 < float(below.split("%")[0]) / 100 < 1
+    assert "273 photos" in printed("cv.datasets.photos()")
+    widget = next(cell for cell in code if "cv.Explorer(" in cell.source)
+    assert shows(widget, "application/vnd.jupyter.widget-view+json")
