@@ -154,6 +154,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     atlas_layers: [unitCard],
     atlas_job: [unitCard],
     unit_card: [unitCard],
+    unit_labels: [filterGrid],
   };
 
   const dirty = new Set<View>();

@@ -223,6 +223,33 @@ export interface AtlasLayer {
 }
 
 /**
+ * A unit's Network Dissection label: its best ``concept`` (of ``category``) by dataset
+ * IoU, and whether that IoU is above the detector threshold.
+ */
+export interface UnitTag {
+  concept: string;
+  category: string;
+  iou: number;
+  detector: boolean;
+}
+
+/**
+ * The dissection part of a unit card: the unit's top images of the concept data set
+ * (dataset ``indices``), ``images`` uint8 (k, S, S, 3) whole, and ``masks`` uint8 (k, S, S),
+ * 1 where the unit's upsampled map is above its ``threshold`` (its segmentation).
+ */
+export interface UnitDissection {
+  concept: string;
+  category: string;
+  iou: number;
+  detector: boolean;
+  threshold: number;
+  indices: number[];
+  images: NdArray;
+  masks: NdArray;
+}
+
+/**
  * What a unit (channel ``unit`` of ``layer``) responds to over a data set, sent as one
  * message: ``crops`` uint8 (k, S, S, 3) the top examples' receptive-field crops, and
  * ``crop_maps`` uint8 (k, S, S) the unit's upsampled activation over each crop, as
@@ -250,6 +277,7 @@ export interface UnitCard {
   current_below: number;
   field_size: number[];
   field_method: string;
+  dissection: UnitDissection | null;
 }
 
 /**
@@ -303,4 +331,5 @@ export interface ExplorerTraits {
   atlas_layers: AtlasLayer[];
   atlas_job: JobState | null;
   unit_card: UnitCard | null;
+  unit_labels: UnitTag[];
 }

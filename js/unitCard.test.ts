@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { atlasStatus, histogramBars, stackItem } from "./views/unitCard";
+import { matchesConcept, tileCaption } from "./views/filterGrid";
+import { atlasStatus, histogramBars, segmentPixels, stackItem } from "./views/unitCard";
 
 describe("stackItem", () => {
   it("views item i of a (k, ...) stack without copying", () => {
@@ -42,5 +43,35 @@ describe("atlasStatus", () => {
   });
   it("says when there is no atlas yet", () => {
     expect(atlasStatus([], 10)).toBe("No atlas yet (data set: 10 images).");
+  });
+});
+
+describe("segmentPixels", () => {
+  it("keeps the unit's region and dims the rest", () => {
+    const images = {
+      shape: [1, 1, 2, 3],
+      dtype: "uint8" as const,
+      data: Uint8Array.from([100, 200, 50, 100, 200, 50]),
+    };
+    const masks = { shape: [1, 1, 2], dtype: "uint8" as const, data: Uint8Array.from([1, 0]) };
+    const out = Array.from(segmentPixels(images, masks, 0, 0.5));
+    expect(out).toEqual([100, 200, 50, 255, 50, 100, 25, 255]);
+  });
+});
+
+describe("dissection labels on tiles", () => {
+  const red = { concept: "red", category: "color", iou: 0.12, detector: true };
+  const weak = { concept: "dog", category: "object", iou: 0.01, detector: false };
+  it("captions detectors with their concept only", () => {
+    expect(tileCaption(3, red)).toBe("3 red");
+    expect(tileCaption(4, weak)).toBe("4");
+    expect(tileCaption(5, undefined)).toBe("5");
+  });
+  it("filters by concept text or category name, detectors only", () => {
+    expect(matchesConcept(red, "re")).toBe(true);
+    expect(matchesConcept(red, "Color")).toBe(true);
+    expect(matchesConcept(weak, "dog")).toBe(false);
+    expect(matchesConcept(weak, "")).toBe(true);
+    expect(matchesConcept(undefined, "red")).toBe(false);
   });
 });

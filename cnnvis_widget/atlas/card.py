@@ -29,11 +29,17 @@ PAD_GREY = 128
 
 
 def image_and_label(item: Any) -> tuple[Any, int]:
-    """A data set item as (image, label): an item is an image, or an (image, label) pair
-    (label -1: unlabelled)."""
-    if isinstance(item, tuple) and len(item) == 2:
-        return item[0], int(item[1])
-    return item, -1
+    """A data set item as (image, label): an item is an image, or an (image, target) pair;
+    the label is the target when it is a class index, else -1 (unlabelled, or a target such
+    as concept masks)."""
+    if not (isinstance(item, tuple) and len(item) == 2):
+        return item, -1
+    image, target = item
+    if isinstance(target, torch.Tensor) and target.ndim == 0:
+        target = target.item()
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return image, int(target)
+    return image, -1
 
 
 def unit_card(
@@ -91,6 +97,7 @@ def unit_card(
         "current_below": fraction_below(edges, counts, current_max),
         "field_size": list(field.size) if field is not None else list(size),
         "field_method": field.method if field is not None else "whole image",
+        "dissection": None,
     }
 
 

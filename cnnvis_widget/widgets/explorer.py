@@ -24,6 +24,7 @@ from torch import nn
 from .. import protocol
 from ..atlas import UnitAtlas
 from ..data import sample_image, sample_images
+from ..dissection import DissectionResult
 from ..images import ImageSource, to_pil_rgb
 from ..models import ModelBundle, Preprocess
 from ..protocol import UPLOAD_PREFIX
@@ -99,6 +100,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         atlas: UnitAtlas | None = None,
         data: Any = None,
         k: int = 9,
+        dissection: DissectionResult | None = None,
         **kwargs: Any,
     ) -> None:
         check_arguments(model, preprocess, labels, kwargs)
@@ -114,7 +116,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         first = image if image is not None else sample_image("cat")
         self.session = ExplorerSession(as_bundle(model, preprocess, labels, first))
         self.session.set_image(first)
-        self.unit_data = unit_data(self.session.bundle, atlas, data, k)
+        self.unit_data = unit_data(self.session.bundle, atlas, data, k, dissection)
         self.panels: list[Panel] = [panel_type(self) for panel_type in self.panel_types]
         start_layer = layer or self.session.default_cam_layer()
         self.session.layer(start_layer)  # unknown name: a clear error now
@@ -127,7 +129,8 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
             "layers": self.session.layer_rows(),
             "selected_layer": start_layer,
             "atlas_layers": self.unit_data.layers,
-            "atlas_images": len(data) if data is not None else 0,
+            "atlas_images": self.unit_data.images,
+            "unit_labels": self.unit_data.tags(start_layer),
         })  # fmt: skip
         self.show(static)
         self.show(self._image_view(image_name_of(image)))

@@ -24,8 +24,10 @@ from ..atlas.fingerprint import data_fingerprint, model_fingerprint
 from ..atlas.result import MANIFEST_FILE
 from ..capture import LayerRef
 from ..dataset_pass import PreparedItems
+from ..dissection import DissectionResult
+from ..dissection.card import unit_segments, unit_tags
 from ..models import ModelBundle
-from ..protocol import AtlasLayer, UnitCard, message
+from ..protocol import AtlasLayer, UnitCard, UnitTag, message
 from ..receptive_field import ReceptiveField, receptive_field
 from .channel import JobChannel, JobEnd, Report, Update
 from .panel import Change, Host, Panel, traits_of
@@ -42,6 +44,8 @@ class UnitsTraits(traitlets.HasTraits):
     atlas_layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     atlas_job = optional_dict()
     unit_card = optional_dict()
+    # the selected layer's units' dissection labels, one per channel (empty: no dissection)
+    unit_labels = traitlets.List(traitlets.Dict()).tag(sync=True)
 
 
 @dataclass
@@ -54,24 +58,66 @@ class UnitData:
     data: Any = None
     k: int = 9
     folder: Path | None = None
+    dissection: DissectionResult | None = None
 
     def atlas_of(self, layer: str) -> UnitAtlas | None:
+        """The user's atlas of ``layer`` (given or computed here)."""
         for atlas in self.atlases:
             if layer in atlas.stats:
                 return atlas
         return None
 
+    def source_of(self, layer: str) -> tuple[UnitAtlas, Any] | None:
+        """The atlas a card of ``layer`` is made from, with its data: the user's, else the
+        dissection's first pass over the concept data."""
+        atlas = self.atlas_of(layer)
+        if atlas is not None:
+            return atlas, self.data
+        found = self.dissection
+        if found is not None and found.atlas is not None and layer in found.layers:
+            return found.atlas, found.data
+        return None
+
+    def tags(self, layer: str) -> list[UnitTag]:
+        """``layer``'s units' dissection labels (none without a dissection of it)."""
+        if self.dissection is None or layer not in self.dissection.layers:
+            return []
+        return unit_tags(self.dissection, layer)
+
+    @property
+    def images(self) -> int:
+        """Images of the data the cards come from (0: no data, the panel is hidden)."""
+        if self.data is not None:
+            return len(self.data)
+        if self.dissection is not None and self.dissection.data is not None:
+            return len(self.dissection.data)
+        return 0
+
     @property
     def layers(self) -> list[AtlasLayer]:
         """The covered layers as the ``atlas_layers`` trait shows them."""
-        return [
+        rows: list[AtlasLayer] = [
             {"name": layer, "images": atlas.images, "complete": atlas.complete}
             for atlas in self.atlases
             for layer in atlas.layers
         ]
+        if self.dissection is not None:
+            mine = {row["name"] for row in rows}
+            rows += [
+                {"name": layer, "images": self.dissection.images, "complete": True}
+                for layer in self.dissection.layers
+                if layer not in mine
+            ]
+        return rows
 
 
-def unit_data(bundle: ModelBundle, atlas: UnitAtlas | None, data: Any, k: int) -> UnitData:
+def unit_data(
+    bundle: ModelBundle,
+    atlas: UnitAtlas | None,
+    data: Any,
+    k: int,
+    dissection: DissectionResult | None = None,
+) -> UnitData:
     """Check the Explorer's ``atlas`` / ``data`` arguments against its model: an atlas needs
     the data it was computed on (its crops are those images), and both must be the ones it
     was computed on (fingerprints)."""
@@ -85,8 +131,20 @@ def unit_data(bundle: ModelBundle, atlas: UnitAtlas | None, data: Any, k: int) -
             "Explorer(..., atlas=atlas) also needs data=: the data set the atlas was computed "
             "on (its top examples are shown as crops of those images)."
         )
+    if dissection is not None:
+        if not isinstance(dissection, DissectionResult):
+            raise TypeError(
+                f"dissection must be the result of cv.dissect; got {type(dissection).__name__}."
+            )
+        if dissection.atlas is not None and (
+            dissection.atlas.model_fingerprint != model_fingerprint(bundle.module)
+        ):
+            raise ValueError(
+                "this dissection was computed on another model (or other weights); run "
+                "cv.dissect on this one."
+            )
     if data is None:
-        return UnitData(k=k)
+        return UnitData(k=k, dissection=dissection)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__") or len(data) == 0:
         raise TypeError(
             "data must be a non-empty map-style data set (len() and data[i] giving an image or "
@@ -105,7 +163,8 @@ def unit_data(bundle: ModelBundle, atlas: UnitAtlas | None, data: Any, k: int) -
                 "pass that data set, or recompute the atlas on this one."
             )
     folder = Path(tempfile.mkdtemp(prefix="cnnvis-atlas-"))
-    return UnitData([atlas] if atlas is not None else [], data, atlas.k if atlas else k, folder)
+    atlases = [atlas] if atlas is not None else []
+    return UnitData(atlases, data, atlas.k if atlas else k, folder, dissection)
 
 
 class UnitsPanel(Panel):
@@ -139,27 +198,29 @@ class UnitsPanel(Panel):
         return Change({"unit_card": self.card(card["layer"], card["unit"])})
 
     def on_layer(self, layer: str) -> Change:
-        return Change({"unit_card": None})
+        return Change({"unit_card": None, "unit_labels": self.units.tags(layer)})
 
     def _on_channel(self, change: dict[str, Any]) -> None:
         unit, layer = int(change["new"]), self.host.selected_layer
-        if unit < 0 or self.units.atlas_of(layer) is None:
+        if unit < 0 or self.units.source_of(layer) is None:
             self.traits.unit_card = None
             return
         self.traits.unit_card = self.card(layer, unit)
 
     def card(self, layer: str, unit: int) -> UnitCard:
         """The card of channel ``unit`` of ``layer`` for the current image."""
-        atlas = self.units.atlas_of(layer)
-        if atlas is None:
+        source = self.units.source_of(layer)
+        if source is None:
             raise ValueError(
                 f"no atlas covers {layer}: compute one (the panel's button, or "
                 f"explorer.compute_atlas({layer!r})) or pass Explorer(..., atlas=...)."
             )
-        x = self.host.session.input
-        return unit_card(
-            self.host.session.bundle, atlas, self.units.data, layer, unit, x, self._field(layer, x)
-        )
+        x, bundle = self.host.session.input, self.host.session.bundle
+        card = unit_card(bundle, *source, layer, unit, x, self._field(layer, x))
+        dissection = self.units.dissection
+        if dissection is not None and layer in dissection.layers:
+            card["dissection"] = unit_segments(bundle, dissection, layer, unit)
+        return card
 
     def _field(self, layer: str, x: torch.Tensor) -> ReceptiveField | None:
         key = (layer, tuple(x.shape))

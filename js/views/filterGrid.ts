@@ -10,6 +10,7 @@ import { drawMap, drawMapAt, finiteRange, type Heat, heatFromUint8, mapFrom } fr
 import type { Decoded } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, setText } from "../dom";
+import type { UnitTag } from "../protocol";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
 import { createTileSheet } from "./tileSheet";
@@ -18,6 +19,21 @@ interface Tile {
   channel: number;
   el: HTMLElement;
   image: HTMLElement;
+  caption: HTMLElement;
+}
+
+/** A tile's caption: its channel, and its dissection concept when it is a detector. */
+export function tileCaption(channel: number, tag: UnitTag | undefined): string {
+  return tag?.detector ? `${channel} ${tag.concept}` : String(channel);
+}
+
+/** Whether a tile passes the concept filter (`text`: part of a concept or a category name;
+ * empty: every tile). Only detectors match a non-empty filter. */
+export function matchesConcept(tag: UnitTag | undefined, text: string): boolean {
+  const needle = text.trim().toLowerCase();
+  if (needle === "") return true;
+  if (tag === undefined || !tag.detector) return false;
+  return tag.concept.toLowerCase().includes(needle) || tag.category.toLowerCase() === needle;
 }
 
 /** Heat for channel c of a (C, h, w) grid: uint8 spans the colormap, floats use min..max. */
@@ -72,6 +88,14 @@ export function createFilterGrid(
   const note = h("div", { class: "cv-empty", hidden: true });
   const channelSlot = h("div", { class: "cv-channel", hidden: true });
   const grid = h("div", { class: "cv-grid", "data-testid": "grid", "data-count": "0" });
+  const conceptFilter = h("input", {
+    class: "cv-input cv-unit-filter",
+    type: "search",
+    placeholder: "find units by concept (red, dog, striped)",
+    "data-testid": "unit-filter",
+    hidden: true,
+  });
+  const filterNote = h("span", { class: "cv-grid-count", "data-testid": "unit-filter-count" });
   const sheet = createTileSheet(grid);
   const el = h(
     "div",
@@ -79,6 +103,7 @@ export function createFilterGrid(
     h("div", { class: "cv-section-title" }, "Filters ", title, " ", countLabel),
     channelSlot,
     note,
+    h("div", { class: "cv-unit-filter-row" }, conceptFilter, filterNote),
     companion?.controls ?? null,
     h("div", { class: "cv-grid-pair" }, grid, companion?.grid ?? null),
     sheet.canvas,
@@ -94,6 +119,35 @@ export function createFilterGrid(
     means: null,
   };
   let selectedTile: Tile | null = null;
+  let labelled: { tiles: Tile[] | null; tags: UnitTag[] | null; text: string } = {
+    tiles: null,
+    tags: null,
+    text: "",
+  };
+  conceptFilter.addEventListener("input", () => applyLabels(true));
+
+  /** Tile captions and titles from the dissection labels, and the concept filter. */
+  function applyLabels(force = false): void {
+    const tags = model.get("unit_labels") ?? [];
+    const text = conceptFilter.value;
+    if (!force && labelled.tiles === tiles && labelled.tags === tags && labelled.text === text)
+      return;
+    conceptFilter.hidden = tags.length === 0;
+    let shown = 0;
+    for (const tile of tiles) {
+      const tag = tags[tile.channel];
+      setText(tile.caption, tileCaption(tile.channel, tag));
+      tile.el.title = tag
+        ? `channel ${tile.channel}: ${tag.concept} (${tag.category}), IoU ${tag.iou.toFixed(3)}${tag.detector ? "" : " (below the detector threshold)"}`
+        : `channel ${tile.channel}`;
+      tile.el.dataset.concept = tag?.detector ? tag.concept : "";
+      const visible = tags.length === 0 || matchesConcept(tag, text);
+      tile.el.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    setText(filterNote, tags.length && text.trim() ? `${shown} of ${tiles.length} units` : "");
+    labelled = { tiles, tags, text };
+  }
   let enlarged: { canvas: HTMLCanvasElement; caption: HTMLElement } | null = null;
   let enlargedDrawn: { grid: Decoded; channel: number; lut: Uint8Array } | null = null;
 
@@ -118,13 +172,14 @@ export function createFilterGrid(
     for (let c = 0; c < count; c++) {
       const image = h("span", { class: "cv-tile-image", "data-testid": "tile", "data-channel": c });
       image.style.backgroundPosition = sheet.position(c);
+      const caption = h("span", { class: "cv-tile-caption" }, String(c));
       const tile = h(
         "div",
         { class: "cv-tile", "data-channel": c, "data-selected": "false", title: `channel ${c}` },
         image,
-        h("span", { class: "cv-tile-caption" }, String(c)),
+        caption,
       );
-      tiles.push({ channel: c, el: tile, image });
+      tiles.push({ channel: c, el: tile, image, caption });
     }
     selectedTile = null;
   }
@@ -222,6 +277,7 @@ export function createFilterGrid(
         selectedTile = nextSelected;
       }
       updateEnlarged(valid ? g : null, selected, lut);
+      applyLabels();
 
       drawnGrid = g;
       drawnLut = lut;

@@ -10,7 +10,7 @@ import { composite, drawImage, heatFromUint8, mapFrom } from "../canvas";
 import { type Decoded, decodeNdArray } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, replace, setText } from "../dom";
-import type { AtlasLayer, UnitCard } from "../protocol";
+import type { AtlasLayer, UnitCard, UnitDissection } from "../protocol";
 import type { ExplorerModel, View } from "../types";
 import { createJobProgress } from "./jobProgress";
 
@@ -68,6 +68,51 @@ function drawHistogram(canvas: HTMLCanvasElement, card: UnitCard, color: string)
   ctx.fillRect(Math.round(marker * (HISTOGRAM_WIDTH - 2)), 0, 2, HISTOGRAM_HEIGHT);
 }
 
+/** RGBA pixels of image i of a (k, S, S, 3) stack with its unit's segmentation (mask i of a
+ * (k, S, S) stack, 1 = inside): outside the mask the image is dimmed to `dim` of its
+ * brightness, as NetDissect's visualizations show a unit's region. */
+export function segmentPixels(
+  images: Decoded,
+  masks: Decoded,
+  i: number,
+  dim = 0.3,
+): Uint8ClampedArray {
+  const [, height = 0, width = 0] = images.shape;
+  const size = height * width;
+  const out = new Uint8ClampedArray(size * 4);
+  for (let p = 0; p < size; p++) {
+    const inside = (masks.data[i * size + p] ?? 0) > 0;
+    const scale = inside ? 1 : dim;
+    for (let c = 0; c < 3; c++) out[4 * p + c] = (images.data[(i * size + p) * 3 + c] ?? 0) * scale;
+    out[4 * p + 3] = 255;
+  }
+  return out;
+}
+
+function drawSegments(box: HTMLElement, part: UnitDissection): void {
+  const images = decodeNdArray(part.images);
+  const masks = decodeNdArray(part.masks);
+  const [k = 0, height = 0, width = 0] = images.shape;
+  const tiles = [];
+  for (let i = 0; i < k; i++) {
+    const canvas = h("canvas", {
+      class: "cv-units-crop",
+      "data-testid": "unit-segment",
+      "data-index": part.indices[i] ?? -1,
+    });
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d");
+    if (ctx !== null && width > 0 && height > 0) {
+      const pixels = ctx.createImageData(width, height);
+      pixels.data.set(segmentPixels(images, masks, i));
+      ctx.putImageData(pixels, 0, 0);
+    }
+    tiles.push(canvas);
+  }
+  replace(box, ...tiles);
+}
+
 export function createUnitCard(model: ExplorerModel): View {
   const status = h("span", { class: "cv-units-status", "data-testid": "atlas-status" });
   const compute = h(
@@ -85,6 +130,19 @@ export function createUnitCard(model: ExplorerModel): View {
   const histogramText = h("div", { class: "cv-units-note", "data-testid": "unit-current" });
   const classes = h("div", { class: "cv-units-classes", "data-testid": "unit-classes" });
   const stats = h("div", { class: "cv-units-note", "data-testid": "unit-stats" });
+  const dissectionLabel = h("div", { class: "cv-units-title", "data-testid": "unit-concept" });
+  const segments = h("div", { class: "cv-units-crops", "data-testid": "unit-segments" });
+  const dissectionBox = h(
+    "div",
+    { class: "cv-units-dissection", hidden: true },
+    dissectionLabel,
+    h(
+      "div",
+      { class: "cv-units-note" },
+      "Top images of the concept data, outside the unit's region dimmed:",
+    ),
+    segments,
+  );
   const visualize = h(
     "button",
     { class: "cv-button", type: "button", "data-testid": "unit-visualize" },
@@ -110,6 +168,7 @@ export function createUnitCard(model: ExplorerModel): View {
       h("div", {}, feature, featureNote),
     ),
     stats,
+    dissectionBox,
   );
   const el = h(
     "details",
@@ -121,6 +180,7 @@ export function createUnitCard(model: ExplorerModel): View {
   );
 
   let decodedFor: UnitCard | null = null;
+  let decodedSegmentsFor: UnitDissection | null = null;
   let decoded: { crops: Decoded; maps: Decoded } | null = null;
 
   function drawCrops(shown: UnitCard): void {
@@ -195,6 +255,17 @@ export function createUnitCard(model: ExplorerModel): View {
       drawCrops(shown);
       drawHistogram(histogram, shown, "#4c78a8");
       drawFeature(shown);
+      const part = shown.dissection;
+      dissectionBox.hidden = part === null;
+      if (part !== null && decodedSegmentsFor !== part) {
+        const verdict = part.detector ? "detector" : "below the detector threshold";
+        setText(
+          dissectionLabel,
+          `Dissection: ${part.concept || "no concept"} (${part.category}), IoU ${part.iou.toFixed(3)}, ${verdict}`,
+        );
+        drawSegments(segments, part);
+        decodedSegmentsFor = part;
+      }
       const below = Number.isFinite(shown.current_below)
         ? ` (above ${Math.round(100 * shown.current_below)}% of the data set)`
         : "";

@@ -1,0 +1,83 @@
+"""The Explorer with a dissection: tile labels for the selected layer, the card's dissection
+part (label, top images with the unit's segmentation), a dissection of another model refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnvis_widget as cv
+from tests.support_concepts import TinyConcepts, tiny_cnn
+
+LAYER = "3"
+
+
+def preprocess() -> cv.Preprocess:
+    return cv.Preprocess(input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+@pytest.fixture(scope="module")
+def dissected():
+    data = TinyConcepts(24)
+    model = tiny_cnn()
+    result = cv.dissect(model, data, ["1", LAYER], q=0.02, top_k=4, progress=False,
+                        preprocess=preprocess(), iou_threshold=0.0)  # fmt: skip
+    return model, data, result
+
+
+def explorer_of(model, data, result, layer=LAYER) -> cv.Explorer:
+    return cv.Explorer(model, data[0][0], preprocess=preprocess(), labels=list("abcd"),
+                       layer=layer, dissection=result)  # fmt: skip
+
+
+def test_tiles_carry_the_selected_layers_labels(dissected):
+    model, data, result = dissected
+    explorer = explorer_of(model, data, result)
+    rows = result.units(LAYER)
+    assert [tag["concept"] for tag in explorer.unit_labels] == [row.concept for row in rows]
+    assert [tag["iou"] for tag in explorer.unit_labels] == [row.iou for row in rows]
+    assert explorer.atlas_images == 24 and explorer.atlas_layers[0]["name"] == "1"
+    explorer.selected_layer = "1"
+    assert len(explorer.unit_labels) == 6
+    explorer.selected_layer = "0"  # not dissected: no labels
+    assert explorer.unit_labels == []
+
+
+def test_the_card_shows_the_units_segmentation_of_its_top_images(dissected):
+    model, data, result = dissected
+    explorer = explorer_of(model, data, result)
+    explorer.show_unit(5)
+    part = explorer.unit_card["dissection"]
+    row = result.units(LAYER)[5]
+    assert part["concept"] == row.concept and part["iou"] == row.iou
+    assert part["indices"] == [e.index for e in result.atlas.top(LAYER, 5)]
+    masks = np.frombuffer(part["masks"]["data"], np.uint8).reshape(part["masks"]["shape"])
+    assert masks.shape == (4, 96, 96)
+    # the first top image's mask, computed here: its map upsampled to the input, > threshold
+    x = preprocess()(data[part["indices"][0]][0])
+    unit_map = cv.activations(model, x, [LAYER])[LAYER][:, 5:6]
+    up = F.interpolate(unit_map, size=(32, 32), mode="bilinear", align_corners=False)[0, 0]
+    expected = (up > row.threshold).numpy().astype(np.uint8)
+    nearest = expected[np.arange(96) * 32 // 96][:, np.arange(96) * 32 // 96]
+    assert (masks[0] == nearest).mean() > 0.97
+    assert 0 < masks[0].mean() < 1  # a region, not everything or nothing
+
+
+def test_a_dissection_of_another_model_is_refused(dissected):
+    _, data, result = dissected
+    with pytest.raises(ValueError, match="another model"):
+        explorer_of(tiny_cnn(seed=3), data, result)
+    with pytest.raises(TypeError, match="cv.dissect"):
+        cv.Explorer(tiny_cnn(), data[0][0], preprocess=preprocess(), dissection=object())
+
+
+def test_find_units_by_concept(dissected):
+    _, _, result = dissected
+    concept = result.detectors(LAYER)[0].concept
+    found = result.find(concept[:3])
+    assert found and all(concept[:3] in row.concept for row in found)
+    assert any(row.layer == LAYER and row.concept == concept for row in found)
+    assert all(row.category == "scene" for row in result.find("scene"))
+    assert torch.is_tensor(result.iou(LAYER))
