@@ -69,7 +69,7 @@ def test_a_dissection_of_another_model_is_refused(dissected):
     _, data, result = dissected
     with pytest.raises(ValueError, match="another model"):
         explorer_of(tiny_cnn(seed=3), data, result)
-    with pytest.raises(TypeError, match="cv.dissect"):
+    with pytest.raises(TypeError, match=r"cv\.dissect"):
         cv.Explorer(tiny_cnn(), data[0][0], preprocess=preprocess(), dissection=object())
 
 
