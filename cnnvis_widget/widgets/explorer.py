@@ -57,7 +57,10 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
     ``Explorer(bundle, image)`` with a bundle from ``cv.load_model()``, or
     ``Explorer(module, image, preprocess=..., labels=...)`` for any classifier.
     ``image`` is anything ``cv.sample_image`` returns or a path / array / tensor; default: the
-    "cat" sample. The panels' traits are declared by their ``*Traits`` bases (anywidget syncs
+    "cat" sample. ``atlas`` (from ``cv.unit_atlas``) with the ``data`` it was computed on, or
+    ``data`` alone (the selected layer's atlas is then computed in the background, top ``k``
+    examples per unit), opens a unit's card from the filter grid; ``dissection`` (from
+    ``cv.dissect``) labels the tiles with concepts and adds the units' segmentations. The panels' traits are declared by their ``*Traits`` bases (anywidget syncs
     one class's traits); their behaviour lives in the panel objects this shell holds.
     """
 
