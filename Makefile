@@ -34,9 +34,9 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # Debian's real image data that cv.datasets reads (docs/data.md): Fashion-MNIST, photo cut-outs,
-# photos. Installed as root (sudo otherwise) when a package is missing: about 340 MB to download
-# (610 MB on disk), once.
-DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default opencv-doc mate-backgrounds
+# photos, GIMP's texture patterns (docs/concepts.md). Installed as root (sudo otherwise) when a
+# package is missing: about 355 MB to download (700 MB on disk), once.
+DATA_PACKAGES := dataset-fashion-mnist tuxpaint-stamps-default opencv-doc mate-backgrounds gimp-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 data:
 	@[ "$$(dpkg -s $(DATA_PACKAGES) 2>/dev/null | grep -c '^Status: install ok installed')" = $(words $(DATA_PACKAGES)) ] || \

@@ -439,7 +439,7 @@ def labels_for(
 
 
 class ConceptSet(Dataset[tuple[Any, ConceptLabels]]):
-    """The built concept set (see :func:`concepts`): item ``i`` is ``(PIL image RGB, size x
+    """The built concept set (see :func:`concepts`): item ``i`` is ``(PIL image RGB of size x
     size, ConceptLabels)``, read lazily from ``root``; ``concepts`` is its ConceptTable.
 
     ``specs[i]`` is image i's recipe (:func:`render` redraws it), ``kinds[i]`` its kind
