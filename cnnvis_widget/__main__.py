@@ -2,9 +2,25 @@
 
     python -m cnnvis_widget atlas --model fashion_cnn --data fashion_mnist:test \\
         --layers features.relu3 features.relu5 --k 9 --out runs/fashion
+    python -m cnnvis_widget dissect --model efficientnet_lite0 --data concepts \\
+        --layers _blocks.5._bn2 _conv_head --out runs/dissect
 
-The same command under ``torchrun --nproc_per_node=N -m cnnvis_widget atlas ...`` shards the
-data over N processes (gloo on CPU, NCCL on GPU) and gives the same result.
+The same commands under ``torchrun --nproc_per_node=N -m cnnvis_widget ...`` shard the data
+over N processes (gloo on CPU, NCCL on GPU) and give the same result.
+
+Data (``--data``):
+  atlas:   fashion_mnist[:train|test], photos, or a folder of images (sub-folders = labels)
+  dissect: concepts[:key=value,...]   the offline concept set, cv.datasets.concepts(); keys
+                                      per_concept, whole_per_concept, size, mask_size, seed
+                                      (ints) and cache_dir, e.g. concepts:per_concept=2,size=96
+           broden:PATH                a Broden-format folder, cv.datasets.broden(PATH)
+           labels:PATH:NAMES          a label-map folder, cv.datasets.label_folder(PATH, names):
+                                      NAMES is a text file, line i names class id i (line 0:
+                                      "no label"); "name,category" puts it in a category
+                                      (default object)
+A dissection writes DIR/atlas, DIR/tally and DIR/dissection.json (reload it with
+cv.DissectionResult.load(DIR)) and DIR/report.html; it prints the unique detectors per layer
+and category.
 """
 
 from __future__ import annotations
@@ -12,11 +28,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+CONCEPT_INT_KEYS = ("per_concept", "whole_per_concept", "size", "mask_size", "seed")
 
 
 def data_source(spec: str, limit: int | None) -> Any:
@@ -31,33 +51,157 @@ def data_source(spec: str, limit: int | None) -> Any:
         data = datasets.photos()
     else:
         data = datasets.image_folder(spec)
-    if limit is not None:
-        data = torch.utils.data.Subset(data, range(min(limit, len(data))))
-        data.paths = getattr(data.dataset, "paths", None)
-    return data
+    return first_items(data, limit)
 
 
-def atlas_command(args: argparse.Namespace) -> int:
-    from .atlas import unit_atlas
-    from .models import load_model
+def concept_source(spec: str, limit: int | None) -> Any:
+    """A concept data set from ``concepts[:key=value,...]``, ``broden:PATH`` or
+    ``labels:PATH:NAMES`` (module docstring); the first ``limit`` items when given."""
+    from . import datasets
 
+    name, _, rest = spec.partition(":")
+    if name == "concepts":
+        options: dict[str, Any] = {}
+        for pair in filter(None, rest.split(",")):
+            key, equals, value = pair.partition("=")
+            if not equals or key not in (*CONCEPT_INT_KEYS, "cache_dir"):
+                raise SystemExit(
+                    f"--data concepts: {pair!r} is not key=value with a key of "
+                    f"{[*CONCEPT_INT_KEYS, 'cache_dir']}."
+                )
+            options[key] = value if key == "cache_dir" else int(value)
+        data: Any = datasets.concepts(**options)
+    elif name == "broden" and rest:
+        data = datasets.broden(rest)
+    elif name == "labels" and ":" in rest:
+        folder, _, names_file = rest.rpartition(":")
+        names, categories = read_names(Path(names_file))
+        data = datasets.label_folder(folder, names, category=categories or "object")
+    else:
+        raise SystemExit(
+            f"--data {spec!r}: a dissection needs concept data: concepts[:key=value,...], "
+            "broden:PATH or labels:PATH:NAMES (python -m cnnvis_widget --help)."
+        )
+    return first_items(data, limit)
+
+
+def read_names(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Class names, one a line (line i: id i), and ``{name: category}`` for ``name,category``
+    lines (the others are left to the default category)."""
+    names, categories = [], {}
+    for line in path.read_text().splitlines():
+        name, comma, category = (part.strip() for part in line.partition(","))
+        names.append(name)
+        if comma and category:
+            categories[name] = category
+    return names, categories
+
+
+def first_items(data: Any, limit: int | None) -> Any:
+    """``data``, or its first ``limit`` items keeping ``paths`` and ``concepts``."""
+    if limit is None:
+        return data
+    subset: Any = torch.utils.data.Subset(data, range(min(limit, len(data))))
+    subset.paths = getattr(data, "paths", None)
+    if hasattr(data, "concepts"):
+        subset.concepts = data.concepts
+    return subset
+
+
+@contextmanager
+def process_group() -> Iterator[bool]:
+    """Under torchrun (WORLD_SIZE > 1) a process group (NCCL on GPU, else gloo) for the block;
+    yields whether this is rank 0 (the one that prints)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        bundle = load_model(args.model, pretrained=not args.random_weights)
-        if torch.cuda.is_available():
-            bundle.module.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-        atlas = unit_atlas(
-            bundle, data_source(args.data, args.limit), args.layers, k=args.k,
-            batch_size=args.batch_size, num_workers=args.workers, out=args.out,
-        )  # fmt: skip
-        if not distributed or dist.get_rank() == 0:
-            print(f"{atlas.images} images, layers {atlas.layers}: saved in {args.out}")
+        yield not distributed or dist.get_rank() == 0
     finally:
         if distributed:
             dist.destroy_process_group()
+
+
+def load_bundle(args: argparse.Namespace) -> Any:
+    """``--model`` (``--random-weights``), on this rank's GPU when there is one."""
+    from .models import load_model
+
+    bundle = load_model(args.model, pretrained=not args.random_weights)
+    if torch.cuda.is_available():
+        bundle.module.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    return bundle
+
+
+def atlas_command(args: argparse.Namespace) -> int:
+    from .atlas import unit_atlas
+
+    with process_group() as main_rank:
+        atlas = unit_atlas(
+            load_bundle(args), data_source(args.data, args.limit), args.layers, k=args.k,
+            batch_size=args.batch_size, num_workers=args.workers, out=args.out,
+        )  # fmt: skip
+        if main_rank:
+            print(f"{atlas.images} images, layers {atlas.layers}: saved in {args.out}")
     return 0
+
+
+def dissect_command(args: argparse.Namespace) -> int:
+    from .dissection import dissect
+
+    with process_group() as main_rank:
+        bundle = load_bundle(args)
+        # rank 0 first: a concept set not yet in the cache is built once, then read by all
+        data = concept_source(args.data, args.limit) if main_rank else None
+        if dist.is_initialized():
+            dist.barrier()
+        result = dissect(
+            bundle, concept_source(args.data, args.limit) if data is None else data, args.layers,
+            q=args.q, iou_threshold=args.iou_threshold, top_k=args.top_k, upsample=args.upsample,
+            union=args.union, batch_size=args.batch_size, num_workers=args.workers,
+            out=args.out, progress=main_rank,
+        )  # fmt: skip
+        if main_rank:
+            print(summary_text(result))
+            report = write_report(result, Path(args.out), bundle)
+            print(f"saved in {args.out}" + (f"; report {report}" if report else ""))
+    return 0
+
+
+def summary_text(result: Any) -> str:
+    """The unique detectors per layer and category, as a table."""
+    categories = list(result.table.categories)
+    lines = [
+        f"{result.images} of {result.total} images; unique detectors (IoU > "
+        f"{result.iou_threshold}) per category:",
+        "layer | units | detectors | " + " | ".join(categories),
+    ]
+    for layer, counts in result.summary().items():
+        units = len(result.layers[layer].thresholds)
+        detectors = len(result.detectors(layer))
+        cells = " | ".join(str(counts[category]) for category in categories)
+        lines.append(f"{layer} | {units} | {detectors} | {cells}")
+    return "\n".join(lines)
+
+
+def write_report(result: Any, folder: Path, bundle: Any) -> Path | None:
+    """``folder/report.html`` (the units' segmentations drawn with ``bundle``) when the result
+    has ``to_html``; None otherwise."""
+    to_html: Callable[..., Any] | None = getattr(result, "to_html", None)
+    if to_html is None or not result.complete:
+        return None
+    return Path(to_html(folder / "report.html", bundle))
+
+
+def pass_arguments(command: argparse.ArgumentParser, data_help: str) -> None:
+    """The arguments every dataset-pass command shares: model, data, layers, out, loader."""
+    command.add_argument("--model", default="efficientnet_lite0", help="a cv.load_model name")
+    command.add_argument("--random-weights", action="store_true", help="pretrained=False")
+    command.add_argument("--data", required=True, help=data_help)
+    command.add_argument("--layers", nargs="+", required=True)
+    command.add_argument("--out", required=True, help="folder for the result (and checkpoints)")
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    command.add_argument("--limit", type=int, default=None, help="only the first N items")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,17 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     atlas = commands.add_parser("atlas", help="per-unit statistics of a pass over a data set")
-    atlas.add_argument("--model", default="efficientnet_lite0", help="a cv.load_model name")
-    atlas.add_argument("--random-weights", action="store_true", help="pretrained=False")
-    atlas.add_argument("--data", required=True, help="fashion_mnist[:split], photos, or a folder")
-    atlas.add_argument("--layers", nargs="+", required=True)
+    pass_arguments(atlas, "fashion_mnist[:split], photos, or a folder")
     atlas.add_argument("--k", type=int, default=9)
-    atlas.add_argument("--out", required=True, help="folder for the result (and checkpoints)")
-    atlas.add_argument("--batch-size", type=int, default=32)
-    atlas.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    atlas.add_argument("--limit", type=int, default=None, help="only the first N items")
+    dissect = commands.add_parser("dissect", help="Network Dissection over concept data")
+    pass_arguments(dissect, "concepts[:key=value,...], broden:PATH or labels:PATH:NAMES")
+    dissect.add_argument("--q", type=float, default=0.005, help="top quantile (threshold)")
+    dissect.add_argument("--iou-threshold", type=float, default=0.04)
+    dissect.add_argument("--top-k", type=int, default=10, help="top images kept per unit")
+    dissect.add_argument("--union", choices=("lite", "annotated"), default="lite")
+    dissect.add_argument("--upsample", choices=("bilinear", "nearest"), default="bilinear")
     args = parser.parse_args(argv)
-    return atlas_command(args)
+    return atlas_command(args) if args.command == "atlas" else dissect_command(args)
 
 
 if __name__ == "__main__":
