@@ -4,6 +4,7 @@ detectors per layer and category (Bau et al. 2017's measure of a layer's interpr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,6 +69,15 @@ class DissectionResult:
     @property
     def complete(self) -> bool:
         return self.images == self.total
+
+    @classmethod
+    def load(cls, folder: str | Path, concepts: Any = None) -> DissectionResult:
+        """A finished dissection saved by ``cv.dissect(..., out=folder)``, without the model
+        and without recomputing; ``concepts``: its data set, for the units' segmentations
+        (:func:`cnnvis_widget.dissection.saved.load_dissection`)."""
+        from .saved import load_dissection  # saved builds on this module
+
+        return load_dissection(folder, concepts)
 
     def iou(self, layer: str) -> torch.Tensor:
         """(C, L) float64 dataset IoU of every unit of ``layer`` with every label index."""

@@ -5,7 +5,6 @@ each unit's thresholded, upsampled map against the concept masks (:mod:`.tally`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from ..dataset_pass import (
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
+from .saved import save_manifest, thresholds_digest
 from .tally import IoUTally, UnionRule, Upsample, unit_masks
 
 MASK_SIZE = (112, 112)
@@ -195,10 +195,13 @@ def dissect(
         _tally_pass(tally, module, prepare, concepts, names, batch_size, num_workers,
                     checkpoint_every, folder, progress, should_stop)  # fmt: skip
     layers_found = {name: LayerDissection(tally.tallies[name], thresholds[name]) for name in names}
-    return DissectionResult(
+    result = DissectionResult(
         layers_found, table, q=q, iou_threshold=iou_threshold, images=tally.images,
         total=atlas.total, atlas=atlas, data=concepts,
     )  # fmt: skip
+    if folder is not None and result.complete and process_group()[0] == 0:
+        save_manifest(folder, result, tally.provenance, top_k)  # DissectionResult.load reads it
+    return result
 
 
 def _tally_pass(
@@ -247,11 +250,9 @@ def _provenance(
     union: str,
 ) -> dict[str, Any]:
     """What a saved tally must match to be resumed: model, data, layers, thresholds."""
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update(thresholds[name].double().numpy().tobytes())
     return {
         "format": 1, "layers": names, "model_fingerprint": atlas.model_fingerprint,
-        "data_fingerprint": atlas.data_fingerprint, "thresholds": digest.hexdigest(),
+        "data_fingerprint": atlas.data_fingerprint,
+        "thresholds": thresholds_digest(names, thresholds),
         "upsample": upsample, "union": union,
     }  # fmt: skip
