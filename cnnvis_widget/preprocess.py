@@ -13,7 +13,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -341,9 +341,6 @@ class FunctionPreprocess:
         return Preprocess(self.input_size, self.mean, self.std).denormalize(x)
 
 
-AnyPreprocess = Preprocess | FunctionPreprocess
-
-
 def as_preprocess(preprocess: Preprocess | Callable[[Image.Image], Any]) -> AnyPreprocess:
     """A :class:`Preprocess` as it is, a function wrapped in :class:`FunctionPreprocess`."""
     if isinstance(preprocess, (Preprocess, FunctionPreprocess)):
@@ -392,3 +389,61 @@ def check_channels(module: nn.Module, preprocess: AnyPreprocess) -> None:
             f"{example}), or a function that returns {wanted}-channel tensors, or "
             "preprocess=None to let the Explorer infer it from the model."
         )
+
+
+class WholeImage:
+    """``preprocess`` with the whole image in view: the image is resized (bilinear, aspect
+    not kept) to the model's input size and never cropped, so that a label map made for the
+    whole image lines up with the model's input (Network Dissection's concept masks). With a
+    :class:`Preprocess` the result is exact; a function preprocess gets the resized image
+    and should not crop it again."""
+
+    def __init__(self, preprocess: Preprocess | FunctionPreprocess | WholeImage) -> None:
+        if isinstance(preprocess, WholeImage):
+            preprocess = preprocess.base
+        if isinstance(preprocess, Preprocess):
+            preprocess = replace(preprocess, resize=min(preprocess.input_size))
+        self.base: Preprocess | FunctionPreprocess = preprocess
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.base.input_size
+
+    @property
+    def channels(self) -> int:
+        return self.base.channels
+
+    def _resized(self, image: ImageSource) -> ImageSource:
+        if isinstance(image, torch.Tensor):
+            return image  # tensors are only normalized
+        rgb = to_pil_rgb(image)
+        height, width = self.base.input_size
+        if rgb.size == (width, height):
+            return rgb
+        return rgb.resize((width, height), Image.Resampling.BILINEAR)
+
+    def __call__(self, image: ImageSource) -> torch.Tensor:
+        """Model input (1, C, H, W) of the whole ``image``."""
+        return self.base(self._resized(image))
+
+    def prepare(self, image: ImageSource) -> tuple[torch.Tensor, Image.Image]:
+        """(model input (1, C, H, W), the image as the model sees it)."""
+        return self.base.prepare(self._resized(image))
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.base.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.base.std
+
+    def normalize(self, unit: torch.Tensor) -> torch.Tensor:
+        return self.base.normalize(unit)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.denormalize(x)
+
+
+AnyPreprocess = Preprocess | FunctionPreprocess | WholeImage
+"""Anything the engine accepts as a preprocess."""

@@ -16,7 +16,7 @@ from torch.utils.data import Subset
 
 from ..encode import ndarray_payload
 from ..layers import activations
-from ..models import ModelBundle, to_model_input
+from ..models import AnyPreprocess, ModelBundle, to_model_input
 from ..protocol import ClassResponse, UnitCard, UnitExample
 from ..receptive_field import ReceptiveField
 from .result import Example, UnitAtlas
@@ -102,15 +102,19 @@ def unit_card(
 
 
 def load_examples(
-    bundle: ModelBundle, data: Any, examples: Sequence[Example]
+    bundle: ModelBundle,
+    data: Any,
+    examples: Sequence[Example],
+    preprocess: AnyPreprocess | None = None,
 ) -> tuple[list[torch.Tensor], list[int], list[np.ndarray]]:
     """The data set items of ``examples``, loaded again: per example its model input
     (1, C, H, W), its label (-1: unlabelled) and the preprocessed image as the model sees it
-    (H, W, 3) uint8, which the crops are cut from."""
+    (H, W, 3) uint8, which the crops are cut from; with ``preprocess`` (default: the
+    bundle's)."""
     images, labels, seen = [], [], []
     for example in examples:
         image, label = image_and_label(data[example.index])
-        x, view = bundle.preprocess.prepare(image)
+        x, view = (preprocess or bundle.preprocess).prepare(image)
         images.append(to_model_input(x, bundle.module))
         labels.append(label)
         seen.append(np.asarray(view.convert("RGB"), dtype=np.uint8))

@@ -10,6 +10,7 @@ from PIL import Image
 from ..atlas.card import load_examples, unit_outputs, upsampled
 from ..encode import ndarray_payload
 from ..models import ModelBundle
+from ..preprocess import WholeImage
 from ..protocol import UnitDissection, UnitTag
 from .report import DissectionResult, UnitLabel
 
@@ -42,7 +43,7 @@ def unit_segments(
         )
     row = result.units(layer)[unit]
     examples = result.atlas.top(layer, unit)
-    inputs, _, seen = load_examples(bundle, result.data, examples)
+    inputs, _, seen = load_examples(bundle, result.data, examples, WholeImage(bundle.preprocess))
     maps = torch.zeros(0)
     if inputs:
         raw = unit_outputs(bundle, torch.cat(inputs), layer, unit)

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..atlas import UnitAtlas
 from ..datasets.concept_format import ConceptTable
 from .tally import IoUTally
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import nn
+
+    from ..models import AnyPreprocess, ModelBundle
 
 IOU_THRESHOLD = 0.04
 """A unit is a detector of its best concept when their IoU is above this (the paper's and
@@ -134,6 +140,36 @@ class DissectionResult:
             for row in self.detectors(layer)
             if needle in row.concept.lower() or needle == row.category.lower()
         ]
+
+    def to_html(
+        self,
+        path: str | Path,
+        model: ModelBundle | nn.Module | None = None,
+        *,
+        preprocess: AnyPreprocess | None = None,
+        units_per_layer: int | None = None,
+        top: int = 5,
+        min_pixels: int = 1000,
+    ) -> Path:
+        """Write the report as one self-contained HTML file (see
+        :mod:`cnnvis_widget.dissection.html`): per layer the unique detectors by category, per
+        unit (detectors first, by IoU; the first ``units_per_layer``, None: all) its concept,
+        IoU and concept pixels (flagged below ``min_pixels``), and with ``model`` (the one
+        dissected; a bare module with the ``preprocess`` given to cv.dissect) its ``top``
+        images with its segmentation. Returns the path."""
+        from .html import write_html
+
+        return write_html(
+            self, path, model, preprocess=preprocess, units_per_layer=units_per_layer, top=top,
+            min_pixels=min_pixels,
+        )  # fmt: skip
+
+    def plot(self) -> Figure:
+        """A matplotlib Figure of the unique detectors per category per layer (ImportError
+        when matplotlib is not installed; it is optional)."""
+        from .html import plot_summary
+
+        return plot_summary(self)
 
     def _layer(self, layer: str) -> LayerDissection:
         if layer not in self.layers:

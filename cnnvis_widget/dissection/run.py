@@ -29,6 +29,7 @@ from ..dataset_pass import (
 )
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
+from ..preprocess import WholeImage
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
 from .saved import save_manifest, thresholds_digest
 from .tally import IoUTally, UnionRule, Upsample, unit_masks
@@ -162,11 +163,14 @@ def dissect(
     :mod:`cnnvis_widget.dissection.tally`). A unit detects its best concept when
     their IoU is above ``iou_threshold`` (0.04).
 
-    Both passes run on an eval view of the model, show progress, stop (``should_stop``), and
+    The model sees each image whole, resized to its input size without cropping (a bundle's
+    preprocess otherwise resizes and center-crops), so the concept masks line up with its
+    input. Both passes run on an eval view of the model, show progress, stop (``should_stop``), and
     with ``out`` checkpoint and resume (``out/atlas``, ``out/tally``); under ``torchrun`` they
     shard the images and merge (the same result as one process: the sums are integers).
     """
-    module, prepare = model_and_preprocess(model, preprocess)
+    module, given = model_and_preprocess(model, preprocess)
+    prepare = WholeImage(given)  # label maps are made for the whole image: never crop it
     names = check_names("layers", layers)
     check_number("iou_threshold", iou_threshold, low=0, high=1)
     if union not in ("lite", "annotated"):
