@@ -18,7 +18,9 @@ Q = 0.02  # many positions above it, and the quantile sketch still exact (rank_c
 
 
 def preprocess() -> cv.Preprocess:
-    return cv.Preprocess(input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    return cv.Preprocess(
+        input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize=32
+    )
 
 
 def straightforward(model, data, layer: str, q: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,9 @@ LAYER = "3"
 
 
 def preprocess() -> cv.Preprocess:
-    return cv.Preprocess(input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    return cv.Preprocess(
+        input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize=32
+    )
 
 
 @pytest.fixture(scope="module")
