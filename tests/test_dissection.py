@@ -123,3 +123,9 @@ def test_bad_input_is_refused_with_the_fix(data):
         cv.dissect(model, data, ["1"], upsample="cubic", progress=False, preprocess=preprocess())
     with pytest.raises(ValueError, match="no layer"):
         cv.dissect(model, data, ["1"], progress=False, preprocess=preprocess()).units("9")
+
+
+def test_a_subset_of_a_concept_data_set_is_dissected(data):
+    part = torch.utils.data.Subset(data, range(0, 24, 2))
+    result = cv.dissect(tiny_cnn(), part, ["3"], q=Q, progress=False, preprocess=preprocess())
+    assert result.complete and result.images == 12 and result.table is TABLE

@@ -178,6 +178,8 @@ def dissect(
     if upsample not in ("bilinear", "nearest"):
         raise ValueError(f"upsample must be 'bilinear' or 'nearest'; got {upsample!r}.")
     table = getattr(concepts, "concepts", None)
+    if table is None and isinstance(concepts, Subset):  # a part of a concept data set
+        table = getattr(concepts.dataset, "concepts", None)
     if not isinstance(table, ConceptTable):
         raise TypeError(
             "concepts must be a concept data set with a .concepts ConceptTable: "
