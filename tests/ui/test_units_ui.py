@@ -111,3 +111,51 @@ def test_unit_card_in_jupyterlab(page, jupyter_server) -> None:
     explorer.locator('[data-testid="tile"][data-channel="3"]').click()
     card.wait_for(state="visible", timeout=60_000)
     assert crops.count() == 9
+
+
+DISSECTION_CELL = """
+from torch.utils.data import Subset
+concept_part = Subset(cv.datasets.concepts(progress=False), range(0, 2440, 20))
+lite = cv.load_model()
+dissection = cv.dissect(lite, concept_part, ["_blocks.4"], progress=False, iou_threshold=0.01)
+dissected = cv.Explorer(lite, cv.sample_image("cat"), dissection=dissection, layer="_blocks.4")
+dissected
+"""
+BEST_DETECTOR = (
+    'import json; _d = dissection.detectors("_blocks.4")[0]; '
+    "print(json.dumps([_d.unit, _d.concept, "
+    'sum(r.concept == _d.concept for r in dissection.detectors("_blocks.4"))]))'
+)
+
+
+def test_dissection_labels_and_segmentations_in_jupyterlab(page, jupyter_server) -> None:
+    run_notebook(page, f"{jupyter_server}/lab/tree/tour.ipynb")
+    page.evaluate(ADD_CELL, UNITS_CELL.replace("IMAGES = 3000", "IMAGES = 300"))
+    page.evaluate(ADD_CELL, DISSECTION_CELL)
+    explorer = page.locator(EXPLORER).last
+    grid = explorer.locator('[data-testid="grid"][data-layer="_blocks.4"][data-sheet="ready"]')
+    grid.wait_for(timeout=300_000)
+    explorer.scroll_into_view_if_needed()
+    wait_idle(page, explorer)
+    unit, concept, count = json.loads(kernel_print(page, BEST_DETECTOR))
+    # tiles are captioned with their concept; the filter keeps the units of one concept
+    caption = explorer.locator(f'.cv-tile[data-channel="{unit}"] .cv-tile-caption')
+    assert caption.inner_text() == f"{unit} {concept}"
+    search = explorer.locator('[data-testid="unit-filter"]')
+    search.fill(concept)
+    visible = explorer.locator(".cv-tile:not([hidden])")
+    page.wait_for_function(
+        "([g, n]) => g.querySelectorAll('.cv-tile:not([hidden])').length === n",
+        arg=[explorer.locator('[data-testid="grid"]').element_handle(), count],
+    )
+    assert visible.count() == count
+    # the card shows the label and the unit's segmentation of its top concept images
+    explorer.locator(f'[data-testid="tile"][data-channel="{unit}"]').click()
+    card = explorer.locator('[data-testid="unit-card"]')
+    card.wait_for(state="visible", timeout=60_000)
+    assert concept in card.locator('[data-testid="unit-concept"]').inner_text()
+    segments = card.locator('[data-testid="unit-segment"]')
+    assert segments.count() == 10
+    for i in range(10):
+        assert segments.nth(i).evaluate(LEVELS) > 8, f"segment {i} is blank"
+    card.screenshot(path=str(ARTIFACTS / "unit_card_dissection.png"))
