@@ -83,3 +83,24 @@ def test_find_units_by_concept(dissected):
     assert any(row.layer == LAYER and row.concept == concept for row in found)
     assert all(row.category == "scene" for row in result.find("scene"))
     assert torch.is_tensor(result.iou(LAYER))
+
+
+def test_crops_of_a_dissection_are_cut_where_its_pass_saw_the_maximum():
+    """The dissection saw each concept image whole; a preprocess that resizes and crops (the
+    default: short side to 256, centre 32 x 32) must not shift the card's crops."""
+    data = TinyConcepts(24)
+    model = tiny_cnn()
+    cropping = cv.Preprocess(input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    result = cv.dissect(model, data, [LAYER], q=0.02, top_k=4, progress=False, preprocess=cropping)
+    explorer = cv.Explorer(model, data[0][0], preprocess=cropping, labels=list("abcd"),
+                           layer=LAYER, dissection=result)  # fmt: skip
+    for unit in range(8):
+        explorer.show_unit(unit)
+        card = explorer.unit_card
+        maps = np.frombuffer(card["crop_maps"]["data"], np.uint8).reshape(
+            card["crop_maps"]["shape"]
+        )
+        for unit_map in maps:  # each example's maximum is at the centre of its crop
+            peak = np.unravel_index(unit_map.argmax(), unit_map.shape)
+            assert abs(peak[0] - 48) <= 20 and abs(peak[1] - 48) <= 20, (unit, peak)
+        explorer.selected_channel = -1

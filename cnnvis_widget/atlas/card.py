@@ -51,14 +51,16 @@ def unit_card(
     current: torch.Tensor,
     field: ReceptiveField | None,
     crop_size: int = CROP_SIZE,
+    preprocess: AnyPreprocess | None = None,
 ) -> UnitCard:
     """The card of channel ``unit`` of ``layer``. ``data`` is the data set the atlas was
-    computed on (its items are loaded again for the crops); ``current`` the model input
+    computed on (its items are loaded again for the crops, with ``preprocess``: the one the
+    atlas was computed with, default the bundle's); ``current`` the model input
     (1, C, H, W) shown in the Explorer; ``field`` the layer's receptive field (None: the
     layer has no spatial map, each crop is the whole image)."""
     examples = atlas.top(layer, unit)
     stats = atlas.stats[layer]
-    images, labels, seen = load_examples(bundle, data, examples)
+    images, labels, seen = load_examples(bundle, data, examples, preprocess)
     batch = torch.cat([*images, current.to(images[0].dtype) if images else current])
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     raw = unit_outputs(bundle, batch, layer, unit)  # (n + 1, h, w)

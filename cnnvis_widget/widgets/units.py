@@ -27,6 +27,7 @@ from ..dataset_pass import PreparedItems
 from ..dissection import DissectionResult
 from ..dissection.card import unit_segments, unit_tags
 from ..models import ModelBundle
+from ..preprocess import WholeImage
 from ..protocol import AtlasLayer, UnitCard, UnitTag, message
 from ..receptive_field import ReceptiveField, receptive_field
 from .channel import JobChannel, JobEnd, Report, Update
@@ -216,8 +217,11 @@ class UnitsPanel(Panel):
                 f"explorer.compute_atlas({layer!r})) or pass Explorer(..., atlas=...)."
             )
         x, bundle = self.host.session.input, self.host.session.bundle
-        card = unit_card(bundle, *source, layer, unit, x, self._field(layer, x))
         dissection = self.units.dissection
+        from_dissection = self.units.atlas_of(layer) is None
+        # the dissection's pass saw each concept image whole: its maxima are placed on that
+        prepare = WholeImage(bundle.preprocess) if from_dissection else None
+        card = unit_card(bundle, *source, layer, unit, x, self._field(layer, x), preprocess=prepare)
         if dissection is not None and layer in dissection.layers:
             card["dissection"] = unit_segments(bundle, dissection, layer, unit)
         return card
