@@ -14,6 +14,8 @@ ranks' shard states are merged with ``all_gather_object``.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -268,3 +270,37 @@ def refuse_other_world(out: str | Path | None, world: int) -> None:
                 f"this one has {world}. Resume it with torchrun --nproc_per_node={other}, or "
                 f"delete the rank-*-of-{other} folders to start over, or pass another out= folder."
             )
+
+
+def save_state(
+    folder: str | Path,
+    states: dict[str, dict[str, torch.Tensor]],
+    manifest: dict[str, Any],
+    state_file: str,
+    manifest_file: str,
+) -> Path:
+    """Write per-layer state dicts (saved as ``"<layer>/<key>"`` tensors with ``torch.save``)
+    and a JSON manifest into ``folder`` (created). Each file is replaced whole (write, then
+    rename): a pass killed while saving leaves the previous checkpoint readable. Keep the
+    image count that matters inside the states, so a state newer than its manifest still
+    resumes correctly."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{layer}/{key}": value for layer, state in states.items() for key, value in state.items()
+    }
+    torch.save(tensors, path / f"{state_file}.tmp")
+    os.replace(path / f"{state_file}.tmp", path / state_file)
+    (path / f"{manifest_file}.tmp").write_text(json.dumps(manifest, indent=1))
+    os.replace(path / f"{manifest_file}.tmp", path / manifest_file)
+    return path
+
+
+def load_states(path: Path, layers: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """The per-layer state dicts :func:`save_state` wrote to ``path`` (the state file),
+    read with ``weights_only=True``."""
+    tensors = torch.load(path, weights_only=True)
+    return {
+        layer: {k[len(layer) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{layer}/")}
+        for layer in layers
+    }

@@ -11,13 +11,13 @@ differs is refused, never silently reused.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..dataset_pass import load_states, save_state
 from ..unit_stats import UnitStats
 
 STATE_FILE = "atlas.pt"
@@ -129,21 +129,8 @@ class UnitAtlas:
 
     def save(self, folder: str | Path, state_file: str = STATE_FILE) -> Path:
         """Write ``atlas.pt`` + ``atlas.json`` into ``folder`` (created); returns it."""
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            f"{layer}/{key}": value
-            for layer, stats in self.stats.items()
-            for key, value in stats.state_dict().items()
-        }
-        # Each file is replaced whole (write, then rename): a pass killed while saving leaves
-        # the previous checkpoint readable. The image count that matters is the one inside the
-        # statistics, so a state newer than its manifest still resumes correctly.
-        torch.save(tensors, path / f"{state_file}.tmp")
-        os.replace(path / f"{state_file}.tmp", path / state_file)
-        (path / f"{MANIFEST_FILE}.tmp").write_text(json.dumps(self.manifest(), indent=1))
-        os.replace(path / f"{MANIFEST_FILE}.tmp", path / MANIFEST_FILE)
-        return path
+        states = {layer: stats.state_dict() for layer, stats in self.stats.items()}
+        return save_state(folder, states, self.manifest(), state_file, MANIFEST_FILE)
 
     @classmethod
     def load(
@@ -172,12 +159,8 @@ class UnitAtlas:
                     f"{saved[:12]}, this one {expected[:12]}); recompute it with "
                     f"cv.unit_atlas(..., out={str(path)!r})."
                 )
-        tensors = torch.load(path / state_file, weights_only=True)
-        stats = {}
-        for layer in manifest["layers"]:
-            prefix = f"{layer}/"
-            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            stats[layer] = UnitStats.from_state_dict(part)
+        states = load_states(path / state_file, manifest["layers"])
+        stats = {layer: UnitStats.from_state_dict(state) for layer, state in states.items()}
         images = {part.images for part in stats.values()}
         if len(images) > 1:
             raise ValueError(f"{path}: the layers' statistics saw different image counts {images}.")

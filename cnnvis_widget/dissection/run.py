@@ -6,7 +6,6 @@ each unit's thresholded, upsampled map against the concept masks (:mod:`.tally`)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,11 @@ from ..dataset_pass import (
     StopCheck,
     fold,
     fold_distributed,
+    load_states,
     model_and_preprocess,
     process_group,
     refuse_other_world,
+    save_state,
 )
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
@@ -71,19 +72,9 @@ class DissectionTally:
         self.images += len(labels)
 
     def save(self, folder: str | Path) -> Path:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            f"{name}/{key}": value
-            for name, tally in self.tallies.items()
-            for key, value in tally.state_dict().items()
-        }
-        torch.save(tensors, path / f"{STATE_FILE}.tmp")
-        os.replace(path / f"{STATE_FILE}.tmp", path / STATE_FILE)
+        states = {name: tally.state_dict() for name, tally in self.tallies.items()}
         manifest = {**self.provenance, "images": self.images, "total": self.total}
-        (path / f"{MANIFEST_FILE}.tmp").write_text(json.dumps(manifest, indent=1))
-        os.replace(path / f"{MANIFEST_FILE}.tmp", path / MANIFEST_FILE)
-        return path
+        return save_state(folder, states, manifest, STATE_FILE, MANIFEST_FILE)
 
     def resume(self, folder: str | Path | None) -> DissectionTally:
         """Load the state saved in ``folder`` by this very pass (same provenance); a state of
@@ -97,12 +88,11 @@ class DissectionTally:
                 f"{folder} holds the tally of another dissection (other model, data, layers or "
                 "thresholds); pass another out= folder, or delete it to start over."
             )
-        tensors = torch.load(Path(folder) / STATE_FILE, weights_only=True)
-        for name in self.tallies:
-            prefix = f"{name}/"
-            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            self.tallies[name] = IoUTally.from_state_dict(part, self.table, self.union)
-        self.images = int(manifest["images"])
+        states = load_states(Path(folder) / STATE_FILE, list(self.tallies))
+        for name, state in states.items():
+            self.tallies[name] = IoUTally.from_state_dict(state, self.table, self.union)
+        # the count inside the states: a state saved after its manifest still resumes right
+        self.images = next(iter(self.tallies.values())).images if self.tallies else 0
         return self
 
     def shard_state(self) -> dict[str, dict[str, torch.Tensor]]:
