@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -97,5 +98,70 @@ def test_units_notebook_runs_and_shows_the_units() -> None:
     below = printed("histogram.bins")
     assert 0.5 < float(below.split("%")[0]) / 100 < 1
     assert "273 photos" in printed("cv.datasets.photos()")
+    widget = next(cell for cell in code if "cv.Explorer(" in cell.source)
+    assert shows(widget, "application/vnd.jupyter.widget-view+json")
+
+
+def test_dissection_notebook_is_generated_from_its_script() -> None:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import make_dissection
+    finally:
+        sys.path.pop(0)
+    notebook = nbformat.read(NOTEBOOKS / "dissection.ipynb", as_version=4)
+    assert [cell.source for cell in notebook.cells] == [
+        source for _, source in make_dissection.CELLS
+    ]
+    assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
+
+
+@pytest.mark.slow
+def test_dissection_notebook_runs_and_shows_the_detectors() -> None:
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOKS / "dissection.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    assert not errors, errors
+
+    def shows(cell, kind: str) -> bool:
+        return any(kind in o.get("data", {}) for o in cell.outputs)
+
+    def printed(needle: str) -> str:
+        cell = next(cell for cell in code if needle in cell.source)
+        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    assert "2,440 images; concepts per category: {'color': 11" in printed("per_category")
+    assert shows(next(cell for cell in code if "SWATCH" in cell.source), "image/png")
+    assert printed("concepts.summary()").count("fewest:") == 3
+    images = int(printed("cv.dissect(").split(" images")[0])
+    assert 0 < images < 2440
+    # per layer: the printed unique concepts are as many as summary() counts, and the
+    # detectors' count is at least the unique count
+    summary = printed("result.summary()")
+    heads = [line for line in summary.splitlines() if not line.startswith(" ")]
+    assert [line.split(":")[0] for line in heads] == ["_blocks.3", "_blocks.15"]
+    for head in heads:
+        counts = ast.literal_eval(head.split("unique detectors ")[1])  # summary()'s dict
+        detectors = int(head.split(": ")[1].split(" detectors")[0])
+        block = summary.split(head + "\n")[1].splitlines()[: len(counts)]
+        names = {row.split(" (")[0].strip(): row.split("): ")[1].split(", ") for row in block}
+        assert {c: len(n) if n != ["-"] else 0 for c, n in names.items()} == counts
+        assert detectors >= sum(counts.values())
+    assert shows(next(cell for cell in code if "result.summary()" in cell.source), "image/png")
+    best = printed("result.detectors(layer)[:6]")
+    ious = [float(line.split("IoU ")[1]) for line in best.splitlines() if "IoU" in line]
+    assert ious and all(iou > 0.04 for iou in ious)
+    segments = next(cell for cell in code if "unit_segments(" in cell.source)
+    assert shows(segments, "image/png")
+    assert "dissection.html:" in printed("result.to_html(")
+    for line in printed('result.find("red")').splitlines():
+        assert "red" in line.split(": ")[1] and float(line.split("IoU ")[1]) > 0.04
     widget = next(cell for cell in code if "cv.Explorer(" in cell.source)
     assert shows(widget, "application/vnd.jupyter.widget-view+json")
