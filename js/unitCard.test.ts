@@ -69,6 +69,10 @@ describe("dissection labels on tiles", () => {
   });
   it("filters by concept text or category name, detectors only", () => {
     expect(matchesConcept(red, "re")).toBe(true);
+    const checkered = { concept: "checkered", category: "texture", iou: 0.2, detector: true };
+    expect(matchesConcept(checkered, "red")).toBe(false);
+    const wall = { concept: "stone wall", category: "texture", iou: 0.2, detector: true };
+    expect(matchesConcept(wall, "wall")).toBe(true);
     expect(matchesConcept(red, "Color")).toBe(true);
     expect(matchesConcept(weak, "dog")).toBe(false);
     expect(matchesConcept(weak, "")).toBe(true);

@@ -104,3 +104,17 @@ def test_crops_of_a_dissection_are_cut_where_its_pass_saw_the_maximum():
             peak = np.unravel_index(unit_map.argmax(), unit_map.shape)
             assert abs(peak[0] - 48) <= 20 and abs(peak[1] - 48) <= 20, (unit, peak)
         explorer.selected_channel = -1
+
+
+def test_find_matches_words_of_concepts_not_parts_of_them():
+    from cnnvis_widget.datasets.concept_format import concept_table
+    from cnnvis_widget.dissection import DissectionResult, IoUTally, LayerDissection
+
+    table = concept_table({"color": ["red"], "texture": ["checkered", "stone wall"]})
+    tally = IoUTally(3, table)
+    tally.intersection[:, 1:] = torch.tensor([[0, 50, 0], [50, 0, 0], [0, 0, 50]])
+    tally.label_area[1:] = 100
+    result = DissectionResult({"x": LayerDissection(tally, torch.zeros(3))}, table, q=0.005)
+    assert [row.concept for row in result.find("red")] == ["red"]
+    assert [row.concept for row in result.find("wall")] == ["stone wall"]
+    assert [row.unit for row in result.find("texture")] == [0, 2]

@@ -132,13 +132,16 @@ class DissectionResult:
         return out
 
     def find(self, text: str) -> list[UnitLabel]:
-        """Detectors, of every layer, whose concept or category contains ``text``."""
+        """Detectors, of every layer, whose concept has a word starting with ``text`` ("red"
+        finds "red", not "checkered"; "stone" finds "stone wall"), or whose category is
+        ``text``."""
         needle = text.strip().lower()
         return [
             row
             for layer in self.layers
             for row in self.detectors(layer)
-            if needle in row.concept.lower() or needle == row.category.lower()
+            if any(word.startswith(needle) for word in row.concept.lower().split())
+            or needle == row.category.lower()
         ]
 
     def to_html(

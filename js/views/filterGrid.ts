@@ -27,13 +27,15 @@ export function tileCaption(channel: number, tag: UnitTag | undefined): string {
   return tag?.detector ? `${channel} ${tag.concept}` : String(channel);
 }
 
-/** Whether a tile passes the concept filter (`text`: part of a concept or a category name;
- * empty: every tile). Only detectors match a non-empty filter. */
+/** Whether a tile passes the concept filter (`text`: the start of a word of the concept, so
+ * "red" does not find "checkered", or a category name; empty: every tile). Only detectors
+ * match a non-empty filter. */
 export function matchesConcept(tag: UnitTag | undefined, text: string): boolean {
   const needle = text.trim().toLowerCase();
   if (needle === "") return true;
   if (tag === undefined || !tag.detector) return false;
-  return tag.concept.toLowerCase().includes(needle) || tag.category.toLowerCase() === needle;
+  const words = tag.concept.toLowerCase().split(/\s+/);
+  return words.some((word) => word.startsWith(needle)) || tag.category.toLowerCase() === needle;
 }
 
 /** Heat for channel c of a (C, h, w) grid: uint8 spans the colormap, floats use min..max. */
