@@ -183,14 +183,15 @@ CELLS = [
     (
         "markdown",
         "### 2.4 Finding units by concept\n\n"
-        "`result.find(text)`: the detectors, of every layer, whose concept contains the text "
-        '(or whose category is it: `result.find("color")`). It matches substrings: these two '
-        'layers have no colour detector (section 2.1), so `"red"` finds the units of '
-        "check*ered* and armou*red* vehicle.",
+        "`result.find(text)`: the detectors, of every layer, whose concept has a word starting "
+        'with the text (or whose category is it: `result.find("texture")`). These two layers '
+        'have no colour detector (section 2.1), so `result.find("red")` is empty (it does not '
+        'match "checkered"); the dotted-texture detectors:',
     ),
     (
         "code",
-        'for row in result.find("red"):\n'
+        'print(len(result.find("red")), "red detectors")\n'
+        'for row in result.find("dotted"):\n'
         '    print(f"{row.layer} unit {row.unit}: {row.concept}, IoU {row.iou:.3f}")',
     ),
     (
