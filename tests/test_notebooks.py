@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import sys
 from pathlib import Path
 
@@ -13,32 +14,42 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def test_synthesis_notebook_is_generated_from_its_script() -> None:
+def generated(name: str, script: str) -> nbformat.NotebookNode:
+    """notebooks/<name>.ipynb, checked to hold exactly the cells of notebooks/<script>.py."""
     sys.path.insert(0, str(NOTEBOOKS))
     try:
-        import make_synthesis
+        module = importlib.import_module(script)
     finally:
         sys.path.pop(0)
-    notebook = nbformat.read(NOTEBOOKS / "synthesis.ipynb", as_version=4)
-    assert [cell.source for cell in notebook.cells] == [
-        source for _, source in make_synthesis.CELLS
-    ]
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert [cell.source for cell in notebook.cells] == [source for _, source in module.CELLS]
+    return notebook
 
 
-@pytest.mark.slow
-def test_synthesis_notebook_runs_and_shows_images() -> None:
+def executed_code(name: str, timeout: int = 600) -> list[nbformat.NotebookNode]:
+    """The code cells of notebooks/<name>.ipynb after running it top to bottom (no errors)."""
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(NOTEBOOKS / "synthesis.ipynb", as_version=4)
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(
         notebook,
-        timeout=600,
+        timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     ).execute()
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
     assert not errors, errors
+    return code
+
+
+def test_synthesis_notebook_is_generated_from_its_script() -> None:
+    generated("synthesis", "make_synthesis")
+
+
+@pytest.mark.slow
+def test_synthesis_notebook_runs_and_shows_images() -> None:
+    code = executed_code("synthesis")
     images = [cell for cell in code if any("image/png" in o.get("data", {}) for o in cell.outputs)]
     assert len(images) >= 8  # every sheet of images is displayed
     fooling = next(cell for cell in code if "fooling_image" in cell.source)
@@ -48,30 +59,13 @@ def test_synthesis_notebook_runs_and_shows_images() -> None:
 
 
 def test_units_notebook_is_generated_from_its_script() -> None:
-    sys.path.insert(0, str(NOTEBOOKS))
-    try:
-        import make_units
-    finally:
-        sys.path.pop(0)
-    notebook = nbformat.read(NOTEBOOKS / "units.ipynb", as_version=4)
-    assert [cell.source for cell in notebook.cells] == [source for _, source in make_units.CELLS]
+    notebook = generated("units", "make_units")
     assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
 
 
 @pytest.mark.slow
 def test_units_notebook_runs_and_shows_the_units() -> None:
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(NOTEBOOKS / "units.ipynb", as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    ).execute()
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
-    assert not errors, errors
+    code = executed_code("units")
 
     def shows(cell, kind: str) -> bool:
         return any(kind in o.get("data", {}) for o in cell.outputs)
@@ -103,32 +97,13 @@ def test_units_notebook_runs_and_shows_the_units() -> None:
 
 
 def test_dissection_notebook_is_generated_from_its_script() -> None:
-    sys.path.insert(0, str(NOTEBOOKS))
-    try:
-        import make_dissection
-    finally:
-        sys.path.pop(0)
-    notebook = nbformat.read(NOTEBOOKS / "dissection.ipynb", as_version=4)
-    assert [cell.source for cell in notebook.cells] == [
-        source for _, source in make_dissection.CELLS
-    ]
+    notebook = generated("dissection", "make_dissection")
     assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
 
 
 @pytest.mark.slow
 def test_dissection_notebook_runs_and_shows_the_detectors() -> None:
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(NOTEBOOKS / "dissection.ipynb", as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=900,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    ).execute()
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
-    assert not errors, errors
+    code = executed_code("dissection", timeout=900)
 
     def shows(cell, kind: str) -> bool:
         return any(kind in o.get("data", {}) for o in cell.outputs)
