@@ -181,7 +181,8 @@ class UnitsPanel(Panel):
         self.units: UnitData = getattr(host, "unit_data", None) or UnitData()
         self.jobs = JobChannel(host, "atlas_job", PROGRESS_INTERVAL_S)
         self._fields: dict[tuple[str, tuple[int, ...]], ReceptiveField | None] = {}
-        host.watch(["selected_channel"], self._on_channel)
+        if self.units.images:  # without data a tile click stays a display change
+            host.watch(["selected_channel"], self._on_channel)
 
     def channels(self) -> list[JobChannel]:
         return [self.jobs]
