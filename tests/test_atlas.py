@@ -192,3 +192,18 @@ def test_bad_requests_are_refused_with_the_fix(model) -> None:
         cv.unit_atlas(model, data, ["conv1"], q=0, preprocess=PREPROCESS, progress=False)
     with pytest.raises(ValueError, match="k"):
         cv.unit_atlas(model, data, ["conv1"], k=0, preprocess=PREPROCESS, progress=False)
+
+
+def test_weights_changed_during_the_pass_are_refused():
+    bundle = cv.load_model("fashion_cnn")
+    data = torch.utils.data.Subset(cv.datasets.fashion_mnist(split="test"), range(64))
+
+    def edit_weights(done, total):
+        if done == 32:
+            with torch.no_grad():
+                bundle.module.fc.bias += 1.0  # as a training step in another thread would
+        return False
+
+    with pytest.raises(ValueError, match="changed during the pass"):
+        cv.unit_atlas(bundle, data, ["features.relu3"], batch_size=32, progress=False,
+                      should_stop=edit_weights)  # fmt: skip

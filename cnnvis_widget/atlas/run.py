@@ -103,9 +103,23 @@ def unit_atlas(
             return saved or UnitAtlas({}, k, q, 0, images, *fingerprints, {})
 
         fold_distributed(atlas, items, setup, out, progress, should_stop, shard_of)
+        _check_unchanged(module, fingerprints[0], out)
         return atlas
     fold(atlas, Subset(items, range(atlas.images, total)), setup, out, progress, should_stop)
+    _check_unchanged(module, fingerprints[0], out)
     return atlas
+
+
+def _check_unchanged(module: nn.Module, fingerprint: str, out: str | Path | None) -> None:
+    """Refuse a pass during which the model's weights changed (a training step in another
+    thread, an in-place edit): its statistics would mix two models."""
+    if model_fingerprint(module) == fingerprint:
+        return
+    where = f" The statistics saved in {out} mix them too: delete that folder." if out else ""
+    raise ValueError(
+        "the model's parameters or buffers changed during the pass, so its statistics mix two "
+        f"models; run it again on a model nothing changes meanwhile.{where}"
+    )
 
 
 def _resumable(
