@@ -76,11 +76,17 @@ class PreparedItems(Dataset[tuple[torch.Tensor, Any, int]]):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any, int]:
-        item = self.data[index]
-        image, target = item if isinstance(item, tuple) and len(item) == 2 else (item, -1)
-        if isinstance(target, torch.Tensor) and target.ndim == 0:
-            target = int(target)
+        image, target = split_item(self.data[index])
         return self.preprocess(image)[0], target, index
+
+
+def split_item(item: Any) -> tuple[Any, Any]:
+    """A data set item as (image, target): an item is an image (target -1), or an (image,
+    target) pair; a 0-d tensor target becomes an int."""
+    image, target = item if isinstance(item, tuple) and len(item) == 2 else (item, -1)
+    if isinstance(target, torch.Tensor) and target.ndim == 0:
+        target = int(target)
+    return image, target
 
 
 def collate(batch: list[tuple[torch.Tensor, Any, int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:

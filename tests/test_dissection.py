@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import cnnvis_widget as cv
 from cnnvis_widget.atlas.fingerprint import model_fingerprint
 from tests.support_concepts import MASK, TABLE, TinyConcepts, tiny_cnn
-from tests.test_dissection_tally import counted
+from tests.test_dissection_tally import straightforward_iou
 
 LAYERS = ["1", "3"]  # ReLU outputs: 6 x 32 x 32 and 8 x 16 x 16
 Q = 0.02  # many positions above it, and the quantile sketch still exact (rank_cap / q positions)
@@ -32,26 +32,7 @@ def straightforward(model, data, layer: str, q: float) -> tuple[np.ndarray, np.n
     thresholds = np.quantile(acts.transpose(0, 1).reshape(units, -1).numpy(), 1 - q, axis=1)
     maps = F.interpolate(acts.float(), size=(MASK, MASK), mode="bilinear", align_corners=False)
     masks = (maps > torch.tensor(thresholds, dtype=torch.float32)[None, :, None, None]).numpy()
-    iou = np.zeros((units, TABLE.size))
-    for concept in TABLE.concepts:
-        for unit in range(units):
-            inter = union = 0
-            for i in range(len(data)):
-                labels = data[i][1]
-                mask = masks[i, unit] & counted(
-                    masks[i, unit], labels, concept.category, "lite", MASK
-                )
-                if concept.category not in labels.categories:
-                    continue  # the union counts only images annotated for the category
-                if concept.category in labels.whole:
-                    label = np.full((MASK, MASK), concept.index in labels.whole[concept.category])
-                else:
-                    label = np.zeros((MASK, MASK), bool)
-                    for label_map in labels.pixels[concept.category]:
-                        label |= label_map == concept.index
-                inter += int((mask & label).sum())
-                union += int((mask | label).sum())
-            iou[unit, concept.index] = inter / union if union else 0.0
+    iou = straightforward_iou(masks, [data[i][1] for i in range(len(data))], table=TABLE)
     return thresholds, iou
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnvis_widget.datasets.concept_format import ConceptLabels, concept_table
+from cnnvis_widget.datasets.concept_format import ConceptLabels, ConceptTable, concept_table
 from cnnvis_widget.dissection.tally import IoUTally, unit_masks
 
 TABLE = concept_table(
@@ -41,24 +41,28 @@ def counted(mask: np.ndarray, labels: ConceptLabels, category: str, rule: str, s
 
 
 def straightforward_iou(
-    masks: np.ndarray, labels: list[ConceptLabels], union_rule: str = "lite"
+    masks: np.ndarray,
+    labels: list[ConceptLabels],
+    union_rule: str = "lite",
+    table: ConceptTable = TABLE,
 ) -> np.ndarray:
     """(C, L) by definition: per unit and concept, sums over images of |M & L| and of
     |M | L|, where M counts only on images annotated for the concept's category and, by
     Lite's rule, covering at least one pixel labelled in that category."""
-    units = masks.shape[1]
-    iou = np.zeros((units, TABLE.size))
-    for concept in TABLE.concepts:
+    units, size = masks.shape[1], masks.shape[-1]
+    iou = np.zeros((units, table.size))
+    for concept in table.concepts:
         for unit in range(units):
             inter = union = 0
             for mask, image_labels in zip(masks[:, unit], labels, strict=True):
-                mask = mask & counted(mask, image_labels, concept.category, union_rule, S)
+                mask = mask & counted(mask, image_labels, concept.category, union_rule, size)
                 if concept.category not in image_labels.categories:
                     continue
                 if concept.category in image_labels.whole:
-                    label = np.full((S, S), concept.index in image_labels.whole[concept.category])
+                    whole = concept.index in image_labels.whole[concept.category]
+                    label = np.full((size, size), whole)
                 else:
-                    label = np.zeros((S, S), bool)
+                    label = np.zeros((size, size), bool)
                     for label_map in image_labels.pixels.get(concept.category, []):
                         label |= label_map == concept.index
                 inter += int((mask & label).sum())

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Subset
 
+from ..dataset_pass import split_item
 from ..encode import ndarray_payload
 from ..layers import activations
 from ..models import AnyPreprocess, ModelBundle, to_model_input
@@ -29,14 +30,9 @@ PAD_GREY = 128
 
 
 def image_and_label(item: Any) -> tuple[Any, int]:
-    """A data set item as (image, label): an item is an image, or an (image, target) pair;
-    the label is the target when it is a class index, else -1 (unlabelled, or a target such
-    as concept masks)."""
-    if not (isinstance(item, tuple) and len(item) == 2):
-        return item, -1
-    image, target = item
-    if isinstance(target, torch.Tensor) and target.ndim == 0:
-        target = target.item()
+    """A data set item as (image, label): the label is the item's target when it is a class
+    index, else -1 (unlabelled, or a target such as concept masks)."""
+    image, target = split_item(item)
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         return image, int(target)
     return image, -1
