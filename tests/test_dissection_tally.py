@@ -133,3 +133,32 @@ def test_mismatched_sizes_are_refused():
         tally.update(torch.zeros(1, 2, 4, 4, dtype=torch.bool), [labels])
     with pytest.raises(ValueError, match="expected masks"):
         tally.update(torch.zeros(1, 3, S, S, dtype=torch.bool), [labels])
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest"])
+def test_counting_only_crossing_units_equals_every_mask(upsample):
+    """update_maps resizes only the units whose map can cross its threshold on an image; the
+    sums equal the dense tally's, also where a threshold is exactly an image's maximum (the
+    quantile is one of the values) and for sparse, mostly negative maps."""
+    rng = np.random.default_rng(3)
+    n, units = 24, 7
+    acts = torch.from_numpy(rng.normal(size=(n, units, 3, 5)).astype(np.float32))
+    acts[:, 4] = -acts[:, 4].abs() * 1e3  # huge negatives next to the peak
+    acts[5, 4] = 0.25
+    acts[5, 4, 1, 2] = -1e3
+    labels = [random_labels(rng) for _ in range(n)]
+    thresholds = torch.from_numpy(
+        np.quantile(acts.numpy().transpose(1, 0, 2, 3).reshape(units, -1), 0.97, axis=1)
+    ).float()
+    thresholds[2] = acts[7, 2].max()  # some image's peak is the threshold itself
+    thresholds[4] = 0.2499
+    dense = IoUTally(units, TABLE)
+    dense.update(unit_masks(acts, thresholds, (S, S), upsample), labels)
+    sparse = IoUTally(units, TABLE)
+    sparse.update_maps(acts[:10], thresholds, (S, S), labels[:10], upsample)
+    sparse.update_maps(acts[10:], thresholds, (S, S), labels[10:], upsample)
+    assert torch.equal(sparse.intersection, dense.intersection)
+    assert torch.equal(sparse.unit_area, dense.unit_area)
+    assert torch.equal(sparse.label_area, dense.label_area)
+    assert sparse.images == dense.images == n
+    assert dense.unit_area[4].sum() > 0  # the lone peak of unit 4 is counted

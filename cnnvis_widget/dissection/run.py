@@ -33,7 +33,7 @@ from ..models import AnyPreprocess, ModelBundle
 from ..preprocess import WholeImage
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
 from .saved import save_manifest, thresholds_digest
-from .tally import IoUTally, UnionRule, Upsample, unit_masks
+from .tally import IoUTally, UnionRule, Upsample
 
 MASK_SIZE = (112, 112)
 """Resolution of the unit masks on images that have only whole-image labels (Broden's)."""
@@ -67,8 +67,10 @@ class DissectionTally:
             maps = acts if acts.ndim == 4 else acts[:, :, None, None]
             for size in dict.fromkeys(sizes):
                 rows = [i for i, s in enumerate(sizes) if s == size]
-                masks = unit_masks(maps[rows], self.thresholds[name], size, self.upsample)
-                self.tallies[name].update(masks, [labels[i] for i in rows])
+                self.tallies[name].update_maps(
+                    maps[rows], self.thresholds[name], size, [labels[i] for i in rows],
+                    self.upsample,
+                )  # fmt: skip
         self.images += len(labels)
 
     def save(self, folder: str | Path) -> Path:

@@ -58,6 +58,18 @@ def unit_masks(
     return maps > thresholds.to(maps.device, torch.float32)[None, :, None, None]
 
 
+def crossing_units(maps: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """(B, C) bool: whether unit c's map (B, C, h, w) on image b may cross its threshold
+    (C,) once resized. A bilinear or nearest resize takes convex combinations of the map's
+    values, so its maximum is the map's maximum up to float rounding (a few ulps of the
+    largest magnitude); a unit whose maximum is below its threshold by more than that margin
+    has an empty mask."""
+    flat = maps.reshape(maps.shape[0], maps.shape[1], -1).float()
+    peak = flat.amax(dim=2)
+    margin = 1e-5 * flat.abs().amax(dim=2)
+    return peak + margin >= thresholds.to(flat.device, torch.float32)[None, :]
+
+
 class IoUTally:
     """The sums of the module docstring for ``units`` units and the concepts of ``table``:
     ``intersection`` (C, L), ``unit_area`` (C, K categories), ``label_area`` (L,), int64."""
@@ -81,14 +93,42 @@ class IoUTally:
                 f"expected masks (B, {self.units}, H, W) for {len(labels)} images; got "
                 f"{tuple(masks.shape)}."
             )
+        every_unit = torch.arange(self.units)
         for mask, image_labels in zip(masks, labels, strict=True):
-            self._add_image(mask.reshape(self.units, -1), image_labels)
+            self._add_image(every_unit, mask.reshape(self.units, -1), image_labels)
         self.images += len(labels)
 
-    def _add_image(self, mask: torch.Tensor, labels: ConceptLabels) -> None:
-        """``mask`` (C, P) bool of one image."""
+    def update_maps(
+        self,
+        maps: torch.Tensor,
+        thresholds: torch.Tensor,
+        size: tuple[int, int],
+        labels: Sequence[ConceptLabels],
+        upsample: Upsample = "bilinear",
+    ) -> None:
+        """Add one batch from the units' activation maps (B, C, h, w): the same counts as
+        :meth:`update` of :func:`unit_masks` (maps, thresholds (C,), size), but only the units
+        whose map can cross their threshold on an image are resized and counted there (see
+        :func:`crossing_units`): at q = 0.005 most are not, and resizing every unit of a wide
+        layer to the label size took 2 GB and most of the pass's time."""
+        if maps.ndim != 4 or maps.shape[1] != self.units or maps.shape[0] != len(labels):
+            raise ValueError(
+                f"expected maps (B, {self.units}, h, w) for {len(labels)} images; got "
+                f"{tuple(maps.shape)}."
+            )
+        crossing = crossing_units(maps, thresholds)
+        for image_maps, image_crossing, image_labels in zip(maps, crossing, labels, strict=True):
+            units = image_crossing.nonzero().reshape(-1)
+            mask = unit_masks(image_maps[units][None], thresholds[units], size, upsample)[0]
+            self._add_image(units, mask.reshape(len(units), size[0] * size[1]), image_labels)
+        self.images += len(labels)
+
+    def _add_image(self, units: torch.Tensor, mask: torch.Tensor, labels: ConceptLabels) -> None:
+        """The masks (n, P) bool on one image of the units ``units`` (n,) (distinct indices);
+        every other unit's mask is empty there."""
         pixels = mask.shape[1]
-        area = mask.sum(dim=1).cpu()  # (C,)
+        area = torch.zeros(self.units, dtype=torch.int64)
+        area[units] = mask.sum(dim=1).cpu().to(torch.int64)
         covers: dict[str, torch.Tensor] = {}  # per category: the mask covers one of its labels
         for category in labels.whole:
             covers[category] = area > 0
@@ -98,7 +138,7 @@ class IoUTally:
             for label_map in maps:
                 values = torch.from_numpy(np.ascontiguousarray(label_map, dtype=np.int64))
                 values = values.reshape(-1)
-                if values.numel() != pixels:
+                if values.numel() != pixels and len(units):
                     raise ValueError(
                         f"a label map has {values.numel()} pixels; the unit masks were made "
                         f"at {pixels}. Resize the masks to the label maps' size."
@@ -108,11 +148,13 @@ class IoUTally:
                 if present.numel() == 0:
                     continue
                 onehot = (values[:, None] == present[None, :]).to(torch.float32)  # (P, K)
+                self.label_area[present] += onehot.sum(dim=0).to(torch.int64)
+                if len(units) == 0:
+                    continue
                 # float32 sums of 0/1 are exact up to 2**24 pixels per image
                 counts = (flat @ onehot.to(flat.device)).round().to(torch.int64).cpu()
-                self.intersection[:, present] += counts
-                self.label_area[present] += onehot.sum(dim=0).to(torch.int64)
-                covers[category] |= counts.sum(dim=1) > 0
+                self.intersection[units[:, None].cpu(), present[None, :]] += counts
+                covers[category][units.cpu()] |= counts.sum(dim=1) > 0
         for category, covered in covers.items():
             counted = area if self.union == "annotated" else area * covered
             self.unit_area[:, self.categories.index(category)] += counted
