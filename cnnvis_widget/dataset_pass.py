@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from .checks import check_module
 from .layers import layers as layer_table
 from .model_view import eval_view
 from .models import AnyPreprocess, ModelBundle, Preprocess, to_model_input
+from .pass_cache import Batch, OutputCache
 
 StopCheck = Callable[[int, int], bool]
 """``should_stop(images_done, total) -> bool``, asked after every batch."""
@@ -148,25 +149,34 @@ def fold(
     folder: str | Path | None,
     progress: bool,
     should_stop: StopCheck | None,
+    *,
+    keep: OutputCache | None = None,
+    reuse: OutputCache | None = None,
 ) -> bool:
     """Fold ``items`` (those ``result`` has yet to see) into ``result`` batch by batch, saved
     in ``folder`` every ``checkpoint_every`` batches and when it ends (also on an error or a
-    KeyboardInterrupt: what was done is kept). True when ``should_stop`` stopped it."""
-    loader = DataLoader(
-        items, batch_size=setup.batch_size, num_workers=setup.num_workers, shuffle=False,
-        collate_fn=collate,
-    )  # fmt: skip
+    KeyboardInterrupt: what was done is kept). True when ``should_stop`` stopped it.
+
+    ``keep``: a cache that also receives every batch's outputs (a later pass over the same
+    items may ``reuse`` it). ``reuse``: a cache holding exactly these items' batches (a
+    ``Subset`` of :class:`PreparedItems`), read instead of running the model; any other
+    cache is ignored and the model runs."""
     bar = tqdm(
         total=result.total, initial=result.images, unit="img", disable=not progress,
         desc=setup.desc,
     )  # fmt: skip
     started = result.images
+    if keep is not None:
+        keep.setup = setup
     try:
-        for batch_number, (x, targets, indices) in enumerate(loader, start=1):
-            outputs = layer_outputs(setup, x)
+        for batch_number, (outputs, targets, indices) in enumerate(
+            _batches(items, setup, reuse), start=1
+        ):
+            if keep is not None:
+                keep.keep(outputs, targets, indices)
             with one_thread():
                 result.add_batch(outputs, targets, indices)
-            bar.update(int(x.shape[0]))
+            bar.update(int(indices.numel()))
             if folder is not None and batch_number % setup.checkpoint_every == 0:
                 result.save(folder)
             if should_stop is not None and should_stop(result.images, result.total):
@@ -178,6 +188,26 @@ def fold(
             result.save(folder)
 
 
+def _batches(
+    items: Dataset[tuple[torch.Tensor, Any, int]], setup: PassSetup, reuse: OutputCache | None
+) -> Iterable[Batch]:
+    """The batches of ``items``: from ``reuse`` when it holds exactly them, else computed."""
+    if reuse is not None and isinstance(items, Subset) and reuse.covers(items.indices):
+        return reuse
+    return _computed_batches(items, setup)
+
+
+def _computed_batches(
+    items: Dataset[tuple[torch.Tensor, Any, int]], setup: PassSetup
+) -> Iterator[Batch]:
+    loader = DataLoader(
+        items, batch_size=setup.batch_size, num_workers=setup.num_workers, shuffle=False,
+        collate_fn=collate,
+    )  # fmt: skip
+    for x, targets, indices in loader:
+        yield layer_outputs(setup, x), targets, indices
+
+
 def fold_distributed(
     result: Folded,
     items: PreparedItems,
@@ -186,12 +216,16 @@ def fold_distributed(
     progress: bool,
     should_stop: StopCheck | None,
     shard_of: Callable[[Path | None, int], Folded],
+    *,
+    keep: OutputCache | None = None,
+    reuse: OutputCache | None = None,
 ) -> bool:
     """This rank's shard, resumed from ``out/rank-<r>-of-<W>/`` (``shard_of(folder, n)``
     loads it or starts a new one of ``n`` images), then every rank's shard merged into
     ``result``. True when some rank stopped (the merge so far is then incomplete; each rank
     resumes from its own checkpoint next time); else rank 0 saves the whole result in ``out``
-    and the shard checkpoints are deleted."""
+    and the shard checkpoints are deleted. ``keep`` / ``reuse``: as :func:`fold`, for this
+    rank's shard."""
     rank, world = process_group()
     indices = range(rank, len(items), world)
     folder = None if out is None else Path(out) / rank_folder(rank, world)
@@ -205,7 +239,10 @@ def fold_distributed(
     if shard.images < shard.total:
         remaining = Subset(items, indices[shard.images :])
         setup = PassSetup(**{**vars(setup), "desc": f"{setup.desc} (rank {rank})"})
-        stopped = fold(shard, remaining, setup, folder, progress and rank == 0, should_stop)
+        stopped = fold(
+            shard, remaining, setup, folder, progress and rank == 0, should_stop,
+            keep=keep, reuse=reuse,
+        )  # fmt: skip
     states: list[Any] = [None] * world
     dist.all_gather_object(states, (shard.shard_state(), stopped))
     result.merge_shards([state for state, _ in states])

@@ -41,11 +41,25 @@ def data():
     return TinyConcepts(24)
 
 
-def test_dissect_equals_the_straightforward_computation(data):
+@pytest.mark.parametrize(("cache_mb", "tally_forwards"), [(1024, 0), (0, 5), (0.3, 5)])
+def test_dissect_equals_the_straightforward_computation(data, cache_mb, tally_forwards):
+    """The same numbers whether the tally reads the first pass's maps (they fit in cache_mb)
+    or runs the model again (no cache; a cache that overflows halfway); 24 images in 5
+    batches of 5."""
     model = tiny_cnn()
     before = model_fingerprint(model)
+    forwards: list[int] = []
+    hook = model[0].register_forward_hook(lambda *_: forwards.append(1))
+    baseline = len(forwards)
+    without_tally = cv.unit_atlas(model, data, LAYERS, 3, q=Q, batch_size=5, progress=False,
+                                  preprocess=cv.preprocess.WholeImage(preprocess()))  # fmt: skip
+    atlas_forwards = len(forwards) - baseline
+    del without_tally
+    start = len(forwards)
     result = cv.dissect(model, data, LAYERS, q=Q, batch_size=5, progress=False,
-                        preprocess=preprocess(), top_k=3)  # fmt: skip
+                        preprocess=preprocess(), top_k=3, cache_mb=cache_mb)  # fmt: skip
+    hook.remove()
+    assert len(forwards) - start == atlas_forwards + tally_forwards  # one probe
     assert model_fingerprint(model) == before and not model.training
     assert result.complete and result.images == 24
     for layer in LAYERS:

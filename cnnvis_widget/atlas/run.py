@@ -24,6 +24,7 @@ from ..dataset_pass import (
     refuse_other_world,
 )
 from ..models import AnyPreprocess, ModelBundle
+from ..pass_cache import OutputCache
 from .fingerprint import data_fingerprint, model_fingerprint
 from .result import MANIFEST_FILE, UnitAtlas
 
@@ -42,6 +43,7 @@ def unit_atlas(
     progress: bool = True,
     should_stop: StopCheck | None = None,
     preprocess: AnyPreprocess | None = None,
+    keep: OutputCache | None = None,
 ) -> UnitAtlas:
     """Per-unit statistics of ``layers`` over ``data`` (a map-style dataset of images or
     (image, label) pairs, e.g. ``cv.datasets.photos()``): for every channel, its top-``k``
@@ -71,6 +73,10 @@ def unit_atlas(
     shards); the checkpoints are deleted once the whole result is saved. ``should_stop`` gets
     the rank's own (done, total); a rank that stops keeps its checkpoint and, once every rank
     has ended its loop, all return the merged atlas so far with ``complete == False``.
+
+    ``keep``: an :class:`~cnnvis_widget.pass_cache.OutputCache` that also receives the layer
+    outputs this call computes (nothing when the atlas is loaded complete from ``out``), for a
+    second pass over the same images (``cv.dissect`` uses it).
     """
     module, prepare = model_and_preprocess(model, preprocess)
     names = check_names("layers", layers)
@@ -102,10 +108,11 @@ def unit_atlas(
             saved = _resumable(folder, names, k, q, fingerprints)
             return saved or UnitAtlas({}, k, q, 0, images, *fingerprints, {})
 
-        fold_distributed(atlas, items, setup, out, progress, should_stop, shard_of)
+        fold_distributed(atlas, items, setup, out, progress, should_stop, shard_of, keep=keep)
         _check_unchanged(module, fingerprints[0], out)
         return atlas
-    fold(atlas, Subset(items, range(atlas.images, total)), setup, out, progress, should_stop)
+    remaining = Subset(items, range(atlas.images, total))
+    fold(atlas, remaining, setup, out, progress, should_stop, keep=keep)
     _check_unchanged(module, fingerprints[0], out)
     return atlas
 

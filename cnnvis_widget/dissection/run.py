@@ -30,6 +30,7 @@ from ..dataset_pass import (
 )
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
+from ..pass_cache import OutputCache
 from ..preprocess import WholeImage
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
 from .saved import save_manifest, thresholds_digest
@@ -139,6 +140,7 @@ def dissect(
     progress: bool = True,
     should_stop: StopCheck | None = None,
     preprocess: AnyPreprocess | None = None,
+    cache_mb: float = 1024,
 ) -> DissectionResult:
     """Network Dissection (Bau et al. 2017) of ``layers`` over ``concepts`` (a concept data set:
     items ``(image, ConceptLabels)`` and ``.concepts``, see
@@ -160,6 +162,11 @@ def dissect(
     input. Both passes run on an eval view of the model, show progress, stop (``should_stop``), and
     with ``out`` checkpoint and resume (``out/atlas``, ``out/tally``); under ``torchrun`` they
     shard the images and merge (the same result as one process: the sums are integers).
+
+    The first pass's layer outputs (and the labels) are kept in memory up to ``cache_mb``
+    megabytes, so the second pass reads them instead of running the model again (about one
+    forward pass instead of two); past that size, or when the first pass was resumed from
+    ``out``, the second pass runs the model (the same result, slower). 0 never keeps them.
     """
     module, given = model_and_preprocess(model, preprocess)
     prepare = WholeImage(given)  # label maps are made for the whole image: never crop it
@@ -177,12 +184,14 @@ def dissect(
             "concepts must be a concept data set with a .concepts ConceptTable: "
             "cv.datasets.concepts(), cv.datasets.broden(path) or cv.datasets.label_folder()."
         )
+    check_number("cache_mb", cache_mb, low=0)
     folder = None if out is None else Path(out)
+    cache = OutputCache(int(cache_mb * 2**20))
     atlas = unit_atlas(
         (model if isinstance(model, ModelBundle) else module), concepts, names, top_k, q=q,
         batch_size=batch_size, num_workers=num_workers,
         out=None if folder is None else folder / "atlas", checkpoint_every=checkpoint_every,
-        progress=progress, should_stop=should_stop, preprocess=prepare,
+        progress=progress, should_stop=should_stop, preprocess=prepare, keep=cache,
     )  # fmt: skip
     thresholds = {name: atlas.summary(name)["quantile"].float() for name in names}
     tally = DissectionTally(
@@ -191,7 +200,8 @@ def dissect(
     )  # fmt: skip
     if atlas.complete:
         _tally_pass(tally, module, prepare, concepts, names, batch_size, num_workers,
-                    checkpoint_every, folder, progress, should_stop)  # fmt: skip
+                    checkpoint_every, folder, progress, should_stop, cache)  # fmt: skip
+    del cache  # the maps are freed before the result is built
     layers_found = {name: LayerDissection(tally.tallies[name], thresholds[name]) for name in names}
     result = DissectionResult(
         layers_found, table, q=q, iou_threshold=iou_threshold, images=tally.images,
@@ -214,6 +224,7 @@ def _tally_pass(
     folder: Path | None,
     progress: bool,
     should_stop: StopCheck | None,
+    cache: OutputCache,
 ) -> None:
     items = PreparedItems(concepts, prepare)
     tally_folder = None if folder is None else folder / "tally"
@@ -222,8 +233,13 @@ def _tally_pass(
         return
     world = process_group()[1]
     refuse_other_world(tally_folder, world)
-    first = items[0][0]
-    setup = PassSetup.of(module, names, first, batch_size, num_workers, checkpoint_every, "tally")
+    if isinstance(cache.setup, PassSetup):  # the first pass ran here: same view and layers
+        setup = PassSetup(**{**vars(cache.setup), "desc": "tally"})
+    else:
+        first = items[0][0]
+        setup = PassSetup.of(
+            module, names, first, batch_size, num_workers, checkpoint_every, "tally"
+        )
     if world > 1:
         if tally.images:
             raise ValueError(f"{tally_folder} holds a stopped pass; resume it in one process.")
@@ -234,10 +250,12 @@ def _tally_pass(
             )
             return shard.resume(shard_folder)
 
-        fold_distributed(tally, items, setup, tally_folder, progress, should_stop, shard_of)
+        fold_distributed(
+            tally, items, setup, tally_folder, progress, should_stop, shard_of, reuse=cache
+        )
         return
     remaining = Subset(items, range(tally.images, tally.total))
-    fold(tally, remaining, setup, tally_folder, progress, should_stop)
+    fold(tally, remaining, setup, tally_folder, progress, should_stop, reuse=cache)
 
 
 def _provenance(
