@@ -158,7 +158,7 @@ def dissect_command(args: argparse.Namespace) -> int:
             bundle, concept_source(args.data, args.limit) if data is None else data, args.layers,
             q=args.q, iou_threshold=args.iou_threshold, top_k=args.top_k, upsample=args.upsample,
             union=args.union, batch_size=args.batch_size, num_workers=args.workers,
-            out=args.out, progress=main_rank,
+            out=args.out, progress=main_rank, cache_mb=args.cache_mb,
         )  # fmt: skip
         if main_rank:
             print(summary_text(result))
@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dissect.add_argument("--top-k", type=int, default=10, help="top images kept per unit")
     dissect.add_argument("--union", choices=("lite", "annotated"), default="lite")
     dissect.add_argument("--upsample", choices=("bilinear", "nearest"), default="bilinear")
+    dissect.add_argument(
+        "--cache-mb", type=float, default=1024,
+        help="memory for the first pass's maps, read again by the tally (0: run the model again)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return atlas_command(args) if args.command == "atlas" else dissect_command(args)
 
