@@ -3,12 +3,14 @@ SmoothGrad, Integrated Gradients. All return a signed map shaped like the input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 
 import numpy as np
 import torch
 
+from ..capture import capture
 from .context import AttributionRequest
 from .registry import Param, batch_size_param, register, resolve_batch_size
 from .relu_rules import Rule, relu_rule, stride_correction
@@ -235,3 +237,39 @@ def _targets_for(request: AttributionRequest) -> torch.Tensor:
     with torch.no_grad():
         _, targets = request.scores(request.network(request.x))
     return targets
+
+
+def unit_projection(
+    view: torch.nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    channel: int,
+    *,
+    rule: Rule = "deconvnet",
+    correct_strides: bool = True,
+) -> torch.Tensor:
+    """Zeiler & Fergus 2014's projection of one channel's map to pixel space: a backward pass
+    started at ``layer``'s output with the channel's own activations there and every other
+    channel zero, through ``rule``'s ReLUs (``"deconvnet"``: relu of the signal; ``"guided"``:
+    also the forward mask, as the default of Oramas et al.'s released code) and, with
+    ``correct_strides``, the stride correction of :func:`deconvnet`. ``view`` is an eval view
+    (:func:`~cnnvis_widget.model_view.eval_view`: hooks go on it only), ``x`` the model input
+    (N, C, H, W); returns the signed projection (N, C, H, W) in model-input units per unit of
+    activation. Samples do not interact (eval mode), so a batch is one forward + backward."""
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), relu_rule(view, rule, type(view).__name__):
+        corrections = stride_correction(view) if correct_strides else contextlib.nullcontext()
+        with corrections, capture(view, [layer]) as taps:
+            view(leaf)
+        acts = taps.tensor(layer)
+        if acts.ndim != 4 or not 0 <= channel < acts.shape[1]:
+            raise ValueError(
+                f"{layer} gives {tuple(acts.shape)}; a unit projection needs channel maps "
+                f"(N, C, h, w) and a channel in 0..{acts.shape[1] - 1 if acts.ndim > 1 else 0}."
+            )
+        start = torch.zeros_like(acts)
+        start[:, channel] = acts[:, channel].detach()
+        if not acts.requires_grad:  # the layer does not depend on the input
+            return torch.zeros_like(leaf)
+        (projection,) = torch.autograd.grad(acts, leaf, grad_outputs=start)
+    return projection.contiguous()

@@ -1,0 +1,206 @@
+"""Interpretation and explanation with the relevant filters (Oramas et al., ICLR 2019, Secs.
+3.2-3.3): each relevant filter's average visualization over its top images of the class, and,
+for a test image, the predicted class's relevant filters that fired on it with their DeconvNet
+projections combined into one heatmap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atlas.fingerprint import model_fingerprint
+from ..checks import check_input, check_int
+from ..dataset_pass import PassSetup, layer_outputs, model_and_preprocess, split_item
+from ..methods.gradients import unit_projection
+from ..methods.relu_rules import Rule
+from ..model_io import logits_of, to_model_input
+from ..model_view import engine_call, eval_view
+from ..models import AnyPreprocess, ModelBundle
+from .responses import pooled
+from .result import RelevantFeatures, RelevantFilter
+
+Key = tuple[int, str, int]
+"""(class, layer, channel)."""
+
+
+@dataclass
+class AverageVisualizations:
+    """``maps[(class, layer, channel)]``: the filter's average projection (C, H, W) in
+    model-input coordinates, each image's projection scaled to max |value| = 1 before the mean
+    (so values lie in [-1, 1]); ``images[key]``: the dataset indices averaged, best first."""
+
+    maps: dict[Key, torch.Tensor] = field(default_factory=dict)
+    images: dict[Key, list[int]] = field(default_factory=dict)
+
+    def of(self, label: int, layer: str, channel: int) -> torch.Tensor:
+        key = (label, layer, channel)
+        if key not in self.maps:
+            raise KeyError(
+                f"no average visualization of {layer} channel {channel} for class {label}; "
+                "it is computed for the class's relevant filters only."
+            )
+        return self.maps[key]
+
+
+@dataclass(frozen=True)
+class ExplainedFilter:
+    """One filter of an explanation: the relevant filter, its standardized response on the
+    image (``response``), ``score`` = weight * response (> 0), its projection heatmap on the
+    image (H, W) in [0, 1], and its average visualization (C, H, W) or None."""
+
+    filter: RelevantFilter
+    response: float
+    score: float
+    heatmap: torch.Tensor
+    average: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """``predicted``: the class index the model predicts; ``filters``: its top relevant
+    filters that fired on the image, highest score first; ``heatmap`` (H, W) in [0, 1]: their
+    heatmaps combined (zeros when none fired)."""
+
+    predicted: int
+    filters: list[ExplainedFilter]
+    heatmap: torch.Tensor
+
+
+def _checked(model: ModelBundle | nn.Module, features: RelevantFeatures) -> nn.Module:
+    module, _ = model_and_preprocess(model, None)
+    if not isinstance(features, RelevantFeatures):
+        raise TypeError(
+            f"features must be the result of cv.relevant_features; got {type(features).__name__}."
+        )
+    if not features.complete:
+        raise ValueError(
+            "the relevant features are incomplete (their pass was stopped); finish it with "
+            "cv.relevant_features(..., out=the same folder) first."
+        )
+    if model_fingerprint(module) != features.responses.model_fingerprint:
+        raise ValueError(
+            "these relevant features were selected on another model (or other weights); pass "
+            "the model they were computed on, or select them again on this one."
+        )
+    return module
+
+
+def _heat(projection: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) projections -> (N, H, W): |.| summed over colour channels, min-max
+    scaled to [0, 1] per image (the authors' code's normalization); a flat map is 0."""
+    heat = projection.abs().sum(1)
+    low = heat.flatten(1).amin(1)[:, None, None]
+    span = heat.flatten(1).amax(1)[:, None, None] - low
+    return torch.where(span > 0, (heat - low) / span.clamp(min=1e-30), torch.zeros_like(heat))
+
+
+@engine_call
+def average_visualizations(
+    model: ModelBundle | nn.Module,
+    features: RelevantFeatures,
+    data: Any,
+    *,
+    k: int = 20,
+    classes: list[int] | None = None,
+    rule: Rule = "deconvnet",
+    stride_correction: bool = True,
+    preprocess: AnyPreprocess | None = None,
+) -> AverageVisualizations:
+    """Per class c and relevant filter j of c: the mean over j's top-``k`` images of class c
+    (by j's pooled response, over every image of c in the table) of j's DeconvNet projection
+    to pixel space (:func:`~cnnvis_widget.methods.gradients.unit_projection`: start at j's own
+    map, every other channel zero; ``rule`` "deconvnet" by default, "guided" as in the
+    authors' released code; the stride correction on). Each projection is scaled to max
+    |value| = 1 first, so every image weighs the same. ``data`` is the data set the features
+    were selected on (its items are read by index). One batched forward + backward per
+    filter; the model is never changed."""
+    module = _checked(model, features)
+    _, prepare = model_and_preprocess(model, preprocess)
+    check_int("k", k, low=1)
+    indices, responses, labels = features.responses.table()
+    wanted = features.classes if classes is None else classes
+    view = eval_view(module)
+    result = AverageVisualizations()
+    for label in wanted:
+        in_class = torch.nonzero(labels == label).flatten()
+        for relevant in features.relevant(label):
+            values = responses[in_class, relevant.column]
+            best = in_class[values.argsort(descending=True, stable=True)[:k]]
+            rows = [int(indices[i]) for i in best]
+            x = torch.stack([prepare(split_item(data[i])[0])[0] for i in rows])
+            x = to_model_input(x, module)
+            projection = unit_projection(
+                view, x, relevant.layer, relevant.channel, rule=rule,
+                correct_strides=stride_correction,
+            ).float()  # fmt: skip
+            peak = projection.abs().flatten(1).amax(1).clamp(min=1e-30)
+            scaled = projection / peak.view(-1, 1, 1, 1)
+            key = (label, relevant.layer, relevant.channel)
+            result.maps[key] = scaled.mean(0).cpu()
+            result.images[key] = rows
+    return result
+
+
+@engine_call
+def explain(
+    model: ModelBundle | nn.Module,
+    features: RelevantFeatures,
+    x: torch.Tensor,
+    *,
+    top: int = 3,
+    combine: str = "max",
+    averages: AverageVisualizations | None = None,
+    rule: Rule = "deconvnet",
+    stride_correction: bool = True,
+) -> Explanation:
+    """Explain the model's prediction on one model input ``x`` (1, C, H, W) or (C, H, W)
+    (``bundle.preprocess(image)``): the predicted class c, then the standardized responses
+    z (m,) of ``x`` and the scores s_j = w_cj * z_j; the ``top`` filters with s_j > 0 (the
+    authors' code shows 3), highest first, each with its projection heatmap on ``x`` (|DeconvNet
+    projection| summed over colour channels, scaled to [0, 1]) and its average visualization
+    from ``averages``; ``heatmap`` (H, W): their heatmaps combined pixel-wise by ``"max"``
+    (the authors' code) or ``"mean"``."""
+    module = _checked(model, features)
+    check_int("top", top, low=1)
+    if combine not in ("max", "mean"):
+        raise ValueError(f"combine must be 'max' or 'mean'; got {combine!r}.")
+    if isinstance(x, torch.Tensor) and x.ndim == 3:
+        x = x[None]
+    check_input(x, module)
+    if x.shape[0] != 1:
+        raise ValueError(f"explain takes one image (1, C, H, W); got a batch of {x.shape[0]}.")
+    x = to_model_input(x, module)
+    table = features.responses
+    setup = PassSetup.of(module, table.layers, x[0], 1, 0, 1, "explain")
+    outputs = layer_outputs(setup, x)
+    responses = torch.cat([pooled(outputs[name], table.pool) for name in table.layers], 1)
+    z = features.features(responses.cpu())[0]
+    with torch.inference_mode():
+        predicted = int(logits_of(setup.view(x)).argmax(1)[0])
+    chosen: list[tuple[RelevantFilter, float, float]] = []
+    for relevant in features.relevant(predicted):
+        response = float(z[relevant.column])
+        score = relevant.weight * response
+        if score > 0:
+            chosen.append((relevant, response, score))
+    chosen.sort(key=lambda item: -item[2])
+    view = eval_view(module)
+    explained = []
+    for relevant, response, score in chosen[:top]:
+        projection = unit_projection(
+            view, x, relevant.layer, relevant.channel, rule=rule, correct_strides=stride_correction
+        )
+        heat = _heat(projection.float())[0].cpu()
+        key = (predicted, relevant.layer, relevant.channel)
+        average = None if averages is None else averages.maps.get(key)
+        explained.append(ExplainedFilter(relevant, response, score, heat, average))
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    if not explained:
+        heatmap = torch.zeros(size)
+    else:
+        stack = torch.stack([item.heatmap for item in explained])
+        heatmap = stack.amax(0) if combine == "max" else stack.mean(0)
+    return Explanation(predicted, explained, heatmap)
