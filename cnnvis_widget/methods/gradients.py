@@ -254,8 +254,8 @@ def unit_projection(
     also the forward mask, as the default of Oramas et al.'s released code) and, with
     ``correct_strides``, the stride correction of :func:`deconvnet`. ``view`` is an eval view
     (:func:`~cnnvis_widget.model_view.eval_view`: hooks go on it only), ``x`` the model input
-    (N, C, H, W); returns the signed projection (N, C, H, W) in model-input units per unit of
-    activation. Samples do not interact (eval mode), so a batch is one forward + backward."""
+    (N, C, H, W); returns the signed projection (N, C, H, W) (the gradient of 1/2 the channel's
+    squared map, under the rules). Samples do not interact (eval mode), so a batch is one forward + backward."""
     leaf = x.detach().clone().requires_grad_(True)
     with torch.enable_grad(), relu_rule(view, rule, type(view).__name__):
         corrections = stride_correction(view) if correct_strides else contextlib.nullcontext()
