@@ -4,7 +4,9 @@ Public API (described in README.md): load_model, sample_image(s), layers, activa
 upsample, METHODS, Explorer; synthesis: visualize_feature, visualize_class, invert, caricature,
 deep_dream, fooling_image, adversarial, style_transfer, render with composable objectives;
 datasets (real image data, offline, as torch Datasets; imported when first used); unit_atlas
-and UnitAtlas (per-unit statistics of a pass over a data set); dissect (Network Dissection).
+and UnitAtlas (per-unit statistics of a pass over a data set); dissect (Network Dissection);
+relevant_features, average_visualizations and explain (Oramas et al.'s explanation by
+interpretation).
 """
 
 from .atlas import UnitAtlas, unit_atlas
@@ -13,6 +15,12 @@ from .data import sample_image, sample_images
 from .dissection import DissectionResult, dissect
 from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
+from .interpretation import (
+    RelevantFeatures,
+    average_visualizations,
+    explain,
+    relevant_features,
+)
 from .layers import LayerInfo, activations, layers
 from .methods import METHODS, attribute, upsample
 from .models import ModelBundle, Preprocess, load_model
@@ -42,17 +50,20 @@ __all__ = [
     "SynthesisFrame",
     "SynthesisResult",
     "DissectionResult",
+    "RelevantFeatures",
     "UnitAtlas",
     "__version__",
     "activations",
     "adversarial",
     "attribute",
+    "average_visualizations",
     "caricature",
     "datasets",
     "deep_dream",
     "deletion_insertion",
     "dissect",
     "examples_sheet",
+    "explain",
     "fooling_image",
     "image_sheet",
     "invert",
@@ -60,6 +71,7 @@ __all__ = [
     "load_model",
     "objectives",
     "randomization_check",
+    "relevant_features",
     "render",
     "sample_image",
     "sample_images",
