@@ -77,7 +77,7 @@ class EmpiricalField:
     occluders that cover it; NaN where none does: the last rows / columns when the grid does
     not reach the border)."""
     discrepancies: np.ndarray
-    """(n, gy, gx) float32: D of the occluder whose top-left corner is at
+    """(n, gy, gx) float64: D of the occluder whose top-left corner is at
     (i * stride, j * stride), per image."""
     peaks: np.ndarray
     """(n, 2) int: the unit's argmax (y, x) in the layer's map, per image."""
@@ -213,6 +213,11 @@ def empirical_receptive_field(
     ``should_stop(done, total)`` (occluder positions, all images) is asked after every batch;
     a stop returns the field of the images finished so far with ``complete=False``.
     """
+    if (images is None) == (atlas is None):
+        raise ValueError(
+            "pass either images (a model input tensor or a list of images) or atlas= with "
+            "data= (the data set the atlas was computed on) to use the unit's top images."
+        )
     module, prepare = model_and_preprocess(model, preprocess)
     check_module(module)
     resolve_layer(module, layer)
@@ -242,7 +247,7 @@ def empirical_receptive_field(
         )
     if unit >= output.shape[1]:
         raise ValueError(f"{layer} has units 0..{output.shape[1] - 1}; got unit={unit}.")
-    unit_maps = output[:, unit].float().cpu()  # (N, h, w)
+    unit_maps = output[:, unit].detach().double().cpu()  # (N, h, w)
     theory = receptive_field(module, layer, x[:1])
     tops, lefts = occluder_grid(height, patch, stride), occluder_grid(width, patch, stride)
     positions = len(tops) * len(lefts)
@@ -275,7 +280,9 @@ def empirical_receptive_field(
     finally:
         bar.close()
     n = len(grids)
-    discrepancies = torch.stack(grids) if grids else torch.zeros(0, len(tops), len(lefts))
+    discrepancies = (
+        torch.stack(grids) if grids else torch.zeros(0, len(tops), len(lefts), dtype=torch.float64)
+    )
     maps = _pixel_maps(discrepancies, patch, stride, (height, width))
     mean_map = _recentred_mean(maps, centres, (height, width))
     size, region, box = field_extent(mean_map, fraction)
@@ -353,7 +360,7 @@ class _Run:
     """The layer's jump (y, x): crops start on a multiple of it."""
 
     def values(self, x: torch.Tensor, peak: tuple[int, int]) -> torch.Tensor:
-        """The unit's value at ``peak`` for each input of ``x`` (B, C, h, w), float32 CPU."""
+        """The unit's value at ``peak`` for each input of ``x`` (B, C, h, w), float64 CPU."""
         with (
             torch.no_grad(),
             capture(
@@ -363,7 +370,7 @@ class _Run:
             self.view(to_model_input(x, self.view))
         output = recorded.tensor(self.layer)
         recorded.taps.clear()  # break the capture's reference cycle (see dataset_pass)
-        return output[:, self.unit, peak[0], peak[1]].float().cpu()
+        return output[:, self.unit, peak[0], peak[1]].double().cpu()
 
     def image(
         self,
@@ -390,7 +397,7 @@ class _Run:
             else:
                 origin, part, local = (0, 0), x, peak
         used_crop = part is not x
-        grid = torch.zeros(len(self.tops), len(self.lefts))
+        grid = torch.zeros(len(self.tops), len(self.lefts), dtype=torch.float64)
         which = np.argwhere(chosen)
         done, total = progress
         skipped = int(chosen.size - len(which))
@@ -509,11 +516,6 @@ def _inputs(
 ) -> tuple[torch.Tensor, np.ndarray, list[int] | None]:
     """(model inputs (N, C, H, W) on CPU, the images as seen (N, H, W, C) uint8, dataset
     indices or None)."""
-    if (images is None) == (atlas is None):
-        raise ValueError(
-            "pass either images (a model input tensor or a list of images) or atlas= with "
-            "data= (the data set the atlas was computed on) to use the unit's top images."
-        )
     if k is not None:
         check_int("k", k, low=1)
     indices: list[int] | None = None
@@ -531,7 +533,7 @@ def _inputs(
                 f"images as a tensor must be a float model input (N, C, H, W); got shape "
                 f"{tuple(images.shape)}, {images.dtype}."
             )
-        x = images.detach().float().cpu()
+        x = images.detach().cpu()
         if k is not None:
             x = x[:k]
     else:
