@@ -11,9 +11,10 @@ an8Flower-single-6c) the class is the colour of one part (the center by default)
 yellow, green, cyan, blue or magenta. In ``"double"`` (an8Flower-double-12c) it is the
 ordered pair of colours of two parts (center and leaves by default) drawn from red,
 yellow, green and blue, the two different: 12 classes. Every other part and the
-background take colours drawn independently of the class (any hue, shared by all
-classes), and position, scale, tilt and petal phase vary, so only the discriminative
-part tells the class.
+background take colours drawn independently of the class, the same mix in every class,
+and never a class colour (hues halfway between class hues, or greyish), while position,
+scale, tilt and petal phase vary: only the discriminative part tells the class, and all
+the class evidence of an image lies inside its mask.
 
 Parts are drawn flat (one colour each, no anti-aliasing), so ``mask(i)`` (the pixels of
 the discriminative part(s) that are visible) is exact. :func:`iou_curve`,
@@ -40,11 +41,13 @@ __all__ = [
     "DOUBLE_COLOURS",
     "PARTS",
     "SINGLE_COLOURS",
+    "OTHER_HUES",
     "An8Flower",
     "Flower",
     "an8flower",
     "area_under_iou_curve",
     "class_colours",
+    "colour_name",
     "draw_flower",
     "iou_curve",
     "pointing_game",
@@ -66,6 +69,10 @@ DOUBLE_COLOURS = {"red": 0.0, "yellow": 60.0, "green": 120.0, "blue": 240.0}
 HUE_JITTER = 10.0  # degrees; neighbouring class hues are >= 60 apart
 CLASS_SATURATION = (0.7, 1.0)
 CLASS_VALUE = (0.7, 1.0)
+# Hues of the other parts: halfway between neighbouring single-variant class hues, so at
+# least 22 degrees from every class hue of either variant (``colour_name`` accepts 20).
+OTHER_HUES = (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)
+OTHER_JITTER = 8.0
 
 DEFAULT_PARTS = {"single": ("center",), "double": ("center", "leaves")}
 DEFAULT_IMAGES_PER_CLASS = {"train": 500, "test": 100}
@@ -112,10 +119,19 @@ def _class_colour(rng: np.random.Generator, hue: float) -> RGB:
     )
 
 
-def _any_colour(rng: np.random.Generator) -> RGB:
-    """A colour independent of the class: any hue, fairly saturated and bright (so it often
-    looks like a class colour: no part but the discriminative one can be trusted)."""
-    return _hsv_rgb(rng.uniform(0, 360), rng.uniform(0.3, 1.0), rng.uniform(0.4, 1.0))
+def _other_colour(rng: np.random.Generator) -> RGB:
+    """A colour for a part that does not decide the class: the same mix in every class,
+    and never a class colour (a hue between two class hues, or a greyish one), so the only
+    class evidence in an image lies in the discriminative part(s)."""
+    if rng.uniform() < 0.25:
+        return _hsv_rgb(rng.uniform(0, 360), rng.uniform(0.0, 0.3), rng.uniform(0.3, 1.0))
+    hue = float(rng.choice(OTHER_HUES)) + rng.uniform(-OTHER_JITTER, OTHER_JITTER)
+    return _hsv_rgb(hue, rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
+
+
+def _background_colour(rng: np.random.Generator) -> RGB:
+    """A greyish colour (saturation <= 0.3: never a class colour), any hue and brightness."""
+    return _hsv_rgb(rng.uniform(0, 360), rng.uniform(0.0, 0.3), rng.uniform(0.15, 0.95))
 
 
 def class_colours(variant: str) -> list[tuple[str, ...]]:
@@ -271,13 +287,10 @@ class An8Flower(Dataset[tuple[Any, Any]]):
             [self.seed, _SPLIT_CODE[self.split], _VARIANT_CODE[self.variant], index]
         )
         label = self.targets[index]
-        colours = {part: _any_colour(rng) for part in PARTS if part != "background"}
+        colours = {part: _other_colour(rng) for part in PARTS if part != "background"}
         for part, name in zip(self.parts, self.class_colours[label], strict=True):
             colours[part] = _class_colour(rng, self.palette[name])
-        background = (
-            tuple(int(c) for c in rng.integers(0, 256, 3)),
-            tuple(int(c) for c in rng.integers(0, 256, 3)),
-        )
+        background = (_background_colour(rng), _background_colour(rng))
         return Flower(
             x=float(rng.uniform(0.35, 0.65)),
             y=float(rng.uniform(0.3, 0.42)),
@@ -286,7 +299,7 @@ class An8Flower(Dataset[tuple[Any, Any]]):
             phase=float(rng.uniform(0, 360)),
             petals=8,
             colours=colours,
-            background=background,  # type: ignore[arg-type]
+            background=background,
             gradient_angle=float(rng.uniform(0, 360)),
         )
 
