@@ -291,6 +291,36 @@ class UnitCard(TypedDict):
     dissection: UnitDissection | None
 
 
+class WhyFilter(TypedDict):
+    """A tile of the "Why this class?" panel: a relevant filter of the predicted class that
+    fired on the image (channel ``channel`` of ``layer``), its lasso ``weight``, its
+    standardized ``response`` on the image and ``score`` = weight * response (> 0); ``average``
+    its average visualization uint8 (H, W, 3) (0.5 + 0.5 v / max|v|), null while not computed
+    or when there is no data set to compute it over."""
+
+    layer: str
+    channel: int
+    weight: float
+    response: float
+    score: float
+    average: NdArray | None
+
+
+class WhyClass(TypedDict):
+    """Visual Explanation by Interpretation of the current image: the ``predicted`` class
+    (``label``), its top relevant filters that fired, highest score first, the explanation's
+    ``heatmap`` float32 (H, W) in [0, 1] at model-input resolution (null when the class has no
+    relevant filters; the colormap and opacity are applied in the browser), ``relevant`` the
+    class's number of relevant filters, and ``note`` (why something is missing, or "")."""
+
+    predicted: int
+    label: str
+    heatmap: NdArray | None
+    filters: list[WhyFilter]
+    relevant: int
+    note: str
+
+
 class ExplorerTraits(TypedDict):
     """Every synced trait of the Explorer and the type of its value (js: ``ExplorerState``).
     ``tests/test_protocol.py`` checks that the widget declares exactly these."""
@@ -342,12 +372,15 @@ class ExplorerTraits(TypedDict):
     atlas_job: JobState | None
     unit_card: UnitCard | None
     unit_labels: list[UnitTag]
+    why_available: bool
+    why_class: WhyClass | None
+    why_class_job: JobState | None
 
 
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, UnitRef, SynthesisPayload,
-    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, WhyFilter, WhyClass, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

@@ -27,6 +27,7 @@ import { createOverlay } from "./views/overlay";
 import { createPredictions } from "./views/predictions";
 import { createSynthesis } from "./views/synthesis";
 import { createUnitCard } from "./views/unitCard";
+import { createWhyClass } from "./views/whyClass";
 
 export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => void {
   const arrays = new ArrayStore(model);
@@ -59,6 +60,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
   const compare = createCompare(model, arrays);
   const synthesis = createSynthesis(model);
   const unitCard = createUnitCard(model);
+  const whyClass = createWhyClass(model, arrays);
   const filterGrid = createFilterGrid(model, arrays, {
     controls: synthesis.featureControls,
     grid: synthesis.featureGrid,
@@ -85,6 +87,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
       ),
       h("div", { class: "cv-col cv-col-filters" }, filterGrid.el),
     ),
+    whyClass.el,
     unitCard.el,
     compare.el,
     synthesis.el,
@@ -104,6 +107,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     compare,
     synthesis,
     unitCard,
+    whyClass,
   ];
 
   // Which views redraw when a trait changes. Array traits also refresh the banner (decode errors).
@@ -111,7 +115,7 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     model_name: [header],
     image_names: [controls],
     image_name: [controls],
-    image: [overlay, message, compare, methods],
+    image: [overlay, message, compare, methods, whyClass],
     predictions: [predictions, overlay, compare],
     labels: [predictions, overlay, compare],
     selected_class: [predictions, overlay, compare],
@@ -134,8 +138,8 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     grid_hi: [filterGrid, message],
     grid_means: [filterGrid, message, synthesis],
     grid_layer: [filterGrid, overlay, synthesis],
-    colormap: [controls, overlay, filterGrid, compare, unitCard],
-    opacity: [controls, overlay, compare, unitCard],
+    colormap: [controls, overlay, filterGrid, compare, unitCard, whyClass],
+    opacity: [controls, overlay, compare, unitCard, whyClass],
     sort_by: [controls, filterGrid, synthesis],
     selected_channel: [filterGrid, overlay, synthesis],
     overlay_source: [overlay],
@@ -155,6 +159,9 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     atlas_job: [unitCard],
     unit_card: [unitCard],
     unit_labels: [filterGrid],
+    why_available: [whyClass],
+    why_class: [whyClass],
+    why_class_job: [whyClass],
   };
 
   const dirty = new Set<View>();

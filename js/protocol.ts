@@ -281,6 +281,38 @@ export interface UnitCard {
 }
 
 /**
+ * A tile of the "Why this class?" panel: a relevant filter of the predicted class that
+ * fired on the image (channel ``channel`` of ``layer``), its lasso ``weight``, its
+ * standardized ``response`` on the image and ``score`` = weight * response (> 0); ``average``
+ * its average visualization uint8 (H, W, 3) (0.5 + 0.5 v / max|v|), null while not computed
+ * or when there is no data set to compute it over.
+ */
+export interface WhyFilter {
+  layer: string;
+  channel: number;
+  weight: number;
+  response: number;
+  score: number;
+  average: NdArray | null;
+}
+
+/**
+ * Visual Explanation by Interpretation of the current image: the ``predicted`` class
+ * (``label``), its top relevant filters that fired, highest score first, the explanation's
+ * ``heatmap`` float32 (H, W) in [0, 1] at model-input resolution (null when the class has no
+ * relevant filters; the colormap and opacity are applied in the browser), ``relevant`` the
+ * class's number of relevant filters, and ``note`` (why something is missing, or "").
+ */
+export interface WhyClass {
+  predicted: number;
+  label: string;
+  heatmap: NdArray | null;
+  filters: WhyFilter[];
+  relevant: number;
+  note: string;
+}
+
+/**
  * Every synced trait of the Explorer and the type of its value (js: ``ExplorerState``).
  * ``tests/test_protocol.py`` checks that the widget declares exactly these.
  */
@@ -332,4 +364,7 @@ export interface ExplorerTraits {
   atlas_job: JobState | null;
   unit_card: UnitCard | null;
   unit_labels: UnitTag[];
+  why_available: boolean;
+  why_class: WhyClass | null;
+  why_class_job: JobState | null;
 }

@@ -26,6 +26,7 @@ from ..atlas import UnitAtlas
 from ..data import sample_image, sample_images
 from ..dissection import DissectionResult
 from ..images import ImageSource, to_pil_rgb
+from ..interpretation import AverageVisualizations, RelevantFeatures
 from ..models import ModelBundle, Preprocess
 from ..protocol import UPLOAD_PREFIX
 from ..session import ExplorerSession
@@ -33,6 +34,7 @@ from ..synthesis.kinds import kind_rows
 from .arguments import CUSTOM_IMAGE, as_bundle, check_arguments, image_name_of
 from .channel import Update, running_loop
 from .comparison import ComparisonPanel, ComparisonTraits
+from .interpretation import InterpretationPanel, InterpretationTraits, interpretation_data
 from .overlay import OverlayPanel, OverlayTraits
 from .panel import Change, Handler, Panel
 from .synthesis import SynthesisPanel, SynthesisTraits
@@ -51,7 +53,14 @@ DEPRECATED_TRAITS = {
 """Trait names before the overlay's traits said what they hold (readable, with a warning)."""
 
 
-class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTraits, UnitsTraits):
+class Explorer(
+    anywidget.AnyWidget,
+    OverlayTraits,
+    ComparisonTraits,
+    SynthesisTraits,
+    UnitsTraits,
+    InterpretationTraits,
+):
     """Browse a CNN on one image in a notebook.
 
     ``Explorer(bundle, image)`` with a bundle from ``cv.load_model()``, or
@@ -60,14 +69,20 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
     "cat" sample. ``atlas`` (from ``cv.unit_atlas``) with the ``data`` it was computed on, or
     ``data`` alone (the selected layer's atlas is then computed in the background, top ``k``
     examples per unit), opens a unit's card from the filter grid; ``dissection`` (from
-    ``cv.dissect``) labels the tiles with concepts and adds the units' segmentations. The panels' traits are declared by their ``*Traits`` bases (anywidget syncs
-    one class's traits); their behaviour lives in the panel objects this shell holds.
+    ``cv.dissect``) labels the tiles with concepts and adds the units' segmentations;
+    ``interpretation`` (from ``cv.interpretation.relevant_features``, on this model) adds the
+    "Why this class?" panel: the predicted class's relevant filters that fired, their heatmap
+    over the image and their average visualizations (``averages``, from
+    ``cv.interpretation.average_visualizations``, or computed over ``data`` when it is the data
+    set the filters were selected on). The panels' traits are declared by their ``*Traits``
+    bases (anywidget syncs one class's traits); their behaviour lives in the panel objects
+    this shell holds.
     """
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
     panel_types: ClassVar[tuple[type[Panel], ...]] = (
-        OverlayPanel, ComparisonPanel, SynthesisPanel, UnitsPanel,
+        OverlayPanel, ComparisonPanel, SynthesisPanel, UnitsPanel, InterpretationPanel,
     )  # fmt: skip
     """The panels, in the order they see selection changes (each built as ``Panel(self)``)."""
 
@@ -104,6 +119,8 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         data: Any = None,
         k: int = 9,
         dissection: DissectionResult | None = None,
+        interpretation: RelevantFeatures | None = None,
+        averages: AverageVisualizations | None = None,
         **kwargs: Any,
     ) -> None:
         check_arguments(model, preprocess, labels, kwargs)
@@ -120,6 +137,9 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
         self.session = ExplorerSession(as_bundle(model, preprocess, labels, first))
         self.session.set_image(first)
         self.unit_data = unit_data(self.session.bundle, atlas, data, k, dissection)
+        self.interpretation_data = interpretation_data(
+            self.session.bundle, interpretation, averages, data
+        )
         self.panels: list[Panel] = [panel_type(self) for panel_type in self.panel_types]
         start_layer = layer or self.session.default_cam_layer()
         self.session.layer(start_layer)  # unknown name: a clear error now
@@ -134,6 +154,7 @@ class Explorer(anywidget.AnyWidget, OverlayTraits, ComparisonTraits, SynthesisTr
             "atlas_layers": self.unit_data.layers,
             "atlas_images": self.unit_data.images,
             "unit_labels": self.unit_data.tags(start_layer),
+            "why_available": self.interpretation_data is not None,
         })  # fmt: skip
         self.show(static)
         self.show(self._image_view(image_name_of(image)))

@@ -1,0 +1,256 @@
+"""The "Why this class?" panel: Visual Explanation by Interpretation (Oramas et al., ICLR 2019)
+of the Explorer's image, from the relevant filters given as ``Explorer(...,
+interpretation=cv.interpretation.relevant_features(...))``.
+
+For each image the panel explains the predicted class in the background (``why_class_job``:
+progress and Stop): :func:`~cnnvis_widget.interpretation.explain` gives the class's relevant
+filters that fired (score w * z > 0, highest first) and their combined heatmap, sent at once;
+then each shown filter's average visualization (given as ``averages=``, or computed over the
+Explorer's ``data=`` when it is the data set the filters were selected on, kept for later
+images) fills its tile. A tile click opens that filter's unit card (``show_unit``), or selects
+its layer and channel in the filter grid when no atlas covers the layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import traitlets
+
+from ..atlas.fingerprint import data_fingerprint, model_fingerprint
+from ..dataset_pass import PreparedItems
+from ..encode import ndarray_payload
+from ..interpretation import (
+    AverageVisualizations,
+    Explanation,
+    RelevantFeatures,
+    average_visualizations,
+    explain,
+)
+from ..interpretation.explain import Key
+from ..models import ModelBundle
+from ..preprocess import display_pixels
+from ..protocol import NdArray, WhyClass, WhyFilter
+from .channel import JobChannel, JobEnd, Report, Update
+from .panel import Change, Host, Panel, traits_of
+from .traits import optional_dict
+
+TOP = 3
+"""Filters shown per explanation (the authors' code shows 3)."""
+AVERAGE_K = 20
+"""Top images of the class each average visualization is the mean over
+(:func:`~cnnvis_widget.interpretation.average_visualizations`'s default)."""
+PROGRESS_INTERVAL_S = 0.25
+
+
+class InterpretationTraits(traitlets.HasTraits):
+    """The "Why this class?" panel's synced traits (docs/protocol.md)."""
+
+    # an interpretation was given (False: JS hides the panel)
+    why_available = traitlets.Bool(False).tag(sync=True)
+    why_class = optional_dict()
+    why_class_job = optional_dict()
+
+
+@dataclass
+class InterpretationData:
+    """What the Explorer was given for the panel: the relevant filters, their average
+    visualizations so far (the user's, then the ones computed here), and the data set to
+    compute the missing ones over (None: ``note`` says why there is none)."""
+
+    features: RelevantFeatures
+    averages: dict[Key, torch.Tensor] = field(default_factory=dict)
+    data: Any = None
+    note: str = ""
+    top: int = TOP
+    k: int = AVERAGE_K
+
+
+def interpretation_data(
+    bundle: ModelBundle,
+    interpretation: Any,
+    averages: Any = None,
+    data: Any = None,
+) -> InterpretationData | None:
+    """Check the Explorer's ``interpretation`` / ``averages`` arguments against its model and
+    data: refused with the fix when they are not what they should be or belong to another
+    model; ``data`` is used for average visualizations only when it is the data set the
+    filters were selected on (fingerprints), else the tiles say why they have none."""
+    if interpretation is None:
+        if averages is not None:
+            raise ValueError(
+                "Explorer(..., averages=...) also needs interpretation=: the relevant features "
+                "(cv.interpretation.relevant_features) the averages were computed for."
+            )
+        return None
+    if not isinstance(interpretation, RelevantFeatures):
+        raise TypeError(
+            "interpretation must be a RelevantFeatures, the result of "
+            "cv.interpretation.relevant_features(model, data) (or RelevantFeatures.load); got "
+            f"{type(interpretation).__name__}."
+        )
+    if not interpretation.complete:
+        raise ValueError(
+            "these relevant features are incomplete (their pass was stopped); finish it with "
+            "cv.interpretation.relevant_features(..., out=the same folder) first."
+        )
+    if interpretation.responses.model_fingerprint != model_fingerprint(bundle.module):
+        raise ValueError(
+            "interpretation= was computed for another model (or other weights): its model "
+            "fingerprint differs from this Explorer's model. Select the relevant features on "
+            "this model: cv.interpretation.relevant_features(model, data)."
+        )
+    if averages is not None and not isinstance(averages, AverageVisualizations):
+        raise TypeError(
+            "averages must be the result of cv.interpretation.average_visualizations(model, "
+            f"features, data); got {type(averages).__name__}."
+        )
+    given = dict(averages.maps) if averages is not None else {}
+    if data is None:
+        note = (
+            "no average visualizations: pass data= (the data set the filters were selected "
+            "on) or averages=."
+        )
+        return InterpretationData(interpretation, given, None, "" if given else note)
+    items = PreparedItems(data, bundle.preprocess)
+    last = len(data) - 1
+    if interpretation.responses.data_fingerprint != data_fingerprint(
+        data, items[0][0], items[last][0]
+    ):
+        note = (
+            "no average visualizations: data= is not the data set these filters were "
+            "selected on; pass that one, or averages=."
+        )
+        return InterpretationData(interpretation, given, None, "" if given else note)
+    return InterpretationData(interpretation, given, data)
+
+
+def average_image(average: torch.Tensor) -> NdArray:
+    """An average visualization (C, H, W) in [-1, 1] as uint8 (H, W, 3): 0.5 + 0.5 v / max|v|
+    (zero grey, the strongest value black or white, as DeconvNet projections are shown)."""
+    peak = float(average.abs().max())
+    scaled = 0.5 + 0.5 * average.float() / (peak if peak > 0 else 1.0)
+    return ndarray_payload(display_pixels(scaled[None])[0], "uint8")
+
+
+class InterpretationPanel(Panel):
+    """Explains the predicted class of each image on ``why_class_job``; routes a tile click
+    (``{"type": "why", "layer", "channel"}``) to the unit card. Reads the host's
+    ``interpretation_data`` (an :class:`InterpretationData`; none: the panel is hidden)."""
+
+    messages = ("why", "cancel")
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self.traits = traits_of(host, InterpretationTraits)
+        self.data: InterpretationData | None = getattr(host, "interpretation_data", None)
+        self.jobs = JobChannel(host, "why_class_job", PROGRESS_INTERVAL_S)
+
+    def channels(self) -> list[JobChannel]:
+        return [self.jobs]
+
+    def on_message(self, content: dict[str, Any]) -> None:
+        if content.get("type") == "cancel":
+            if content.get("job") == self.jobs.job_trait:
+                self.jobs.cancel()
+            return
+        self.open(str(content.get("layer", "")), content.get("channel"))
+
+    def open(self, layer: str, channel: Any) -> None:
+        """Open the unit card of ``channel`` of ``layer`` (a tile of the explanation): the
+        Explorer's ``show_unit``; without an atlas of the layer it selects the channel."""
+        shown = self.traits.why_class
+        tiles = [] if shown is None else shown["filters"]
+        if not any(t["layer"] == layer and t["channel"] == channel for t in tiles):
+            raise ValueError(
+                f"{layer!r} channel {channel!r} is not a filter of the shown explanation; "
+                "click one of its tiles."
+            )
+        show_unit = getattr(self.host, "show_unit", None)
+        if show_unit is not None:
+            show_unit(int(channel), layer)
+            return
+        self.host.selected_layer = layer
+        self.host.selected_channel = int(channel)
+
+    def on_image(self, target: int) -> Change:
+        if self.data is None:
+            return Change()
+        data, host = self.data, self.host
+        session = host.session
+        bundle, x = session.bundle, session.input
+        labels = bundle.labels
+
+        def label_of(index: int) -> str:
+            return labels[index] if 0 <= index < len(labels) else f"class {index}"
+
+        if target not in data.features.classes:
+            self.jobs.forget()
+            note = (
+                f"the model predicts {label_of(target)}, a class with no images in the data "
+                "set the relevant filters were selected on: nothing to explain it with."
+            )
+            empty: WhyClass = {
+                "predicted": target, "label": label_of(target), "heatmap": None,
+                "filters": [], "relevant": 0, "note": note,
+            }  # fmt: skip
+            return Change({"why_class": empty, "why_class_job": None})
+
+        def payload(explanation: Explanation) -> WhyClass:
+            predicted = explanation.predicted
+            tiles: list[WhyFilter] = []
+            for item in explanation.filters:
+                relevant = item.filter
+                average = data.averages.get((predicted, relevant.layer, relevant.channel))
+                tiles.append({
+                    "layer": relevant.layer, "channel": relevant.channel,
+                    "weight": relevant.weight, "response": item.response, "score": item.score,
+                    "average": None if average is None else average_image(average),
+                })  # fmt: skip
+            return {
+                "predicted": predicted, "label": label_of(predicted),
+                "heatmap": ndarray_payload(explanation.heatmap, "float32"), "filters": tiles,
+                "relevant": len(data.features.relevant(predicted)), "note": data.note,
+            }  # fmt: skip
+
+        def work(report: Report) -> WhyClass | None:
+            explanation = explain(bundle, data.features, x, top=data.top)
+            missing = [
+                item.filter for item in explanation.filters
+                if (explanation.predicted, item.filter.layer, item.filter.channel)
+                not in data.averages
+            ] if data.data is not None else []  # fmt: skip
+            steps = 1 + len(missing)
+            if not report(lambda: {"why_class": payload(explanation)}, 1 / steps, urgent=True):
+                return None
+            for done, relevant in enumerate(missing, start=2):
+                one = _only(data.features, explanation.predicted, relevant.column)
+                computed = average_visualizations(
+                    bundle, one, data.data, k=data.k, classes=[explanation.predicted]
+                )
+                data.averages.update(computed.maps)
+                if not report(lambda: {"why_class": payload(explanation)}, done / steps, True):
+                    return None
+            return payload(explanation)
+
+        def finish(end: JobEnd[WhyClass | None]) -> Update:
+            if end.state == "done" and end.result is not None:
+                return {"why_class": end.result}
+            return {}
+
+        def start() -> None:
+            self.jobs.start("why this class", work, finish)
+
+        return Change({"why_class": None, **self.jobs.starting("why this class")}, [start])
+
+
+def _only(features: RelevantFeatures, label: int, column: int) -> RelevantFeatures:
+    """``features`` with class ``label``'s weights kept for ``column`` only (every other
+    weight 0): its average visualizations are that one filter's."""
+    weights = torch.zeros_like(features.weights)
+    row = features.classes.index(label)
+    weights[row, column] = features.weights[row, column]
+    return dataclasses.replace(features, weights=weights)

@@ -1,0 +1,169 @@
+/**
+ * "Why this class?": Visual Explanation by Interpretation of the current image (`why_class`,
+ * computed in the background: `why_class_job`). The predicted class, the explanation's heatmap
+ * over the image (colormap and opacity applied here, as for the other heatmaps: changing them
+ * sends nothing), and the top relevant filters that fired as tiles, highest score first, each
+ * with its layer, channel, weight, score and average visualization. A tile click sends
+ * `{type: "why", layer, channel}`: the kernel opens that filter's unit card (or selects the
+ * channel in the filter grid when no atlas covers its layer). Text from the model (class and
+ * layer names) is set as text, never parsed as HTML.
+ */
+import { composite, drawImage, heatByMax, mapFrom } from "../canvas";
+import { type Decoded, decodeNdArray } from "../codecs";
+import { getLut } from "../colormaps";
+import { formatNumber, h, replace, setText } from "../dom";
+import { jobView } from "../jobs";
+import type { NdArray, WhyClass, WhyFilter } from "../protocol";
+import type { ArrayStore } from "../store";
+import type { ExplorerModel, View } from "../types";
+
+/** A tile's two lines: which filter, and how much it counted. */
+export function tileText(filter: WhyFilter): { name: string; detail: string } {
+  return {
+    name: `${filter.layer} · channel ${filter.channel}`,
+    detail: `score ${formatNumber(filter.score)} · weight ${formatNumber(filter.weight)}`,
+  };
+}
+
+/** The panel's heading line for an explanation. */
+export function whyTitle(why: WhyClass): string {
+  if (why.filters.length === 0) return `Predicted: ${why.label}. No relevant filter fired.`;
+  const shown = why.filters.length;
+  return `Predicted: ${why.label}, because of these ${shown} of its ${why.relevant} relevant filters:`;
+}
+
+function decoded(payload: NdArray | null, cache: Map<NdArray, Decoded | null>): Decoded | null {
+  if (payload === null) return null;
+  if (!cache.has(payload)) {
+    let value: Decoded | null = null;
+    try {
+      value = decodeNdArray(payload);
+    } catch (err) {
+      console.error("cnnvis-widget: cannot decode a why-class array", err);
+    }
+    cache.set(payload, value);
+  }
+  return cache.get(payload) ?? null;
+}
+
+export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
+  const title = h("div", { class: "cv-why-title", "data-testid": "why-class-label" });
+  const canvas = h("canvas", {
+    class: "cv-why-heatmap",
+    "data-testid": "why-heatmap",
+    role: "img",
+    width: 224,
+    height: 224,
+  });
+  const tiles = h("div", { class: "cv-why-tiles", "data-testid": "why-tiles" });
+  const note = h("div", { class: "cv-units-note", "data-testid": "why-note", hidden: true });
+  const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
+  const jobText = h("span", { class: "cv-job-text" });
+  const stop = h(
+    "button",
+    { class: "cv-button cv-job-stop", type: "button", "data-testid": "why-cancel" },
+    "Stop",
+  );
+  const progress = h(
+    "div",
+    { class: "cv-job", "data-testid": "why-progress", "data-state": "idle", hidden: true },
+    bar,
+    jobText,
+    stop,
+  );
+  const el = h(
+    "details",
+    { class: "cv-units cv-why", "data-testid": "why-class", open: true, hidden: true },
+    h("summary", {}, "Why this class?"),
+    progress,
+    title,
+    h("div", { class: "cv-units-row" }, canvas, tiles),
+    note,
+  );
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    model.send({ type: "cancel", job: "why_class_job" });
+  });
+  tiles.addEventListener("click", (event) => {
+    const tile = (event.target as Element).closest<HTMLElement>(".cv-why-tile");
+    if (tile === null) return;
+    const channel = Number(tile.dataset.channel);
+    const layer = tile.dataset.layer ?? "";
+    if (!Number.isInteger(channel) || layer === "") return;
+    model.send({ type: "why", layer, channel });
+  });
+
+  const cache = new Map<NdArray, Decoded | null>();
+  let tilesFor: WhyClass | null = null;
+
+  function buildTiles(why: WhyClass): void {
+    const items = why.filters.map((filter, rank) => {
+      const { name, detail } = tileText(filter);
+      const average = h("canvas", { class: "cv-why-average", "data-testid": "why-average" });
+      const image = decoded(filter.average, cache);
+      const drawn = image !== null && drawImage(average, image);
+      average.hidden = !drawn;
+      average.dataset.drawn = drawn ? "true" : "false";
+      return h(
+        "button",
+        {
+          class: "cv-why-tile",
+          type: "button",
+          "data-testid": "why-tile",
+          "data-layer": filter.layer,
+          "data-channel": filter.channel,
+          "data-score": filter.score,
+          "data-rank": rank,
+          title: `open the unit card of ${name}`,
+        },
+        average,
+        h("span", { class: "cv-why-tile-name" }, name),
+        h("span", { class: "cv-why-tile-detail" }, detail),
+      );
+    });
+    replace(tiles, ...items);
+    tiles.dataset.count = String(items.length);
+    tilesFor = why;
+  }
+
+  return {
+    el,
+    update() {
+      el.hidden = model.get("why_available") !== true;
+      const job = jobView(model.get("why_class_job"));
+      progress.hidden = job.state === "idle" || job.state === "done";
+      progress.dataset.state = job.state;
+      progress.dataset.fraction = job.fraction.toFixed(3);
+      bar.value = job.fraction;
+      setText(jobText, job.text);
+      stop.hidden = !job.running;
+      if (!job.running) stop.disabled = false;
+
+      const why = model.get("why_class");
+      if (why === null || why === undefined) {
+        setText(title, job.running ? "Explaining the prediction…" : "");
+        canvas.hidden = true;
+        canvas.dataset.drawn = "false";
+        replace(tiles);
+        tiles.dataset.count = "0";
+        tilesFor = null;
+        note.hidden = true;
+        return;
+      }
+      setText(title, whyTitle(why));
+      title.dataset.predicted = String(why.predicted);
+      if (why !== tilesFor) buildTiles(why);
+      setText(note, why.note);
+      note.hidden = why.note === "";
+
+      const heatArray = decoded(why.heatmap, cache);
+      const map = heatArray === null ? null : mapFrom(heatArray);
+      const heat = map === null ? null : heatByMax(map);
+      canvas.hidden = map === null;
+      const lut = getLut(model.get("colormap") ?? "viridis");
+      composite(canvas, arrays.get("image"), heat, model.get("opacity"), lut);
+      canvas.dataset.drawn = heat === null ? "false" : "true";
+      canvas.setAttribute("aria-label", `explanation heatmap for “${why.label}”`);
+    },
+  };
+}

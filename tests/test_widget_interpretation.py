@@ -1,0 +1,206 @@
+"""The "Why this class?" panel: Visual Explanation by Interpretation of the Explorer's image (the
+payload against cv.interpretation.explain and average_visualizations), a tile click opening the
+unit card or selecting the channel, a new image recomputing it, the model untouched, and bad
+``interpretation=`` refused at construction."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_interpretation_support import BarNet, bars
+
+import cnnvis_widget as cv
+from cnnvis_widget.atlas.fingerprint import model_fingerprint
+from cnnvis_widget.encode import decode_payload
+from cnnvis_widget.interpretation import average_visualizations, explain, relevant_features
+from cnnvis_widget.widgets.interpretation import average_image
+from tests.support import hook_count, send_from_browser, sent_to_browser
+
+LABELS = ["vertical", "horizontal"]
+
+
+def bar_bundle(model: torch.nn.Module | None = None) -> cv.ModelBundle:
+    preprocess = cv.Preprocess(input_size=(12, 12), mean=(0.0,), std=(1.0,), resize=12)
+    return cv.ModelBundle(model or BarNet().eval(), preprocess, LABELS, name="BarNet")
+
+
+@pytest.fixture(scope="module")
+def data() -> list[tuple[torch.Tensor, int]]:
+    return [(image.clamp(0, 1), label) for image, label in bars(40)]
+
+
+@pytest.fixture(scope="module")
+def bundle() -> cv.ModelBundle:
+    return bar_bundle()
+
+
+@pytest.fixture(scope="module")
+def features(bundle, data):
+    # mu = 10: both layers' filters, three relevant per class (two fire on a bar)
+    return relevant_features(bundle, data, mu=10.0, progress=False)
+
+
+def png(image: torch.Tensor) -> bytes:
+    pixels = (image[0].numpy() * 255).round().astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_payload_has_the_predicted_class_heatmap_and_tiles_in_score_order(
+    bundle, data, features
+) -> None:
+    image = data[1][0]  # a horizontal bar
+    explorer = cv.Explorer(bundle, image, interpretation=features, data=data)
+    sent = sent_to_browser(explorer)
+    assert explorer.wait(60)
+    assert explorer.why_available is True
+    why = explorer.why_class
+    assert why is not None and explorer.why_class_job["state"] == "done"
+    expected = explain(bundle, features, explorer.session.input)
+    assert why["predicted"] == expected.predicted == 1 and why["label"] == "horizontal"
+    assert why["relevant"] == len(features.relevant(1)) == 3
+    heatmap = decode_payload(why["heatmap"])
+    assert heatmap.dtype == np.float32 and heatmap.shape == (12, 12)
+    assert np.allclose(heatmap, expected.heatmap.numpy(), atol=1e-6)
+    assert heatmap.max() == pytest.approx(1.0)
+    # the tiles: explain's filters, highest score first, with their weights and scores
+    tiles = why["filters"]
+    assert len(tiles) == len(expected.filters) >= 2
+    assert [(t["layer"], t["channel"]) for t in tiles] == [
+        (f.filter.layer, f.filter.channel) for f in expected.filters
+    ]
+    scores = [t["score"] for t in tiles]
+    assert scores == sorted(scores, reverse=True) and min(scores) > 0
+    for tile, item in zip(tiles, expected.filters, strict=True):
+        assert tile["weight"] == pytest.approx(item.filter.weight)
+        assert tile["score"] == pytest.approx(item.score)
+        assert tile["score"] == pytest.approx(tile["weight"] * tile["response"])
+    # each tile's average visualization: average_visualizations' map of that filter
+    averages = average_visualizations(bundle, features, data, k=20, classes=[1])
+    for tile in tiles:
+        shown = decode_payload(tile["average"])
+        assert shown.shape == (12, 12, 3)
+        reference = average_image(averages.of(1, tile["layer"], tile["channel"]))
+        assert np.array_equal(shown, decode_payload(reference))
+        assert shown.std() > 5  # not blank
+    # the final payload went out with its arrays as binary buffers
+    carrying = [m for m in sent if (m["state"].get("why_class") or {}).get("filters")]
+    assert carrying and len(carrying[-1]["buffers"]) >= 1 + len(tiles)
+
+
+def test_a_new_image_recomputes_the_explanation(bundle, data, features) -> None:
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, data=data)
+    assert explorer.wait(60) and explorer.why_class["predicted"] == 1
+    first_job = explorer.why_class_job["id"]
+    send_from_browser(explorer, {"type": "upload", "name": "vertical.png"}, [png(data[0][0])])
+    assert explorer.wait(60)
+    why = explorer.why_class
+    assert why["predicted"] == 0 and why["label"] == "vertical"
+    assert explorer.why_class_job["id"] > first_job
+    expected = explain(bundle, features, explorer.session.input)
+    assert [(t["layer"], t["channel"]) for t in why["filters"]] == [
+        (f.filter.layer, f.filter.channel) for f in expected.filters
+    ]
+    assert np.allclose(decode_payload(why["heatmap"]), expected.heatmap.numpy(), atol=1e-6)
+
+
+def test_a_tile_click_opens_the_unit_card(bundle, data, features) -> None:
+    atlas = cv.unit_atlas(bundle, data, ["conv2"], k=3, progress=False)
+    explorer = cv.Explorer(
+        bundle, data[1][0], interpretation=features, atlas=atlas, data=data, layer="relu1"
+    )
+    assert explorer.wait(60)
+    tiles = explorer.why_class["filters"]
+    in_atlas = next(t for t in tiles if t["layer"] == "conv2")
+    send_from_browser(
+        explorer, {"type": "why", "layer": in_atlas["layer"], "channel": in_atlas["channel"]}
+    )
+    assert explorer.message is None
+    assert explorer.selected_layer == "conv2"
+    assert explorer.selected_channel == in_atlas["channel"]
+    card = explorer.unit_card
+    assert card is not None and card["layer"] == "conv2" and card["unit"] == in_atlas["channel"]
+    assert [e["index"] for e in card["examples"]] == [
+        e.index for e in atlas.top("conv2", in_atlas["channel"])
+    ]
+
+    # No atlas covers conv1: the click still selects the layer and the channel in the grid.
+    other = next(t for t in tiles if t["layer"] == "conv1")
+    send_from_browser(explorer, {"type": "why", "layer": "conv1", "channel": other["channel"]})
+    assert explorer.selected_layer == "conv1" == explorer.grid_layer
+    assert explorer.selected_channel == other["channel"]
+    assert explorer.overlay_source == "channel"
+    assert explorer.unit_card is None
+
+    # A filter that is not a tile is refused in the banner; the selection stays.
+    send_from_browser(explorer, {"type": "why", "layer": "conv1", "channel": 3})
+    assert "not a filter of the shown explanation" in explorer.message["text"]
+    assert explorer.selected_channel == other["channel"]
+
+
+def test_without_data_the_tiles_have_no_average_and_say_why(bundle, data, features) -> None:
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features)
+    assert explorer.wait(60)
+    why = explorer.why_class
+    assert why["filters"] and all(t["average"] is None for t in why["filters"])
+    assert "pass data=" in why["note"]
+    other = data[:20]  # not the data set the filters were selected on
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, data=other)
+    assert explorer.wait(60)
+    assert "not the data set these filters were selected on" in explorer.why_class["note"]
+    assert all(t["average"] is None for t in explorer.why_class["filters"])
+
+
+def test_the_users_model_is_untouched(data) -> None:
+    model = BarNet().train()
+    bundle = bar_bundle(model)
+    features = relevant_features(bundle, data, mu=10.0, progress=False)
+    during: list[tuple[int, bool]] = []
+    model.conv1.register_forward_hook(lambda *_: during.append((hook_count(model), model.training)))
+    weights = model_fingerprint(model)
+    flags = [m.training for m in model.modules()]
+    grads = [p.grad for p in model.parameters()]
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, data=data)
+    assert explorer.wait(60) and explorer.why_class["filters"]
+    send_from_browser(explorer, {"type": "upload", "name": "v.png"}, [png(data[0][0])])
+    assert explorer.wait(60)
+    assert during and all(state == (1, True) for state in during)
+    assert model_fingerprint(model) == weights
+    assert [m.training for m in model.modules()] == flags
+    assert [p.grad for p in model.parameters()] == grads
+    assert all(p.requires_grad for p in model.parameters())
+    assert hook_count(model) == 1
+
+
+def test_bad_interpretation_is_refused_at_construction(bundle, data, features) -> None:
+    with pytest.raises(TypeError, match="interpretation must be a RelevantFeatures"):
+        cv.Explorer(bundle, data[1][0], interpretation={"conv1": [0]})
+    other = BarNet().eval()
+    with torch.no_grad():
+        other.conv2.bias.fill_(0.1)
+    with pytest.raises(ValueError, match="computed for another model"):
+        cv.Explorer(bar_bundle(other), data[1][0], interpretation=features)
+    with pytest.raises(TypeError, match="averages must be the result"):
+        cv.Explorer(bundle, data[1][0], interpretation=features, averages=[1])
+    with pytest.raises(ValueError, match="also needs interpretation="):
+        averages = average_visualizations(bundle, features, data, k=2)
+        cv.Explorer(bundle, data[1][0], averages=averages)
+    # without an interpretation the panel is hidden and nothing is computed
+    plain = cv.Explorer(bundle, data[1][0])
+    assert plain.why_available is False and plain.why_class is None
+    assert plain.why_class_job is None
+
+
+def test_given_averages_are_shown_without_data(bundle, data, features) -> None:
+    averages = average_visualizations(bundle, features, data, k=5)
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, averages=averages)
+    assert explorer.wait(60)
+    for tile in explorer.why_class["filters"]:
+        expected = average_image(averages.of(1, tile["layer"], tile["channel"]))
+        assert np.array_equal(decode_payload(tile["average"]), decode_payload(expected))
+    assert explorer.why_class["note"] == ""
