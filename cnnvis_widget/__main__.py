@@ -217,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dissect.add_argument("--iou-threshold", type=float, default=0.04)
     dissect.add_argument("--top-k", type=int, default=10, help="top images kept per unit")
     dissect.add_argument("--union", choices=("lite", "annotated"), default="lite")
-    dissect.add_argument("--upsample", choices=("bilinear", "nearest"), default="bilinear")
+    dissect.add_argument(
+        "--upsample", choices=("bilinear", "nearest", "receptive_field"), default="bilinear"
+    )
     dissect.add_argument(
         "--cache-mb", type=float, default=1024,
         help="memory for the first pass's maps, read again by the tally (0: run the model again)",

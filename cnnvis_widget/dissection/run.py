@@ -32,9 +32,13 @@ from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..models import AnyPreprocess, ModelBundle
 from ..pass_cache import OutputCache
 from ..preprocess import WholeImage
+from ..receptive_field import receptive_field
+from .anchors import FieldAnchors
 from .report import IOU_THRESHOLD, DissectionResult, LayerDissection
 from .saved import save_manifest, thresholds_digest
 from .tally import IoUTally, UnionRule, Upsample
+
+UPSAMPLES = ("bilinear", "nearest", "receptive_field")
 
 MASK_SIZE = (112, 112)
 """Resolution of the unit masks on images that have only whole-image labels (Broden's)."""
@@ -43,7 +47,8 @@ STATE_FILE, MANIFEST_FILE = "tally.pt", "tally.json"
 
 class DissectionTally:
     """The second pass's statistic (a :class:`~cnnvis_widget.dataset_pass.Folded`): one
-    :class:`IoUTally` per layer, for the units' ``thresholds`` (C,) of each layer."""
+    :class:`IoUTally` per layer, for the units' ``thresholds`` (C,) of each layer (and, for
+    ``upsample="receptive_field"``, each layer's receptive-field ``anchors``)."""
 
     def __init__(
         self,
@@ -53,9 +58,11 @@ class DissectionTally:
         provenance: dict[str, Any],
         upsample: Upsample = "bilinear",
         union: UnionRule = "lite",
+        anchors: dict[str, FieldAnchors] | None = None,
     ) -> None:
         self.thresholds, self.table, self.total = thresholds, table, total
         self.provenance, self.upsample, self.union = provenance, upsample, union
+        self.anchors = anchors or {}  # per layer, for upsample="receptive_field"
         self.tallies = {name: IoUTally(len(t), table, union) for name, t in thresholds.items()}
         self.images = 0
 
@@ -70,7 +77,7 @@ class DissectionTally:
                 rows = [i for i, s in enumerate(sizes) if s == size]
                 self.tallies[name].update_maps(
                     maps[rows], self.thresholds[name], size, [labels[i] for i in rows],
-                    self.upsample,
+                    self.upsample, self.anchors.get(name),
                 )  # fmt: skip
         self.images += len(labels)
 
@@ -149,7 +156,9 @@ def dissect(
     Pass 1 (:func:`~cnnvis_widget.unit_atlas`): each unit's threshold T_u, its upper-``q``
     quantile over all positions of all images (``q`` = 0.005, the paper's), and its
     ``top_k`` images. Pass 2: each unit's map resized to the labels' resolution (``upsample``
-    "bilinear" without corner alignment, NetDissect-Lite's float resize; or "nearest"),
+    "bilinear" without corner alignment, NetDissect-Lite's float resize; "nearest"; or
+    "receptive_field", the paper's: bilinear between the map positions' receptive-field centres,
+    :mod:`cnnvis_widget.dissection.anchors`),
     thresholded (> T_u), and tallied against every concept's masks: the dataset IoU is a ratio
     of sums. On partially labelled data the union counts the unit's mask only on some images
     (``union``: "lite", where the mask covers a pixel labelled in the concept's category, as
@@ -174,8 +183,8 @@ def dissect(
     check_number("iou_threshold", iou_threshold, low=0, high=1)
     if union not in ("lite", "annotated"):
         raise ValueError(f"union must be 'lite' or 'annotated'; got {union!r}.")
-    if upsample not in ("bilinear", "nearest"):
-        raise ValueError(f"upsample must be 'bilinear' or 'nearest'; got {upsample!r}.")
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {UPSAMPLES}; got {upsample!r}.")
     table = getattr(concepts, "concepts", None)
     if table is None and isinstance(concepts, Subset):  # a part of a concept data set
         table = getattr(concepts.dataset, "concepts", None)
@@ -194,9 +203,13 @@ def dissect(
         progress=progress, should_stop=should_stop, preprocess=prepare, keep=cache,
     )  # fmt: skip
     thresholds = {name: atlas.summary(name)["quantile"].float() for name in names}
+    anchors = None
+    if upsample == "receptive_field":
+        first = PreparedItems(concepts, prepare)[0][0][None]
+        anchors = {name: FieldAnchors.of(receptive_field(module, name, first)) for name in names}
     tally = DissectionTally(
         thresholds, table, atlas.total, _provenance(atlas, names, thresholds, upsample, union),
-        upsample, union,
+        upsample, union, anchors,
     )  # fmt: skip
     if atlas.complete:
         _tally_pass(tally, module, prepare, concepts, names, batch_size, num_workers,
@@ -246,8 +259,9 @@ def _tally_pass(
 
         def shard_of(shard_folder: Path | None, images: int) -> DissectionTally:
             shard = DissectionTally(
-                tally.thresholds, tally.table, images, tally.provenance, tally.upsample, tally.union
-            )
+                tally.thresholds, tally.table, images, tally.provenance, tally.upsample,
+                tally.union, tally.anchors,
+            )  # fmt: skip
             return shard.resume(shard_folder)
 
         fold_distributed(

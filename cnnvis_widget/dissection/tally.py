@@ -35,8 +35,9 @@ import torch.nn.functional as F
 
 from ..datasets.concept_format import ConceptLabels, ConceptTable
 from ..unit_stats._batch import StateDict, check_same, read_tensor
+from .anchors import FieldAnchors, anchored_resize
 
-Upsample = Literal["bilinear", "nearest"]
+Upsample = Literal["bilinear", "nearest", "receptive_field"]
 UnionRule = Literal["lite", "annotated"]
 
 
@@ -45,12 +46,18 @@ def unit_masks(
     thresholds: torch.Tensor,
     size: tuple[int, int],
     upsample: Upsample = "bilinear",
+    anchors: FieldAnchors | None = None,
 ) -> torch.Tensor:
     """Binary unit masks (B, C, H', W'): activations (B, C, h, w) resized to ``size`` (bilinear
-    with ``align_corners=False``, as NetDissect-Lite's float resize, or nearest) and compared
-    with each unit's threshold (C,): strictly above it."""
+    with ``align_corners=False``, as NetDissect-Lite's float resize; nearest; or
+    "receptive_field": bilinear between the positions' receptive-field centres ``anchors``, the
+    paper's) and compared with each unit's threshold (C,): strictly above it."""
     maps = acts.float()
-    if tuple(maps.shape[-2:]) != size:
+    if upsample == "receptive_field":
+        if anchors is None:
+            raise ValueError("upsample='receptive_field' needs the layer's anchors.")
+        maps = anchored_resize(maps, anchors, size)
+    elif tuple(maps.shape[-2:]) != size:
         if upsample == "bilinear":
             maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         else:
@@ -60,7 +67,7 @@ def unit_masks(
 
 def crossing_units(maps: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """(B, C) bool: whether unit c's map (B, C, h, w) on image b may cross its threshold
-    (C,) once resized. A bilinear or nearest resize takes convex combinations of the map's
+    (C,) once resized. A bilinear, nearest or anchored resize takes convex combinations of the map's
     values, so its maximum is the map's maximum up to float rounding (a few ulps of the
     largest magnitude); a unit whose maximum is below its threshold by more than that margin
     has an empty mask."""
@@ -105,6 +112,7 @@ class IoUTally:
         size: tuple[int, int],
         labels: Sequence[ConceptLabels],
         upsample: Upsample = "bilinear",
+        anchors: FieldAnchors | None = None,
     ) -> None:
         """Add one batch from the units' activation maps (B, C, h, w): the same counts as
         :meth:`update` of :func:`unit_masks` (maps, thresholds (C,), size), but only the units
@@ -119,7 +127,9 @@ class IoUTally:
         crossing = crossing_units(maps, thresholds)
         for image_maps, image_crossing, image_labels in zip(maps, crossing, labels, strict=True):
             units = image_crossing.nonzero().reshape(-1)
-            mask = unit_masks(image_maps[units][None], thresholds[units], size, upsample)[0]
+            mask = unit_masks(image_maps[units][None], thresholds[units], size, upsample, anchors)[
+                0
+            ]
             self._add_image(units, mask.reshape(len(units), size[0] * size[1]), image_labels)
         self.images += len(labels)
 
