@@ -74,6 +74,7 @@ LITE_STD = (128.0 / 255.0,) * 3
 
 DEFAULT_MODEL = "efficientnet_lite0"
 FASHION_MODEL = "fashion_cnn"
+FLOWER_MODEL = "flower_cnn"
 
 
 @dataclass
@@ -132,6 +133,9 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
     ``"efficientnet_lite0"`` (default) has real ImageNet weights shipped in a Python package.
     ``"fashion_cnn"`` is a small CNN for Fashion-MNIST's 1 x 28 x 28 greyscale images, with
     its trained weights shipped in this package (:mod:`cnnvis_widget.zoo.fashion_cnn`).
+    ``"flower_cnn"`` is a small CNN for an8Flower-single-6c's 3 x 112 x 112 RGB images (the
+    class is the colour of the flower's center), weights shipped too
+    (:mod:`cnnvis_widget.zoo.flower_cnn`; data: :mod:`cnnvis_widget.datasets.an8flower`).
     Any torchvision classification model name works with ``pretrained=False`` (random weights);
     ``pretrained=True`` reads its weights from the local torch hub cache and raises
     ``FileNotFoundError`` saying where to put the file when they are not there.
@@ -146,6 +150,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
         return _load_efficientnet_lite0(pretrained)
     if name == FASHION_MODEL:
         return _load_fashion_cnn(pretrained)
+    if name == FLOWER_MODEL:
+        return _load_flower_cnn(pretrained)
     return _load_torchvision(name, pretrained)
 
 
@@ -184,12 +190,30 @@ def _load_fashion_cnn(pretrained: bool) -> ModelBundle:
     return ModelBundle(module, preprocess, list(CLASSES), name=FASHION_MODEL)
 
 
+def _load_flower_cnn(pretrained: bool) -> ModelBundle:
+    from .zoo.flower_cnn import CLASSES, MEAN, SIZE, STD, WEIGHTS, FlowerCNN
+
+    module = FlowerCNN()
+    if pretrained:
+        load_weights(
+            module,
+            WEIGHTS,
+            "The file ships with cnnvis-widget: reinstall it, or retrain the weights with "
+            "`python scripts/train_flower_cnn.py` in its repository.",
+        )
+    module.eval()
+    preprocess = Preprocess(input_size=(SIZE, SIZE), mean=MEAN, std=STD, resize=SIZE)
+    return ModelBundle(module, preprocess, list(CLASSES), name=FLOWER_MODEL)
+
+
 def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
     import torchvision.models as tvm
 
     known = tvm.list_models(module=tvm)
     if name not in known:
-        close = difflib.get_close_matches(name, [*known, DEFAULT_MODEL, FASHION_MODEL], n=5)
+        close = difflib.get_close_matches(
+            name, [*known, DEFAULT_MODEL, FASHION_MODEL, FLOWER_MODEL], n=5
+        )
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"unknown model {name!r}.{hint} Use {DEFAULT_MODEL!r} or a torchvision classifier: "
