@@ -197,7 +197,7 @@ describe("tileText and whyTitle", () => {
       detail: "score 0.330 · weight 0.330",
     });
     expect(whyTitle(WHY)).toBe(
-      `Predicted: ${HOSTILE}, because of these 2 of its 3 relevant filters:`,
+      `Predicted: ${HOSTILE}. The 2 of its 3 relevant filters that counted most here:`,
     );
     expect(whyTitle({ ...WHY, filters: [] })).toContain("No relevant filter fired");
   });

@@ -29,7 +29,7 @@ export function tileText(filter: WhyFilter): { name: string; detail: string } {
 export function whyTitle(why: WhyClass): string {
   if (why.filters.length === 0) return `Predicted: ${why.label}. No relevant filter fired.`;
   const shown = why.filters.length;
-  return `Predicted: ${why.label}, because of these ${shown} of its ${why.relevant} relevant filters:`;
+  return `Predicted: ${why.label}. The ${shown} of its ${why.relevant} relevant filters that counted most here:`;
 }
 
 function decoded(payload: NdArray | null, cache: Map<NdArray, Decoded | null>): Decoded | null {
