@@ -4,12 +4,15 @@
         --layers features.relu3 features.relu5 --k 9 --out runs/fashion
     python -m cnnvis_widget dissect --model efficientnet_lite0 --data concepts \\
         --layers _blocks.5._bn2 _conv_head --out runs/dissect
+    python -m cnnvis_widget relevant --model fashion_cnn --data fashion_mnist:train \\
+        --mu 10 --out runs/relevant
 
 The same commands under ``torchrun --nproc_per_node=N -m cnnvis_widget ...`` shard the data
 over N processes (gloo on CPU, NCCL on GPU) and give the same result.
 
 Data (``--data``):
-  atlas:   fashion_mnist[:train|test], photos, or a folder of images (sub-folders = labels)
+  atlas, relevant: fashion_mnist[:train|test], photos, or a folder of images (sub-folders =
+           labels; relevant needs labels)
   dissect: concepts[:key=value,...]   the offline concept set, cv.datasets.concepts(); keys
                                       per_concept, whole_per_concept, size, mask_size, seed
                                       (ints) and cache_dir, e.g. concepts:per_concept=2,size=96
@@ -20,7 +23,9 @@ Data (``--data``):
                                       (default object)
 A dissection writes DIR/atlas, DIR/tally and DIR/dissection.json (reload it with
 cv.DissectionResult.load(DIR)) and DIR/report.html; it prints the unique detectors per layer
-and category.
+and category. ``relevant`` (Oramas et al.'s relevant filters per class; ``--layers`` defaults
+to every convolution) writes DIR (reload it with cv.RelevantFeatures.load(DIR)) and prints
+each class's relevant filters.
 """
 
 from __future__ import annotations
@@ -167,6 +172,41 @@ def dissect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def relevant_command(args: argparse.Namespace) -> int:
+    from .interpretation import relevant_features
+
+    with process_group() as main_rank:
+        data = data_source(args.data, args.limit)
+        result = relevant_features(
+            load_bundle(args), data, args.layers or None, mu=args.mu, pool=args.pool,
+            per_class=args.per_class, batch_size=args.batch_size, num_workers=args.workers,
+            out=args.out, progress=main_rank,
+        )  # fmt: skip
+        if main_rank:
+            print(relevant_text(result, class_names(data)))
+            print(f"saved in {args.out}")
+    return 0
+
+
+def class_names(data: Any) -> list[str] | None:
+    """The data set's class names (``classes``), also through a Subset; None otherwise."""
+    names = getattr(data, "classes", None) or getattr(
+        getattr(data, "dataset", None), "classes", None
+    )
+    return [str(name) for name in names] if names else None
+
+
+def relevant_text(result: Any, names: list[str] | None, top: int = 5) -> str:
+    """Each class's count of relevant filters and its ``top`` strongest, one line a class."""
+    lines = [f"{result.responses.images} images; mu {result.mu}; relevant filters per class:"]
+    for label in result.classes:
+        found = result.relevant(label)
+        name = names[label] if names and 0 <= label < len(names) else str(label)
+        strongest = ", ".join(f"{f.layer}:{f.channel} ({f.weight:.2f})" for f in found[:top])
+        lines.append(f"{name}: {len(found)} | {strongest}")
+    return "\n".join(lines)
+
+
 def summary_text(result: Any) -> str:
     """The unique detectors per layer and category, as a table."""
     categories = list(result.table.categories)
@@ -192,12 +232,14 @@ def write_report(result: Any, folder: Path, bundle: Any) -> Path | None:
     return Path(to_html(folder / "report.html", bundle))
 
 
-def pass_arguments(command: argparse.ArgumentParser, data_help: str) -> None:
+def pass_arguments(
+    command: argparse.ArgumentParser, data_help: str, required_layers: bool = True
+) -> None:
     """The arguments every dataset-pass command shares: model, data, layers, out, loader."""
     command.add_argument("--model", default="efficientnet_lite0", help="a cv.load_model name")
     command.add_argument("--random-weights", action="store_true", help="pretrained=False")
     command.add_argument("--data", required=True, help=data_help)
-    command.add_argument("--layers", nargs="+", required=True)
+    command.add_argument("--layers", nargs="+", required=required_layers)
     command.add_argument("--out", required=True, help="folder for the result (and checkpoints)")
     command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--workers", type=int, default=0, help="DataLoader workers")
@@ -224,8 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache-mb", type=float, default=1024,
         help="memory for the first pass's maps, read again by the tally (0: run the model again)",
     )  # fmt: skip
+    relevant = commands.add_parser("relevant", help="relevant filters per class (Oramas et al.)")
+    pass_arguments(relevant, "fashion_mnist[:split], photos, or a folder", required_layers=False)
+    relevant.add_argument("--mu", type=float, default=10.0, help="L1 budget of each class")
+    relevant.add_argument("--pool", choices=("l2sq", "l2", "mean", "max"), default="l2sq")
+    relevant.add_argument("--per-class", type=int, default=None, help="balanced sample size")
     args = parser.parse_args(argv)
-    return atlas_command(args) if args.command == "atlas" else dissect_command(args)
+    commands_run = {"atlas": atlas_command, "dissect": dissect_command}
+    return commands_run.get(args.command, relevant_command)(args)
 
 
 if __name__ == "__main__":
