@@ -5,6 +5,7 @@ unit card or selecting the channel, a new image recomputing it, the model untouc
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -204,3 +205,36 @@ def test_given_averages_are_shown_without_data(bundle, data, features) -> None:
         expected = average_image(averages.of(1, tile["layer"], tile["channel"]))
         assert np.array_equal(decode_payload(tile["average"]), decode_payload(expected))
     assert explorer.why_class["note"] == ""
+
+
+def test_stop_keeps_the_explanation_shown_so_far(bundle, data, features, monkeypatch) -> None:
+    from cnnvis_widget.widgets import interpretation
+
+    calls: list[int] = []
+    real = interpretation.average_visualizations
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        send_from_browser(explorer, {"type": "cancel", "job": "why_class_job"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(interpretation, "average_visualizations", stopping)
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features)  # no data: no averages
+    assert explorer.wait(60) and not calls
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, data=data)
+    assert explorer.wait(60)
+    assert calls == [1]  # stopped after the first filter's average
+    assert explorer.why_class_job["state"] == "cancelled"
+    tiles = explorer.why_class["filters"]  # the heatmap and tiles sent before the averages
+    assert len(tiles) >= 2 and explorer.why_class["heatmap"] is not None
+    assert tiles[0]["average"] is not None and tiles[-1]["average"] is None
+
+
+def test_a_predicted_class_the_filters_do_not_know_says_so(bundle, data, features) -> None:
+    only_vertical = dataclasses.replace(features, classes=[0], weights=features.weights[:1])
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=only_vertical)  # predicts 1
+    assert explorer.wait(60)
+    why = explorer.why_class
+    assert why["predicted"] == 1 and why["filters"] == [] and why["heatmap"] is None
+    assert "no images in the data set the relevant filters were selected on" in why["note"]
+    assert explorer.why_class_job is None

@@ -216,8 +216,11 @@ class InterpretationPanel(Panel):
                 "relevant": len(data.features.relevant(predicted)), "note": data.note,
             }  # fmt: skip
 
+        explained: list[Explanation] = []  # the job's explanation, once computed
+
         def work(report: Report) -> WhyClass | None:
             explanation = explain(bundle, data.features, x, top=data.top)
+            explained.append(explanation)
             missing = [
                 item.filter for item in explanation.filters
                 if (explanation.predicted, item.filter.layer, item.filter.channel)
@@ -239,6 +242,8 @@ class InterpretationPanel(Panel):
         def finish(end: JobEnd[WhyClass | None]) -> Update:
             if end.state == "done" and end.result is not None:
                 return {"why_class": end.result}
+            if end.state == "cancelled" and explained:  # with the averages computed so far
+                return {"why_class": payload(explained[0])}
             return {}
 
         def start() -> None:
