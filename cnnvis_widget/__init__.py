@@ -6,13 +6,15 @@ deep_dream, fooling_image, adversarial, style_transfer, render with composable o
 datasets (real image data, offline, as torch Datasets; imported when first used); unit_atlas
 and UnitAtlas (per-unit statistics of a pass over a data set); dissect (Network Dissection);
 relevant_features, average_visualizations and explain (Oramas et al.'s explanation by
-interpretation).
+interpretation); empirical_receptive_field and empirical_fields (Zhou et al.'s occlusion
+fields).
 """
 
 from .atlas import UnitAtlas, unit_atlas
 from .atlas.sheet import examples_sheet
 from .data import sample_image, sample_images
 from .dissection import DissectionResult, dissect
+from .empirical_field import EmpiricalField, empirical_fields, empirical_receptive_field
 from .evaluate import deletion_insertion, randomization_check
 from .images import image_sheet
 from .interpretation import (
@@ -50,6 +52,7 @@ __all__ = [
     "SynthesisFrame",
     "SynthesisResult",
     "DissectionResult",
+    "EmpiricalField",
     "RelevantFeatures",
     "UnitAtlas",
     "__version__",
@@ -62,6 +65,8 @@ __all__ = [
     "deep_dream",
     "deletion_insertion",
     "dissect",
+    "empirical_fields",
+    "empirical_receptive_field",
     "examples_sheet",
     "explain",
     "fooling_image",
