@@ -30,6 +30,9 @@ UPLOAD_PREFIX = "upload:"
 """``image_name`` of an uploaded file: this prefix + the file's name."""
 DEFAULT_METHOD = "gradcam"
 DEFAULT_SYNTH_KIND = "feature"
+FIELD_TOP_K = 5
+"""The unit card's empirical receptive field is measured over at most this many of the unit's
+top atlas images (the card's first examples): each costs hundreds of occluded forwards."""
 
 SHARED_CONSTANTS: dict[str, int | str] = {
     "TOP_K": TOP_K,
@@ -39,6 +42,7 @@ SHARED_CONSTANTS: dict[str, int | str] = {
     "UPLOAD_PREFIX": UPLOAD_PREFIX,
     "DEFAULT_METHOD": DEFAULT_METHOD,
     "DEFAULT_SYNTH_KIND": DEFAULT_SYNTH_KIND,
+    "FIELD_TOP_K": FIELD_TOP_K,
 }
 
 # --- payload types ----------------------------------------------------------------------
@@ -291,6 +295,45 @@ class UnitCard(TypedDict):
     dissection: UnitDissection | None
 
 
+class UnitField(TypedDict):
+    """The empirical receptive field of channel ``unit`` of ``layer`` (Zhou et al. 2015, sec.
+    3.2; :func:`~cnnvis_widget.empirical_field.empirical_receptive_field`) over its top
+    ``images`` atlas images, of ``requested`` (fewer when stopped: ``complete`` False).
+
+    ``map`` float32 (h, w): the averaged re-centred discrepancy map, NaN where no image
+    reaches, cut from the full (2H - 1, 2W - 1) map at ``window`` (top, left, bottom, right;
+    the theoretical field widened by the occluder); ``centre`` (y, x) the unit's peak centre in
+    ``map``. ``backdrop`` uint8 (h, w, 3): the top image under ``map``, placed at its peak
+    (grey past the image; the browser draws the map over it with the colormap and opacity).
+    ``size`` / ``theoretical`` (height, width) px, ``box`` (top, left, bottom, right) the
+    empirical field relative to ``centre``, read at ``fraction`` of the map's maximum;
+    ``patch`` / ``stride`` the occluder. ``indices``: the images' dataset indices;
+    ``images_seen`` uint8 (n, H, W, 3) those images as the model sees them and ``masks`` uint8
+    (n, H, W), 1 inside the empirical field placed at each image's peak
+    (:func:`~cnnvis_widget.empirical_field.field_segments`; the browser dims outside to
+    ``dim``)."""
+
+    layer: str
+    unit: int
+    images: int
+    requested: int
+    complete: bool
+    map: NdArray
+    window: list[int]
+    centre: list[int]
+    backdrop: NdArray
+    size: list[int]
+    theoretical: list[int]
+    box: list[int]
+    fraction: float
+    patch: int
+    stride: int
+    indices: list[int]
+    images_seen: NdArray
+    masks: NdArray
+    dim: float
+
+
 class WhyFilter(TypedDict):
     """A tile of the "Why this class?" panel: a relevant filter of the predicted class that
     fired on the image (channel ``channel`` of ``layer``), its lasso ``weight``, its
@@ -372,6 +415,8 @@ class ExplorerTraits(TypedDict):
     atlas_job: JobState | None
     unit_card: UnitCard | None
     unit_labels: list[UnitTag]
+    unit_field: UnitField | None
+    field_job: JobState | None
     why_available: bool
     why_class: WhyClass | None
     why_class_job: JobState | None
@@ -380,7 +425,7 @@ class ExplorerTraits(TypedDict):
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, UnitRef, SynthesisPayload,
-    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, WhyFilter, WhyClass, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, UnitField, WhyFilter, WhyClass, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

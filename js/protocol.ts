@@ -8,6 +8,7 @@ export const MAX_PINS = 12;
 export const UPLOAD_PREFIX = "upload:";
 export const DEFAULT_METHOD = "gradcam";
 export const DEFAULT_SYNTH_KIND = "feature";
+export const FIELD_TOP_K = 5;
 
 export type DType = "uint8" | "float16" | "float32";
 export type JobStateName = "running" | "done" | "cancelled" | "error";
@@ -281,6 +282,46 @@ export interface UnitCard {
 }
 
 /**
+ * The empirical receptive field of channel ``unit`` of ``layer`` (Zhou et al. 2015, sec.
+ * 3.2; :func:`~cnnvis_widget.empirical_field.empirical_receptive_field`) over its top
+ * ``images`` atlas images, of ``requested`` (fewer when stopped: ``complete`` False).
+ *
+ * ``map`` float32 (h, w): the averaged re-centred discrepancy map, NaN where no image
+ * reaches, cut from the full (2H - 1, 2W - 1) map at ``window`` (top, left, bottom, right;
+ * the theoretical field widened by the occluder); ``centre`` (y, x) the unit's peak centre in
+ * ``map``. ``backdrop`` uint8 (h, w, 3): the top image under ``map``, placed at its peak
+ * (grey past the image; the browser draws the map over it with the colormap and opacity).
+ * ``size`` / ``theoretical`` (height, width) px, ``box`` (top, left, bottom, right) the
+ * empirical field relative to ``centre``, read at ``fraction`` of the map's maximum;
+ * ``patch`` / ``stride`` the occluder. ``indices``: the images' dataset indices;
+ * ``images_seen`` uint8 (n, H, W, 3) those images as the model sees them and ``masks`` uint8
+ * (n, H, W), 1 inside the empirical field placed at each image's peak
+ * (:func:`~cnnvis_widget.empirical_field.field_segments`; the browser dims outside to
+ * ``dim``).
+ */
+export interface UnitField {
+  layer: string;
+  unit: number;
+  images: number;
+  requested: number;
+  complete: boolean;
+  map: NdArray;
+  window: number[];
+  centre: number[];
+  backdrop: NdArray;
+  size: number[];
+  theoretical: number[];
+  box: number[];
+  fraction: number;
+  patch: number;
+  stride: number;
+  indices: number[];
+  images_seen: NdArray;
+  masks: NdArray;
+  dim: number;
+}
+
+/**
  * A tile of the "Why this class?" panel: a relevant filter of the predicted class that
  * fired on the image (channel ``channel`` of ``layer``), its lasso ``weight``, its
  * standardized ``response`` on the image and ``score`` = weight * response (> 0); ``average``
@@ -364,6 +405,8 @@ export interface ExplorerTraits {
   atlas_job: JobState | null;
   unit_card: UnitCard | null;
   unit_labels: UnitTag[];
+  unit_field: UnitField | null;
+  field_job: JobState | null;
   why_available: boolean;
   why_class: WhyClass | null;
   why_class_job: JobState | null;

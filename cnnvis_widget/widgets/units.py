@@ -6,6 +6,9 @@ background on the panel's job channel (``atlas_job``: progress and Stop), one la
 the selected layer at the start, another one when asked (``{"type": "atlas"}`` or
 :meth:`UnitsPanel.compute`). A stopped pass keeps its statistics in a folder and resumes
 from there when it is started again.
+
+The card's empirical receptive field (``{"type": "field"}``) is computed on its own channel
+(``field_job``) and kept per unit: see :mod:`cnnvis_widget.widgets.field`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..preprocess import WholeImage
 from ..protocol import AtlasLayer, UnitCard, UnitTag, message
 from ..receptive_field import ReceptiveField, receptive_field
 from .channel import JobChannel, JobEnd, Report, Update
+from .field import UnitFields
 from .panel import Change, Host, Panel, traits_of
 from .traits import optional_dict
 
@@ -47,6 +51,9 @@ class UnitsTraits(traitlets.HasTraits):
     unit_card = optional_dict()
     # the selected layer's units' dissection labels, one per channel (empty: no dissection)
     unit_labels = traitlets.List(traitlets.Dict()).tag(sync=True)
+    # the open card's empirical receptive field (widgets/field.py), and the job computing one
+    unit_field = optional_dict()
+    field_job = optional_dict()
 
 
 @dataclass
@@ -173,7 +180,7 @@ class UnitsPanel(Panel):
     on ``atlas_job``. Reads the host's ``unit_data`` (a :class:`UnitData`, set by the
     Explorer from its ``atlas`` / ``data`` arguments; none: the panel has no atlas)."""
 
-    messages = ("atlas", "cancel")
+    messages = ("atlas", "field", "cancel")
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
@@ -181,17 +188,26 @@ class UnitsPanel(Panel):
         self.units: UnitData = getattr(host, "unit_data", None) or UnitData()
         self.jobs = JobChannel(host, "atlas_job", PROGRESS_INTERVAL_S)
         self._fields: dict[tuple[str, tuple[int, ...]], ReceptiveField | None] = {}
+        self.empirical = UnitFields(host, self._shown_card, PROGRESS_INTERVAL_S)
         if self.units.images:  # without data a tile click stays a display change
             host.watch(["selected_channel"], self._on_channel)
 
     def channels(self) -> list[JobChannel]:
-        return [self.jobs]
+        return [self.jobs, self.empirical.jobs]
 
     def on_message(self, content: dict[str, Any]) -> None:
-        if content.get("type") == "atlas":
+        kind = content.get("type")
+        if kind == "atlas":
             self.compute(str(content.get("layer") or self.host.selected_layer))
+        elif kind == "field":
+            card = self._shown_card()
+            layer = str(content.get("layer") or (card[0] if card else self.host.selected_layer))
+            unit = content.get("unit", card[1] if card else self.host.selected_channel)
+            self.compute_field(layer, int(unit))
         elif content.get("job") == self.jobs.job_trait:
             self.jobs.cancel()
+        elif content.get("job") == self.empirical.jobs.job_trait:
+            self.empirical.jobs.cancel()
 
     def on_image(self, target: int) -> Change:
         card = self.traits.unit_card
@@ -200,14 +216,40 @@ class UnitsPanel(Panel):
         return Change({"unit_card": self.card(card["layer"], card["unit"])})
 
     def on_layer(self, layer: str) -> Change:
-        return Change({"unit_card": None, "unit_labels": self.units.tags(layer)})
+        return Change(
+            {"unit_card": None, "unit_field": None, "unit_labels": self.units.tags(layer)}
+        )
 
     def _on_channel(self, change: dict[str, Any]) -> None:
         unit, layer = int(change["new"]), self.host.selected_layer
         if unit < 0 or self.units.source_of(layer) is None:
             self.traits.unit_card = None
+            self.traits.unit_field = None
             return
-        self.traits.unit_card = self.card(layer, unit)
+        card = self.card(layer, unit)
+        with self.host.applying():
+            self.host.assign({"unit_card": card, "unit_field": self.empirical.of(layer, unit)})
+
+    def _shown_card(self) -> tuple[str, int] | None:
+        card = self.traits.unit_card
+        return None if card is None else (card["layer"], card["unit"])
+
+    def compute_field(self, layer: str, unit: int) -> None:
+        """Compute the empirical receptive field of channel ``unit`` of ``layer`` over its
+        top atlas images (at most ``FIELD_TOP_K``, the card's first examples) in the
+        background (``field_job``: progress, Stop), on the data the card's atlas was computed
+        on; kept for the session and shown on the unit's card (``unit_field``)."""
+        source = self.units.source_of(layer)
+        if source is None:
+            raise ValueError(
+                f"no atlas covers {layer}: compute one first (the panel's button, or "
+                f"explorer.compute_atlas({layer!r}))."
+            )
+        # as the card: the dissection's pass saw each concept image whole
+        from_dissection = self.units.atlas_of(layer) is None
+        bundle = self.host.session.bundle
+        prepare = WholeImage(bundle.preprocess) if from_dissection else None
+        self.empirical.compute(layer, unit, *source, prepare)
 
     def card(self, layer: str, unit: int) -> UnitCard:
         """The card of channel ``unit`` of ``layer`` for the current image."""
@@ -266,9 +308,11 @@ class UnitsPanel(Panel):
             if atlas is None:
                 return {}
             units.atlases = [a for a in units.atlases if name not in a.stats] + [atlas]
+            self.empirical.forget_layer(name)  # other top images: its fields no longer hold
             update: Update = {"atlas_layers": units.layers}
             if host.selected_layer == name and host.selected_channel >= 0:
                 update["unit_card"] = self.card(name, host.selected_channel)
+                update["unit_field"] = None
             if not atlas.complete:
                 done = f"{atlas.images} of {atlas.total}"
                 update["message"] = message(
