@@ -159,6 +159,8 @@ export function renderExplorer(model: ExplorerModel, el: HTMLElement): () => voi
     atlas_job: [unitCard],
     unit_card: [unitCard],
     unit_labels: [filterGrid],
+    unit_field: [unitCard],
+    field_job: [unitCard],
     why_available: [whyClass],
     why_class: [whyClass],
     why_class_job: [whyClass],

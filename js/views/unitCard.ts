@@ -3,7 +3,8 @@
  * message from the kernel). Its top examples are drawn as receptive-field crops with the unit's
  * activation over them (colormap and opacity applied here, so changing them sends nothing), then
  * the histogram of its per-image maxima with the current image marked, its top classes as bars,
- * and a button for its feature visualization (the synthesis panel draws it). Above the card: which
+ * a button for its feature visualization (the synthesis panel draws it), and its empirical
+ * receptive field (`fieldView.ts`). Above the card: which
  * layers the atlas covers, a button that computes the selected layer's, and that job's progress.
  */
 import { composite, drawImage, heatFromUint8, mapFrom } from "../canvas";
@@ -12,6 +13,7 @@ import { getLut } from "../colormaps";
 import { formatNumber, h, replace, setText } from "../dom";
 import type { AtlasLayer, UnitCard, UnitDissection } from "../protocol";
 import type { ExplorerModel, View } from "../types";
+import { createFieldSection } from "./fieldView";
 import { createJobProgress } from "./jobProgress";
 
 const HISTOGRAM_WIDTH = 240;
@@ -155,6 +157,7 @@ export function createUnitCard(model: ExplorerModel): View {
     model.save_changes();
     model.send({ type: "synth", action: "start" });
   });
+  const field = createFieldSection(model);
   const card = h(
     "div",
     { class: "cv-units-card", "data-testid": "unit-card", hidden: true },
@@ -168,6 +171,7 @@ export function createUnitCard(model: ExplorerModel): View {
       h("div", {}, feature, featureNote),
     ),
     stats,
+    field.el,
     dissectionBox,
   );
   const el = h(
@@ -246,6 +250,7 @@ export function createUnitCard(model: ExplorerModel): View {
       const shown = model.get("unit_card");
       const visible = shown !== null && shown.layer === layer;
       card.hidden = !visible;
+      field.update(visible ? shown : null);
       if (!visible || shown === null) return;
       const partial = shown.complete ? "" : " (stopped early)";
       setText(
