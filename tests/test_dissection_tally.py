@@ -139,12 +139,14 @@ def test_mismatched_sizes_are_refused():
 def test_counting_only_crossing_units_equals_every_mask(upsample):
     """update_maps resizes only the units whose map can cross its threshold on an image; the
     sums equal the dense tally's, also where a threshold is exactly an image's maximum (the
-    quantile is one of the values) and for sparse, mostly negative maps."""
+    quantile is one of the values), for sparse, mostly negative maps, and on an image where
+    no unit crosses."""
     rng = np.random.default_rng(3)
     n, units = 24, 7
     acts = torch.from_numpy(rng.normal(size=(n, units, 3, 5)).astype(np.float32))
     acts[:, 4] = -acts[:, 4].abs() * 1e3  # huge negatives next to the peak
     acts[5, 4] = 0.25
+    acts[0] = -50.0  # no unit crosses on image 0
     acts[5, 4, 1, 2] = -1e3
     labels = [random_labels(rng) for _ in range(n)]
     thresholds = torch.from_numpy(

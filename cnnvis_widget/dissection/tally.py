@@ -127,10 +127,13 @@ class IoUTally:
         crossing = crossing_units(maps, thresholds)
         for image_maps, image_crossing, image_labels in zip(maps, crossing, labels, strict=True):
             units = image_crossing.nonzero().reshape(-1)
-            mask = unit_masks(image_maps[units][None], thresholds[units], size, upsample, anchors)[
-                0
-            ]
-            self._add_image(units, mask.reshape(len(units), size[0] * size[1]), image_labels)
+            if len(units) == 0:  # no unit crosses here (resizing 0 channels is an error)
+                mask = torch.zeros(0, size[0] * size[1], dtype=torch.bool)
+            else:
+                mask = unit_masks(
+                    image_maps[units][None], thresholds[units], size, upsample, anchors
+                )[0].reshape(len(units), size[0] * size[1])
+            self._add_image(units, mask, image_labels)
         self.images += len(labels)
 
     def _add_image(self, units: torch.Tensor, mask: torch.Tensor, labels: ConceptLabels) -> None:
