@@ -42,7 +42,7 @@ def bundle() -> cv.ModelBundle:
 @pytest.fixture(scope="module")
 def features(bundle, data):
     # mu = 10: both layers' filters, three relevant per class (two fire on a bar)
-    return relevant_features(bundle, data, mu=10.0, progress=False)
+    return relevant_features(bundle, data, mu=10.0, standardize=True, progress=False)
 
 
 def png(image: torch.Tensor) -> bytes:
@@ -160,7 +160,7 @@ def test_without_data_the_tiles_have_no_average_and_say_why(bundle, data, featur
 def test_the_users_model_is_untouched(data) -> None:
     model = BarNet().train()
     bundle = bar_bundle(model)
-    features = relevant_features(bundle, data, mu=10.0, progress=False)
+    features = relevant_features(bundle, data, mu=10.0, standardize=True, progress=False)
     during: list[tuple[int, bool]] = []
     model.conv1.register_forward_hook(lambda *_: during.append((hook_count(model), model.training)))
     weights = model_fingerprint(model)

@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from cnnvis_widget.interpretation import relevant_features
 why_data = Subset(cv.datasets.fashion_mnist(split="test"), range(300))
 why_bundle = cv.load_model("fashion_cnn")
-why_features = relevant_features(why_bundle, why_data, progress=False)
+why_features = relevant_features(why_bundle, why_data, standardize=True, progress=False)
 why_atlas = cv.unit_atlas(why_bundle, why_data, ["{ATLAS_LAYER}"], k=9, progress=False)
 why = cv.Explorer(why_bundle, why_data[0][0], interpretation=why_features, atlas=why_atlas,
                   data=why_data)
