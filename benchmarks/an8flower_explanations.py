@@ -49,18 +49,19 @@ from cnnvis_widget.interpretation import RelevantFeatures, relevant_features
 
 LAST = "features.relu4"
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
-    ("defaults (mu=10, standardize, l1)", {}),
-    ("mu=5, standardize", {"mu": 5.0}),
-    ("standardize=False, mu=10", {"standardize": False}),
-    ("standardize=False, mu=5", {"standardize": False, "mu": 5.0}),
-    ("layer_norm=none, standardize", {"layer_norm": "none"}),
-    ("standardize, mu=0.2", {"mu": 0.2}),
+    ("standardize, mu=10", {"standardize": True}),
+    ("standardize, mu=5", {"standardize": True, "mu": 5.0}),
+    ("defaults (no standardize, mu=10)", {}),
+    ("no standardize, mu=5", {"mu": 5.0}),
+    ("layer_norm=none, standardize", {"layer_norm": "none", "standardize": True}),
+    ("standardize, mu=0.2", {"mu": 0.2, "standardize": True}),
 ]
-# heatmap name -> (relevant-features setting, explain options)
+# heatmap name -> (relevant-features setting, explain options); the settings are explicit so
+# the rows keep their meaning when a default changes
 EXPLAINED: dict[str, tuple[str, dict[str, Any]]] = {
-    "defaults": (SETTINGS[0][0], {}),
-    "std=False, mu=5": (SETTINGS[3][0], {}),
-    "std=False, mu=5, guided": (SETTINGS[3][0], {"rule": "guided"}),
+    "std, mu=10, deconvnet": (SETTINGS[0][0], {"rule": "deconvnet"}),
+    "no std, mu=5, deconvnet": (SETTINGS[3][0], {"rule": "deconvnet"}),
+    "no std, mu=5, guided": (SETTINGS[3][0], {"rule": "guided"}),
 }
 
 
