@@ -143,3 +143,44 @@ def test_dissection_notebook_runs_and_shows_the_detectors() -> None:
         assert "dotted" in line.split(": ")[1] and float(line.split("IoU ")[1]) > 0.04
     widget = next(cell for cell in code if "cv.Explorer(" in cell.source)
     assert shows(widget, "application/vnd.jupyter.widget-view+json")
+
+
+def test_interpretation_notebook_is_generated_from_its_script() -> None:
+    notebook = generated("interpretation", "make_interpretation")
+    assert all(not cell.get("outputs") for cell in notebook.cells)
+
+
+@pytest.mark.slow
+def test_interpretation_notebook_runs_and_explains() -> None:
+    code = executed_code("interpretation", timeout=900)
+
+    def shows(cell, kind: str) -> bool:
+        return any(kind in o.get("data", {}) for o in cell.outputs)
+
+    def printed(needle: str) -> str:
+        cell = next(cell for cell in code if needle in cell.source)
+        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+    assert shows(next(c for c in code if "an8flower(" in c.source), "image/png")
+    # a few relevant filters for each of the six classes, weights within the budget mu = 5
+    lines = printed("cv.relevant_features(").splitlines()
+    assert len(lines) == 6
+    for line in lines:
+        count = int(line.split(": ")[1].split(" relevant")[0])
+        weights = [float(w.split(")")[0]) for w in line.split("(")[1:]]
+        assert 1 <= count <= 5 and len(weights) == count and sum(weights) <= 5 + 1e-6
+    assert shows(next(c for c in code if "average_visualizations(" in c.source), "image/png")
+    # the explanation's mass lies mostly on the center, the part that decides the class
+    scores = printed("def mass_on_part")
+    mass = float(scores.split("interpretation: mass on the center ")[1].split(",")[0])
+    assert mass > 0.5, scores
+    assert shows(next(c for c in code if "why = cv.explain(" in c.source), "image/png")
+    widget = next(c for c in code if "cv.Explorer(" in c.source)
+    assert shows(widget, "application/vnd.jupyter.widget-view+json")
+    # empirical fields: three layers; the deepest one's is smaller than its theoretical field
+    rows = [r for r in printed("cv.empirical_fields(").splitlines() if r.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == [
+        "features.relu2", "features.relu3", "features.relu4"
+    ]  # fmt: skip
+    assert float(rows[-1].split("|")[-2]) < 1
+    assert shows(next(c for c in code if "cv.empirical_receptive_field(" in c.source), "image/png")
