@@ -257,6 +257,52 @@ def fold_distributed(
     return False
 
 
+def run_pass(
+    result: Folded,
+    items: PreparedItems,
+    setup: PassSetup,
+    out: str | Path | None,
+    progress: bool,
+    should_stop: StopCheck | None,
+    shard_of: Callable[[Path | None, int], Folded],
+    *,
+    keep: OutputCache | None = None,
+    reuse: OutputCache | None = None,
+) -> None:
+    """Fold into ``result`` the items it has yet to see: in one process from ``result.images``
+    on (:func:`fold`, checkpoints in ``out``); under torchrun by shards (:func:`fold_distributed`,
+    ``shard_of`` making or resuming each rank's). A stopped multi-process pass resumes only
+    with its own number of processes, and a pass stopped in one process resumes in one."""
+    world = process_group()[1]
+    refuse_other_world(out, world)
+    if world > 1:
+        if result.images:
+            raise ValueError(f"{out} holds a stopped pass; resume it in one process.")
+        fold_distributed(
+            result, items, setup, out, progress, should_stop, shard_of, keep=keep, reuse=reuse
+        )
+        return
+    remaining = Subset(items, range(result.images, result.total))
+    fold(result, remaining, setup, out, progress, should_stop, keep=keep, reuse=reuse)
+
+
+def check_unchanged(
+    module: nn.Module, fingerprint: str, out: str | Path | None, what: str = "statistics"
+) -> None:
+    """Refuse a pass during which the model's weights changed (a training step in another
+    thread, an in-place edit): its ``what`` would mix two models. ``fingerprint``: the
+    model's :func:`~cnnvis_widget.atlas.fingerprint.model_fingerprint` before the pass."""
+    from .atlas.fingerprint import model_fingerprint  # the atlas package imports this module
+
+    if model_fingerprint(module) == fingerprint:
+        return
+    where = f" The {what} saved in {out} mix them too: delete that folder." if out else ""
+    raise ValueError(
+        f"the model's parameters or buffers changed during the pass, so its {what} mix two "
+        f"models; run it again on a model nothing changes meanwhile.{where}"
+    )
+
+
 def layer_outputs(setup: PassSetup, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each layer's output for the batch ``x`` (B, C, H, W): (B, C, h, w) or (B, C), float32."""
     names, calls = setup.names, setup.calls

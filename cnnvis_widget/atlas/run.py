@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from torch.utils.data import Subset
 
 from ..capture import resolve_layer
 from ..checks import check_int, check_names, check_number
@@ -17,11 +16,9 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
-    fold,
-    fold_distributed,
+    check_unchanged,
     model_and_preprocess,
-    process_group,
-    refuse_other_world,
+    run_pass,
 )
 from ..models import AnyPreprocess, ModelBundle
 from ..pass_cache import OutputCache
@@ -92,41 +89,20 @@ def unit_atlas(
         raise ValueError("the data set is empty; pass a data set with at least one image.")
     first = items[0][0]
     fingerprints = (model_fingerprint(module), data_fingerprint(data, first, items[total - 1][0]))
-    world = process_group()[1]
     atlas = _resumable(out, names, k, q, fingerprints) or UnitAtlas(
         {}, k, q, 0, total, *fingerprints, {}
     )
     if atlas.complete:
         return atlas
-    refuse_other_world(out, world)
     setup = PassSetup.of(module, names, first, batch_size, num_workers, checkpoint_every, "atlas")
-    if world > 1:
-        if atlas.images:
-            raise ValueError(f"{out} holds a stopped pass; resume it in one process.")
 
-        def shard_of(folder: Path | None, images: int) -> UnitAtlas:
-            saved = _resumable(folder, names, k, q, fingerprints)
-            return saved or UnitAtlas({}, k, q, 0, images, *fingerprints, {})
+    def shard_of(folder: Path | None, images: int) -> UnitAtlas:
+        saved = _resumable(folder, names, k, q, fingerprints)
+        return saved or UnitAtlas({}, k, q, 0, images, *fingerprints, {})
 
-        fold_distributed(atlas, items, setup, out, progress, should_stop, shard_of, keep=keep)
-        _check_unchanged(module, fingerprints[0], out)
-        return atlas
-    remaining = Subset(items, range(atlas.images, total))
-    fold(atlas, remaining, setup, out, progress, should_stop, keep=keep)
-    _check_unchanged(module, fingerprints[0], out)
+    run_pass(atlas, items, setup, out, progress, should_stop, shard_of, keep=keep)
+    check_unchanged(module, fingerprints[0], out)
     return atlas
-
-
-def _check_unchanged(module: nn.Module, fingerprint: str, out: str | Path | None) -> None:
-    """Refuse a pass during which the model's weights changed (a training step in another
-    thread, an in-place edit): its statistics would mix two models."""
-    if model_fingerprint(module) == fingerprint:
-        return
-    where = f" The statistics saved in {out} mix them too: delete that folder." if out else ""
-    raise ValueError(
-        "the model's parameters or buffers changed during the pass, so its statistics mix two "
-        f"models; run it again on a model nothing changes meanwhile.{where}"
-    )
 
 
 def _resumable(

@@ -20,12 +20,10 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
-    fold,
-    fold_distributed,
     load_states,
     model_and_preprocess,
     process_group,
-    refuse_other_world,
+    run_pass,
     save_state,
 )
 from ..datasets.concept_format import ConceptLabels, ConceptTable
@@ -244,8 +242,6 @@ def _tally_pass(
     tally.resume(tally_folder)
     if tally.images == tally.total:
         return
-    world = process_group()[1]
-    refuse_other_world(tally_folder, world)
     if isinstance(cache.setup, PassSetup):  # the first pass ran here: same view and layers
         setup = PassSetup(**{**vars(cache.setup), "desc": "tally"})
     else:
@@ -253,23 +249,15 @@ def _tally_pass(
         setup = PassSetup.of(
             module, names, first, batch_size, num_workers, checkpoint_every, "tally"
         )
-    if world > 1:
-        if tally.images:
-            raise ValueError(f"{tally_folder} holds a stopped pass; resume it in one process.")
 
-        def shard_of(shard_folder: Path | None, images: int) -> DissectionTally:
-            shard = DissectionTally(
-                tally.thresholds, tally.table, images, tally.provenance, tally.upsample,
-                tally.union, tally.anchors,
-            )  # fmt: skip
-            return shard.resume(shard_folder)
+    def shard_of(shard_folder: Path | None, images: int) -> DissectionTally:
+        shard = DissectionTally(
+            tally.thresholds, tally.table, images, tally.provenance, tally.upsample,
+            tally.union, tally.anchors,
+        )  # fmt: skip
+        return shard.resume(shard_folder)
 
-        fold_distributed(
-            tally, items, setup, tally_folder, progress, should_stop, shard_of, reuse=cache
-        )
-        return
-    remaining = Subset(items, range(tally.images, tally.total))
-    fold(tally, remaining, setup, tally_folder, progress, should_stop, reuse=cache)
+    run_pass(tally, items, setup, tally_folder, progress, should_stop, shard_of, reuse=cache)
 
 
 def _provenance(

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Subset
 
 from ..atlas.fingerprint import data_fingerprint, model_fingerprint
 from ..capture import resolve_layer
@@ -18,11 +17,10 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
-    fold,
-    fold_distributed,
+    check_unchanged,
     model_and_preprocess,
     process_group,
-    refuse_other_world,
+    run_pass,
 )
 from ..models import AnyPreprocess, ModelBundle
 from .fit import fit_weights
@@ -136,29 +134,16 @@ def _run_pass(
     should_stop: StopCheck | None, progress: bool, batch_size: int, num_workers: int,
     checkpoint_every: int,
 ) -> None:  # fmt: skip
-    world = process_group()[1]
-    refuse_other_world(out, world)
     setup = PassSetup.of(
         module, names, first, batch_size, num_workers, checkpoint_every, "responses"
     )
-    if world > 1:
-        if table.images:
-            raise ValueError(f"{out} holds a stopped pass; resume it in one process.")
 
-        def shard_of(folder: Path | None, images: int) -> ResponseTable:
-            saved = _resumable(folder, names, pool, fingerprints)
-            return saved or ResponseTable(names, pool, images, *fingerprints)
+    def shard_of(folder: Path | None, images: int) -> ResponseTable:
+        saved = _resumable(folder, names, pool, fingerprints)
+        return saved or ResponseTable(names, pool, images, *fingerprints)
 
-        fold_distributed(table, items, setup, out, progress, should_stop, shard_of)
-    else:
-        remaining = Subset(items, range(table.images, table.total))
-        fold(table, remaining, setup, out, progress, should_stop)
-    if model_fingerprint(module) != fingerprints[0]:
-        where = f" The responses saved in {out} mix them too: delete that folder." if out else ""
-        raise ValueError(
-            "the model's parameters or buffers changed during the pass, so its responses mix "
-            f"two models; run it again on a model nothing changes meanwhile.{where}"
-        )
+    run_pass(table, items, setup, out, progress, should_stop, shard_of)
+    check_unchanged(module, fingerprints[0], out, "responses")
 
 
 def _resumable(
