@@ -19,6 +19,7 @@ finished run is read back. Wall-clock times of the passes are kept in ``--cache/
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import platform
@@ -37,9 +38,17 @@ from cnnvis_widget.capture import capture
 from cnnvis_widget.dissection import DissectionResult
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["_blocks.1", "_blocks.3", "_blocks.7", "_blocks.11", "_blocks.15"]
-ROTATE = ["_blocks.7", "_blocks.15", "_blocks.7._swish@1"]
-"""Block outputs (linear bottlenecks), and one post-ReLU6 layer inside block 7 (480 units)."""
+LAYERS = [
+    "_swish@0", "_blocks.1._swish@0", "_blocks.3._swish@1", "_blocks.7._swish@1",
+    "_blocks.11._swish@1", "_blocks.15._swish@1", "_swish@1",
+]  # fmt: skip
+"""Post-ReLU6 layers from the stem to the head, as the paper's post-ReLU convolutions: the
+stem's activation (32 units, 112 x 112), the activations after the expansion or depthwise
+convolution of blocks 1, 3, 7, 11, 15, and the head's (1280 units, 7 x 7). ``@k`` is the
+k-th call (from 0) of a module used more than once."""
+BLOCKS = ["_blocks.1", "_blocks.3", "_blocks.7", "_blocks.11", "_blocks.15"]
+"""Block outputs: linear bottlenecks (1x1 projection + batch norm, no activation)."""
+ROTATE = ["_blocks.7._swish@1", "_blocks.15._swish@1", "_blocks.7", "_blocks.15"]
 CATEGORIES = ("color", "object", "texture")
 
 
@@ -90,15 +99,20 @@ def hooks_on(model: nn.Module) -> int:
     )
 
 
+USED: list[str] = []
+"""The runs this invocation reads or makes, in order (the report lists their times)."""
+
+
 def timed(times: dict[str, float], key: str, out: Path, run: Any) -> tuple[DissectionResult, float]:
     """Run ``run()`` (a cv.dissect writing into ``out``); a run finished before is read back and
     reports the time it took then."""
     done = (out / "dissection.json").is_file()
     start = time.perf_counter()
     result = run()
-    if not (done and key in times):
+    if not done:  # a run read back keeps the time it took when it ran (if it was recorded)
         times[key] = time.perf_counter() - start
-    return result, times[key]
+    USED.append(key)
+    return result, times.get(key, float("nan"))
 
 
 def per_category(result: DissectionResult, layer: str) -> dict[str, int]:
@@ -147,6 +161,7 @@ def main() -> None:
         "--stride", type=int, default=10, help="dissect every stride-th concept image (1: all)"
     )
     parser.add_argument("--layers", nargs="+", default=LAYERS)
+    parser.add_argument("--blocks", nargs="*", default=BLOCKS, help="the block outputs' table")
     parser.add_argument("--rotate", nargs="*", default=ROTATE)
     parser.add_argument("--seed", type=int, default=0, help="seed of the rotations")
     parser.add_argument("--no-random", action="store_true", help="skip the random-weights run")
@@ -167,16 +182,25 @@ def main() -> None:
     before = {k: v.clone() for k, v in bundle.module.state_dict().items()}
     print(f"{len(data)} concept images; layers {args.layers}", flush=True)
 
+    trained_key = run_key("trained", args.layers)
     trained, seconds = timed(
-        times, "trained", cache / "trained",
-        lambda: cv.dissect(bundle, data, args.layers, out=cache / "trained", **options),
+        times, trained_key, cache / trained_key,
+        lambda: cv.dissect(bundle, data, args.layers, out=cache / trained_key, **options),
     )  # fmt: skip
-    print(f"trained: {seconds:.0f} s", flush=True)
+    print(f"{trained_key}: {seconds:.0f} s", flush=True)
+    blocks: DissectionResult | None = None
+    if args.blocks:
+        blocks_key = run_key("trained", args.blocks)
+        blocks, seconds = timed(
+            times, blocks_key, cache / blocks_key,
+            lambda: cv.dissect(bundle, data, args.blocks, out=cache / blocks_key, **options),
+        )  # fmt: skip
+        print(f"{blocks_key}: {seconds:.0f} s", flush=True)
 
     rotated: dict[str, tuple[DissectionResult, DissectionResult]] = {}
     for layer in args.rotate:
-        plain = trained
-        if layer not in args.layers:  # its own dissection of the unrotated units
+        plain = trained if layer in args.layers else blocks
+        if plain is None or layer not in plain.layers:  # its own dissection of the unrotated units
             key = f"trained-{layer}"
             plain, seconds = timed(
                 times, key, cache / key,
@@ -202,15 +226,17 @@ def main() -> None:
     if not args.no_random:
         torch.manual_seed(args.seed)  # the random weights' initialisation
         untrained = cv.load_model(pretrained=False)
+        random_key = run_key(f"random-seed{args.seed}", args.layers)
         control, seconds = timed(
-            times, f"random-seed{args.seed}", cache / f"random-seed{args.seed}",
-            lambda: cv.dissect(untrained, data, args.layers, out=cache / f"random-seed{args.seed}",
-                               **options),
+            times, random_key, cache / random_key,
+            lambda: cv.dissect(untrained, data, args.layers, out=cache / random_key, **options),
         )  # fmt: skip
         print(f"random weights: {seconds:.0f} s", flush=True)
     times_file.write_text(json.dumps(times, indent=1))
 
-    lines = report(args, data, trained, rotated, control, times, time.perf_counter() - started)
+    lines = report(
+        args, data, trained, blocks, rotated, control, times, time.perf_counter() - started
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
@@ -218,10 +244,19 @@ def main() -> None:
         print(f"wrote {args.write}")
 
 
+def run_key(prefix: str, layers: list[str]) -> str:
+    """The cache folder of a dissection of ``layers`` (the block outputs keep their old name)."""
+    if layers == BLOCKS:
+        return prefix
+    digest = hashlib.sha256(" ".join(layers).encode()).hexdigest()[:8]
+    return f"{prefix}-layers-{digest}"
+
+
 def report(
     args: argparse.Namespace,
     data: Any,
     trained: DissectionResult,
+    blocks: DissectionResult | None,
     rotated: dict[str, tuple[DissectionResult, DissectionResult]],
     control: DissectionResult | None,
     times: dict[str, float],
@@ -265,6 +300,21 @@ def report(
         *(f"- `{layer}`: {top_units(trained, layer) or '-'}" for layer in args.layers),
         "",
     ]
+    if blocks is not None:
+        lines += [
+            "### The block outputs",
+            "",
+            "The same measure on the blocks' outputs, linear bottlenecks (1x1 projection + batch "
+            "norm, no activation: signed values, no ReLU to single out a unit's axis):",
+            "",
+            *COUNTS_HEADER,
+            *(counts_row(blocks, layer) for layer in args.blocks),
+            "",
+            "Best detectors per layer:",
+            "",
+            *(f"- `{layer}`: {top_units(blocks, layer) or '-'}" for layer in args.blocks),
+            "",
+        ]
     if rotated:
         lines += [
             "## (b) Random orthogonal rotation of a layer's units (paper, section 3.2)",
@@ -306,15 +356,27 @@ def report(
             *(f"- `{layer}`: {top_units(control, layer) or '-'}" for layer in args.layers),
             "",
         ]
+    used = {key: times[key] for key in USED if key in times}
     lines += reading(args, trained, rotated, control)
+    if blocks is not None:
+        found = {layer: per_category(blocks, layer)["color"] for layer in args.blocks}
+        lines.insert(
+            len(lines) - 1,
+            "- **Which layers.** The paper dissected AlexNet's and VGG's post-ReLU convolutions; "
+            "the table above dissects Lite0's post-ReLU6 layers. Lite0's block outputs (linear "
+            "bottlenecks, signed, no activation) hold "
+            + ", ".join(f"`{layer}` {n}" for layer, n in found.items())
+            + " colour detectors: the colour units are in the activations, not in the "
+            "bottlenecks (which an earlier version of this page dissected, finding none).",
+        )
     lines += [
         "## Run time",
         "",
         "Wall clock on this machine (2 CPU cores, no GPU), both passes of each dissection:",
         "",
-        *(f"- {key}: {seconds:.0f} s" for key, seconds in times.items()),
-        f"- all of them: {sum(times.values()):.0f} s ({sum(times.values()) / 60:.1f} min), while "
-        "another process (benchmarks) shared the two cores",
+        *(f"- {key}: {seconds:.0f} s" for key, seconds in used.items()),
+        f"- all of them: {sum(used.values()):.0f} s ({sum(used.values()) / 60:.1f} min), while "
+        "other processes shared the two cores",
         f"- this invocation (what was finished before is read back from `--cache`): {wall:.0f} s",
         "",
     ]
@@ -365,7 +427,11 @@ def reading(
     table = trained.table
     total = {c: sum(1 for x in table.concepts if x.category == c) for c in CATEGORIES}
     half = len(args.layers) // 2
-    early, late = sum(colour[: half + 1]), sum(colour[half + 1 :])
+    colour_units = [per_category(trained, layer)["color"] for layer in args.layers]
+    units = [len(trained.units(layer)) for layer in args.layers]
+    share = [found / count for found, count in zip(colour_units, units, strict=True)]
+    early = sum(colour_units[: half + 1]) / sum(units[: half + 1])
+    late = sum(colour_units[half + 1 :]) / sum(units[half + 1 :])
     grows = objects[-1] > objects[0] and all(b >= a for a, b in itertools.pairwise(objects))
     lines = [
         "## Reading",
@@ -379,7 +445,10 @@ def reading(
         "ceiling: past it, more object units show as more detectors, not more unique ones.",
         f"- **Colour detectors concentrate in early layers: "
         f"{'reproduced' if early > late and early > 0 else 'not reproduced'}.** Unique colour "
-        f"detectors per layer: {' / '.join(map(str, colour))}. "
+        f"detectors per layer: {' / '.join(map(str, colour))}; colour detectors as a share of "
+        f"the layer's units: {' / '.join(f'{100 * x:.1f} %' for x in share)} "
+        f"({100 * early:.1f} % of the units of the first {half + 1} layers, {100 * late:.1f} % "
+        f"of the last {len(args.layers) - half - 1}). "
         + (colour_note(trained, args.layers) if max(colour) == 0 else ""),
     ]
     for layer, (plain, result) in rotated.items():
