@@ -2,6 +2,13 @@
 ICLR 2019, their an8Flower evaluation), with ``cv.load_model("flower_cnn")``.
 
     .venv/bin/python benchmarks/an8flower_explanations.py [--test-per-class 50] [--out DIR]
+    .venv/bin/python benchmarks/an8flower_explanations.py --variant double \
+        --train-per-class 100 --test-per-class 10
+
+``--variant double`` uses ``cv.load_model("flower_cnn_double")`` on an8Flower-double-12c;
+the mask is then the union of the two deciding parts (center and leaves: ``test.mask(i)``).
+``--train-per-class`` takes only the first images of each class of the train split for the
+relevant filters (default: all of it, 500 a class).
 
 1. Relevant filters (``cv.relevant_features``, every conv layer) on the train split (3,000
    images) under several settings: how many filters each class gets, the L1 norm of its
@@ -92,7 +99,7 @@ def fit_r2(features: RelevantFeatures) -> float:
 
 
 def sparsity(bundle: cv.ModelBundle, train: Any, out: Path) -> dict[str, RelevantFeatures]:
-    print("Relevant filters per class (flower_cnn, 120 filters in 4 conv layers):")
+    print(f"Relevant filters per class ({bundle.name}, 120 filters in 4 conv layers):")
     print(f"{'setting':36} {'per class':29} {'mean':>5} {'sum w':>12} {'R^2':>6}  layers")
     fitted = {}
     for name, options in SETTINGS:
@@ -159,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--variant", choices=("single", "double"), default="single")
+    parser.add_argument("--train-per-class", type=int, default=None)
     parser.add_argument("--test-per-class", type=int, default=50)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument(
@@ -167,11 +176,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    bundle = cv.load_model("flower_cnn")
-    train = an8flower("train", "single")
-    test = an8flower("test", "single", images_per_class=args.test_per_class)
+    variant = args.variant
+    bundle = cv.load_model("flower_cnn" if variant == "single" else "flower_cnn_double")
+    train = an8flower("train", variant, images_per_class=args.train_per_class)
+    test = an8flower("test", variant, images_per_class=args.test_per_class)
+    out = args.out
+    if variant != "single" or args.train_per_class is not None:
+        # responses of another model or train set are cached apart
+        out = out.with_name(f"{out.name}_{variant}_{len(train)}")
+    print(f"{bundle.name}: {len(train)} train images, {len(test)} test images, cache {out}")
     start = time.perf_counter()
-    fitted = sparsity(bundle, train, args.out)
+    fitted = sparsity(bundle, train, out)
     print(f"(train pass + fits: {time.perf_counter() - start:.0f} s)\n")
     features = {name: fitted[setting] for name, (setting, _) in EXPLAINED.items()}
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
@@ -193,7 +208,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     n = len(test)
     print(
-        f"Explanations of {n} held-out an8Flower-single images ({args.test_per_class} a class), "
+        f"Explanations of {n} held-out an8Flower-{variant} images ({args.test_per_class} a class), "
         f"accuracy {correct / n:.3f}, {seconds:.0f} s:"
     )
     print(f"| {'method':40} | AUC (IoU curve) | IoU@0.5 | pointing game | mass in mask |")

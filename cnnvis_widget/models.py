@@ -75,6 +75,7 @@ LITE_STD = (128.0 / 255.0,) * 3
 DEFAULT_MODEL = "efficientnet_lite0"
 FASHION_MODEL = "fashion_cnn"
 FLOWER_MODEL = "flower_cnn"
+FLOWER_DOUBLE_MODEL = "flower_cnn_double"
 
 
 @dataclass
@@ -136,6 +137,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
     ``"flower_cnn"`` is a small CNN for an8Flower-single-6c's 3 x 112 x 112 RGB images (the
     class is the colour of the flower's center), weights shipped too
     (:mod:`cnnvis_widget.zoo.flower_cnn`; data: :mod:`cnnvis_widget.datasets.an8flower`).
+    ``"flower_cnn_double"`` is the same CNN with 12 outputs for an8Flower-double-12c (the
+    class is the colour pair of center and leaves; :mod:`cnnvis_widget.zoo.flower_cnn_double`).
     Any torchvision classification model name works with ``pretrained=False`` (random weights);
     ``pretrained=True`` reads its weights from the local torch hub cache and raises
     ``FileNotFoundError`` saying where to put the file when they are not there.
@@ -152,6 +155,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: bool = True) -> ModelBundl
         return _load_fashion_cnn(pretrained)
     if name == FLOWER_MODEL:
         return _load_flower_cnn(pretrained)
+    if name == FLOWER_DOUBLE_MODEL:
+        return _load_flower_cnn_double(pretrained)
     return _load_torchvision(name, pretrained)
 
 
@@ -204,6 +209,22 @@ def _load_flower_cnn(pretrained: bool) -> ModelBundle:
     module.eval()
     preprocess = Preprocess(input_size=(SIZE, SIZE), mean=MEAN, std=STD, resize=SIZE)
     return ModelBundle(module, preprocess, list(CLASSES), name=FLOWER_MODEL)
+
+
+def _load_flower_cnn_double(pretrained: bool) -> ModelBundle:
+    from .zoo.flower_cnn_double import CLASSES, MEAN, SIZE, STD, WEIGHTS, FlowerCNN
+
+    module = FlowerCNN(len(CLASSES))
+    if pretrained:
+        load_weights(
+            module,
+            WEIGHTS,
+            "The file ships with cnnvis-widget: reinstall it, or retrain the weights with "
+            "`python scripts/train_flower_cnn.py --variant double` in its repository.",
+        )
+    module.eval()
+    preprocess = Preprocess(input_size=(SIZE, SIZE), mean=MEAN, std=STD, resize=SIZE)
+    return ModelBundle(module, preprocess, list(CLASSES), name=FLOWER_DOUBLE_MODEL)
 
 
 def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:

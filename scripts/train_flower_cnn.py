@@ -1,12 +1,18 @@
 """Train the shipped an8Flower CNN (``cv.load_model("flower_cnn")``) on the CPU.
 
-    .venv/bin/python scripts/train_flower_cnn.py        # see flower_cnn.json for the time
+    .venv/bin/python scripts/train_flower_cnn.py                    # see flower_cnn.json
+    .venv/bin/python scripts/train_flower_cnn.py --variant double   # flower_cnn_double.json
 
 Writes ``cnnvis_widget/zoo/flower_cnn.pt`` (a plain state dict of float32 tensors) and
 ``cnnvis_widget/zoo/flower_cnn.json`` (held-out accuracy, seed, command, epochs, SHA-256 of
 the weights file), and prints the held-out accuracy. The data is drawn by
 ``cnnvis_widget.datasets.an8flower.an8flower`` (variant "single", 112 x 112): the train
 split to learn from, the test split (a separate random stream) to measure.
+
+``--variant double`` trains the same architecture with 12 outputs on the double variant (the
+class is the colour pair of center and leaves) and writes ``flower_cnn_double.pt`` /
+``flower_cnn_double.json`` (``cv.load_model("flower_cnn_double")``); its defaults (epochs,
+images a class) are in ``VARIANT_DEFAULTS``.
 
 Recipe: Adam, weight decay 1e-4, batch 32, one-cycle learning rate (peak 1e-2), plain
 cross-entropy, no augmentation (every image is a new draw of position, scale, tilt and
@@ -35,15 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cnnvis_widget.datasets.an8flower import An8Flower, an8flower  # noqa: E402
-from cnnvis_widget.zoo.flower_cnn import (  # noqa: E402
-    INFO,
-    MEAN,
-    SIZE,
-    STD,
-    VARIANT,
-    WEIGHTS,
-    FlowerCNN,
-)
+from cnnvis_widget.zoo import flower_cnn, flower_cnn_double  # noqa: E402
+from cnnvis_widget.zoo.flower_cnn import MEAN, SIZE, STD, FlowerCNN  # noqa: E402
+
+# variant -> (model name, weights file, sidecar)
+MODELS = {
+    "single": ("flower_cnn", flower_cnn.WEIGHTS, flower_cnn.INFO),
+    "double": ("flower_cnn_double", flower_cnn_double.WEIGHTS, flower_cnn_double.INFO),
+}
 
 COMMAND = ".venv/bin/python scripts/train_flower_cnn.py"
 DEFAULTS = {
@@ -54,6 +59,11 @@ DEFAULTS = {
     "lr": 1e-2,
     "seed": 0,
     "threads": 1,
+}
+# what differs from DEFAULTS for each variant
+VARIANT_DEFAULTS: dict[str, dict[str, float]] = {
+    "single": {},
+    "double": {"epochs": 7, "train_per_class": 250, "test_per_class": 50},
 }
 
 
@@ -95,21 +105,30 @@ def sha256(path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    parser.add_argument("--train-per-class", type=int, default=DEFAULTS["train_per_class"])
-    parser.add_argument("--test-per-class", type=int, default=DEFAULTS["test_per_class"])
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate")
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    parser.add_argument("--threads", type=int, default=DEFAULTS["threads"])
-    parser.add_argument("--out", type=Path, default=WEIGHTS, help="weights file")
+    parser.add_argument("--variant", choices=sorted(MODELS), default="single")
+    parser.add_argument("--epochs", type=int, help="default: see DEFAULTS, VARIANT_DEFAULTS")
+    parser.add_argument("--train-per-class", type=int)
+    parser.add_argument("--test-per-class", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", type=Path, help="weights file (default: the shipped one)")
     args = parser.parse_args()
+    defaults = {**DEFAULTS, **VARIANT_DEFAULTS[args.variant]}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, type(DEFAULTS[key])(value))
+    name, weights, info_path = MODELS[args.variant]
+    if args.out is None:
+        args.out = weights
+    variant = args.variant
 
     torch.set_num_threads(args.threads)
     generator = seed_everything(args.seed)
     started = time.perf_counter()
-    train = an8flower("train", VARIANT, args.train_per_class, SIZE, args.seed)
-    test = an8flower("test", VARIANT, args.test_per_class, SIZE, args.seed)
+    train = an8flower("train", variant, args.train_per_class, SIZE, args.seed)
+    test = an8flower("test", variant, args.test_per_class, SIZE, args.seed)
     train_x, train_y = pixels(train)
     test_x, test_y = pixels(test)
     print(f"drew {len(train)} + {len(test)} images in {time.perf_counter() - started:.0f} s")
@@ -144,13 +163,13 @@ def main() -> None:
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, args.out)
-    command = COMMAND
-    for key, default in DEFAULTS.items():
+    command = COMMAND + ("" if variant == "single" else f" --variant {variant}")
+    for key, default in defaults.items():
         if getattr(args, key) != default:
             command += f" --{key.replace('_', '-')} {getattr(args, key)}"
     info = {
-        "model": "flower_cnn",
-        "dataset": f"an8flower(variant={VARIANT!r}, size={SIZE}, seed={args.seed})",
+        "model": name,
+        "dataset": f"an8flower(variant={variant!r}, size={SIZE}, seed={args.seed})",
         "test_accuracy": round(test_acc, 4),
         "test_images": len(test),
         "train_images": len(train),
@@ -166,7 +185,7 @@ def main() -> None:
         "weights": args.out.name,
         "sha256": sha256(args.out),
     }
-    sidecar = args.out.with_suffix(".json") if args.out != WEIGHTS else INFO
+    sidecar = args.out.with_suffix(".json") if args.out != weights else info_path
     sidecar.write_text(json.dumps(info, indent=2) + "\n")
     print(f"held-out accuracy {test_acc:.4f} ({len(test)} images), trained in {seconds:.0f} s")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) and {sidecar}")

@@ -25,6 +25,7 @@ from cnnvis_widget.datasets.an8flower import (
     iou_curve,
     pointing_game,
 )
+from cnnvis_widget.zoo import flower_cnn_double
 from cnnvis_widget.zoo.flower_cnn import INFO, WEIGHTS, FlowerCNN
 
 OTHER_PARTS = ("stem", "leaves", "petals")
@@ -222,4 +223,73 @@ def test_weights_file_matches_its_sidecar() -> None:
     assert WEIGHTS.stat().st_size < 300_000
     state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
     assert state.keys() == FlowerCNN().state_dict().keys()
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+
+
+# --- cv.load_model("flower_cnn_double"): the same CNN trained on the double variant ----------
+
+
+@pytest.fixture(scope="module")
+def double_bundle() -> cv.ModelBundle:
+    return cv.load_model("flower_cnn_double")
+
+
+def test_double_bundle(double_bundle: cv.ModelBundle, double: An8Flower) -> None:
+    assert double_bundle.name == "flower_cnn_double"
+    assert isinstance(double_bundle.module, FlowerCNN)
+    assert double_bundle.labels == double.classes and len(double_bundle.labels) == 12
+    assert double_bundle.input_size == (112, 112) and double_bundle.channels == 3
+
+
+def test_double_accuracy_on_held_out_flowers(double_bundle: cv.ModelBundle) -> None:
+    # a seed the weights never saw (they were trained on seed 0's train split)
+    held_out = an8flower("test", "double", images_per_class=25, seed=12345)
+    x = batch(double_bundle, [held_out.render(i)[0] for i in range(len(held_out))])
+    with torch.no_grad():
+        predicted = double_bundle.module(x).argmax(1)
+    accuracy = float((predicted == torch.tensor(held_out.targets)).float().mean())
+    assert accuracy >= 0.95
+
+
+def test_double_model_reads_center_and_leaves_not_the_rest(
+    double_bundle: cv.ModelBundle,
+) -> None:
+    data = an8flower("test", "double", images_per_class=5, seed=777)
+    rng = np.random.default_rng(1)
+    names = list(DOUBLE_COLOURS)
+    moved, moved_to, kept = [], [], []
+    for i in range(len(data)):
+        flower = data.flower(i)
+        pair = list(data.class_colours[data.targets[i]])
+        which = i % 2  # recolour the center on even images, the leaves on odd ones
+        pair[which] = str(rng.choice([n for n in names if n not in pair]))
+        part = data.parts[which]
+        recoloured = flower.recoloured(**{part: rgb(DOUBLE_COLOURS[pair[which]])})
+        moved.append(draw_flower(recoloured, data.size)[0])
+        moved_to.append(data.class_colours.index(tuple(pair)))
+        assert data.class_of(recoloured) == moved_to[-1] != data.targets[i]
+        others = {p: rgb(float(rng.choice(OTHER_HUES)), v=0.6) for p in ("stem", "petals")}
+        kept.append(draw_flower(flower.recoloured(**others), data.size)[0])
+    with torch.no_grad():
+        predicted_moved = double_bundle.module(batch(double_bundle, moved)).argmax(1)
+        predicted_kept = double_bundle.module(batch(double_bundle, kept)).argmax(1)
+    follows = predicted_moved == torch.tensor(moved_to)
+    stays = predicted_kept == torch.tensor(data.targets)
+    assert float(follows[0::2].float().mean()) >= 0.9  # the center moved
+    assert float(follows[1::2].float().mean()) >= 0.9  # the leaves moved
+    assert float(stays.float().mean()) >= 0.9
+
+
+def test_double_weights_file_matches_its_sidecar() -> None:
+    weights, info_path = flower_cnn_double.WEIGHTS, flower_cnn_double.INFO
+    info = json.loads(info_path.read_text())
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == info["sha256"]
+    assert info["weights"] == weights.name == "flower_cnn_double.pt"
+    assert info["model"] == "flower_cnn_double" and info["test_accuracy"] >= 0.95
+    assert "scripts/train_flower_cnn.py --variant double" in info["command"]
+    assert "variant='double'" in info["dataset"]
+    assert weights.stat().st_size < 300_000
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert state.keys() == FlowerCNN(12).state_dict().keys()
+    assert state["fc.weight"].shape == (12, 64)
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
