@@ -393,3 +393,34 @@ def load_states(path: Path, layers: list[str]) -> dict[str, dict[str, torch.Tens
         layer: {k[len(layer) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{layer}/")}
         for layer in layers
     }
+
+
+def read_manifest(
+    folder: str | Path,
+    state_file: str,
+    manifest_file: str,
+    *,
+    what: str,
+    run_first: str,
+    model_fingerprint: str | None = None,
+    data_fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """The JSON manifest a pass saved in ``folder`` (with its state file next to it), refused
+    with a message when either is missing (``run_first`` says what writes them) or, given
+    fingerprints, when the saved ``what`` ("atlas", "responses") was computed on another model
+    or other data."""
+    path = Path(folder)
+    if not (path / manifest_file).is_file() or not (path / state_file).is_file():
+        raise FileNotFoundError(
+            f"{path} holds no saved {what} ({manifest_file} + {state_file}); run {run_first} first."
+        )
+    manifest: dict[str, Any] = json.loads((path / manifest_file).read_text())
+    for source, expected in (("model", model_fingerprint), ("data", data_fingerprint)):
+        saved = manifest[f"{source}_fingerprint"]
+        if expected is not None and expected != saved:
+            raise ValueError(
+                f"the {what} in {path} was computed on another {source} (fingerprint "
+                f"{saved[:12]}, this one {expected[:12]}); compute it again with {run_first} "
+                "(another out= folder, or delete this one)."
+            )
+    return manifest

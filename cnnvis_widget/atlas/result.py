@@ -10,14 +10,13 @@ differs is refused, never silently reused.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..dataset_pass import load_states, save_state
+from ..dataset_pass import load_states, read_manifest, save_state
 from ..unit_stats import UnitStats
 
 STATE_FILE = "atlas.pt"
@@ -145,20 +144,10 @@ class UnitAtlas:
         other data (use :func:`~cnnvis_widget.atlas.load_atlas` to check against a model and
         data set directly)."""
         path = Path(folder)
-        if not (path / MANIFEST_FILE).is_file() or not (path / state_file).is_file():
-            raise FileNotFoundError(
-                f"{path} holds no saved atlas ({MANIFEST_FILE} + {state_file}); run "
-                "cv.unit_atlas(..., out=folder) first."
-            )
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-        for what, expected in (("model", model_fingerprint), ("data", data_fingerprint)):
-            saved = manifest[f"{what}_fingerprint"]
-            if expected is not None and expected != saved:
-                raise ValueError(
-                    f"the atlas in {path} was computed on another {what} (fingerprint "
-                    f"{saved[:12]}, this one {expected[:12]}); recompute it with "
-                    f"cv.unit_atlas(..., out={str(path)!r})."
-                )
+        manifest = read_manifest(
+            path, state_file, MANIFEST_FILE, what="atlas", run_first="cv.unit_atlas(..., out=folder)",
+            model_fingerprint=model_fingerprint, data_fingerprint=data_fingerprint,
+        )  # fmt: skip
         states = load_states(path / state_file, manifest["layers"])
         stats = {layer: UnitStats.from_state_dict(state) for layer, state in states.items()}
         images = {part.images for part in stats.values()}

@@ -7,14 +7,13 @@ Saved as ``responses.pt`` (tensors only, read with ``weights_only=True``) + ``re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from ..dataset_pass import load_states, save_state
+from ..dataset_pass import load_states, read_manifest, save_state
 
 Pool = Literal["l2sq", "l2", "mean", "max"]
 POOLS: tuple[str, ...] = ("l2sq", "l2", "mean", "max")
@@ -150,20 +149,11 @@ class ResponseTable:
         """Read saved responses; with fingerprints given, refuse those of another model or
         other data."""
         path = Path(folder)
-        if not (path / MANIFEST_FILE).is_file() or not (path / STATE_FILE).is_file():
-            raise FileNotFoundError(
-                f"{path} holds no saved responses ({MANIFEST_FILE} + {STATE_FILE}); run "
-                "cv.relevant_features(..., out=folder) first."
-            )
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-        for what, expected in (("model", model_fingerprint), ("data", data_fingerprint)):
-            saved = manifest[f"{what}_fingerprint"]
-            if expected is not None and expected != saved:
-                raise ValueError(
-                    f"the responses in {path} were computed on another {what} (fingerprint "
-                    f"{saved[:12]}, this one {expected[:12]}); pass another out= folder or "
-                    "delete this one to recompute."
-                )
+        manifest = read_manifest(
+            path, STATE_FILE, MANIFEST_FILE, what="responses",
+            run_first="cv.relevant_features(..., out=folder)",
+            model_fingerprint=model_fingerprint, data_fingerprint=data_fingerprint,
+        )  # fmt: skip
         state = load_states(path / STATE_FILE, ["table"])["table"]
         table = cls(
             list(manifest["layers"]), str(manifest["pool"]), int(manifest["total"]),
