@@ -201,3 +201,37 @@ def test_explain_refuses_another_model(data) -> None:
         other.conv2.bias.fill_(0.1)
     with pytest.raises(ValueError, match="another model"):
         explain(other, features, data[0][0])
+
+
+def test_explain_a_model_whose_outputs_are_other_classes(data) -> None:
+    """A model with more outputs than the data set's classes (an ImageNet model on a small
+    labelled set): a prediction outside the data's classes is explained as the data class whose
+    relevant filters score highest; label= picks a class; a label the data lacks is refused."""
+    model = BarNet().eval()
+    features = select(model, data)
+    wider = WiderBarNet(model).eval()  # outputs 2..5 are new classes, 4 wins
+    selected = select(wider, data, layers=["bars.conv1"])
+    x = data[1][0][None]  # a horizontal bar: class 1's filter fires
+    assert data[1][1] == 1
+    explanation = explain(wider, selected, x)
+    assert explanation.predicted == 4 and explanation.label == 1
+    assert [f.filter.channel for f in explanation.filters] == [1]
+    assert explain(wider, selected, x, label=0).label == 0
+    with pytest.raises(ValueError, match="not a class of the data set"):
+        explain(wider, selected, x, label=4)
+    same = explain(model, features, x)
+    assert same.label == same.predicted == 1
+
+
+class WiderBarNet(torch.nn.Module):
+    """BarNet with six outputs: its two, then four more of which output 4 is always largest."""
+
+    def __init__(self, bars: torch.nn.Module) -> None:
+        super().__init__()
+        self.bars = bars
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        two = self.bars(x)
+        extra = torch.zeros(x.shape[0], 4, dtype=two.dtype)
+        extra[:, 2] = two.abs().sum(1) + 100.0
+        return torch.cat([two, extra], 1)

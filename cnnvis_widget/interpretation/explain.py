@@ -67,6 +67,10 @@ class Explanation:
     predicted: int
     filters: list[ExplainedFilter]
     heatmap: torch.Tensor
+    label: int = -1
+    """The data set's class explained (its relevant filters): ``label=`` when given, else
+    ``predicted`` when it is one of the data set's classes, else the class whose relevant filters
+    score highest on the image (a model whose outputs are not the data set's classes)."""
 
 
 def _checked(model: ModelBundle | nn.Module, features: RelevantFeatures) -> nn.Module:
@@ -155,6 +159,7 @@ def explain(
     averages: AverageVisualizations | None = None,
     rule: Rule = "guided",
     stride_correction: bool = True,
+    label: int | None = None,
 ) -> Explanation:
     """Explain the model's prediction on one model input ``x`` (1, C, H, W) or (C, H, W)
     (``bundle.preprocess(image)``): the predicted class c, then the standardized responses
@@ -165,7 +170,10 @@ def explain(
     put 0.79 of their mass on the part that decides the class, the DeconvNet ones 0.30, as
     DeconvNet ignores the forward ReLU masks; docs/an8flower.md) and its average visualization
     from ``averages``; ``heatmap`` (H, W): their heatmaps combined pixel-wise by ``"max"``
-    (the authors' code) or ``"mean"``."""
+    (the authors' code) or ``"mean"``. The class explained is ``label`` when given; else the
+    prediction when it is one of the data set's classes; else (a model whose outputs are other
+    classes, e.g. an ImageNet model on the photo collection's classes) the data set's class
+    whose relevant filters score highest on ``x`` (``Explanation.label``)."""
     module = _checked(model, features)
     check_int("top", top, low=1)
     if combine not in ("max", "mean"):
@@ -183,8 +191,15 @@ def explain(
     z = features.features(responses.cpu())[0]
     with torch.inference_mode():
         predicted = int(logits_of(setup.view(x)).argmax(1)[0])
+    if label is None:
+        label = predicted if predicted in features.classes else _best_class(features, z)
+    elif label not in features.classes:
+        raise ValueError(
+            f"label={label} is not a class of the data set the filters were selected on "
+            f"({features.classes}); pass one of them, or None."
+        )
     chosen: list[tuple[RelevantFilter, float, float]] = []
-    for relevant in features.relevant(predicted):
+    for relevant in features.relevant(label):
         response = float(z[relevant.column])
         score = relevant.weight * response
         if score > 0:
@@ -197,7 +212,7 @@ def explain(
             view, x, relevant.layer, relevant.channel, rule=rule, correct_strides=stride_correction
         )
         heat = _heat(projection.float())[0].cpu()
-        key = (predicted, relevant.layer, relevant.channel)
+        key = (label, relevant.layer, relevant.channel)
         average = None if averages is None else averages.maps.get(key)
         explained.append(ExplainedFilter(relevant, response, score, heat, average))
     size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -206,4 +221,10 @@ def explain(
     else:
         stack = torch.stack([item.heatmap for item in explained])
         heatmap = stack.amax(0) if combine == "max" else stack.mean(0)
-    return Explanation(predicted, explained, heatmap)
+    return Explanation(predicted, explained, heatmap, label)
+
+
+def _best_class(features: RelevantFeatures, z: torch.Tensor) -> int:
+    """The class whose relevant filters score highest on features ``z`` (m,): sum_j w_cj z_j."""
+    scores = features.weights.to(z.dtype) @ z
+    return features.classes[int(scores.argmax())]
