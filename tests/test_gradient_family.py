@@ -315,3 +315,23 @@ def test_stride_correction_on_resnet_lowers_grid_energy() -> None:
     fixed = cv.attribute(model, x, "deconvnet", target=7, stride_correction=True)
     fixed = fixed.abs().sum(1)[0, 8:-8, 8:-8]
     assert high_frequency_share(fixed) < high_frequency_share(raw)
+
+
+@pytest.mark.parametrize(("kernel", "size"), [(5, 16), (3, 15), (5, 17)])
+def test_stride_correction_counts_tensorflow_same_padding(kernel: int, size: int) -> None:
+    """EfficientNet's Conv2dStaticSamePadding pads inside its forward (an nn.ZeroPad2d child,
+    one more row and column at the bottom/right): the coverage is counted on the padded
+    input, so a flat map comes back flat up to the borders, also the bottom/right ones (they
+    were divided as uncovered and stood out)."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    torch.manual_seed(0)
+    conv = Conv2dStaticSamePadding(1, 2, kernel, stride=2, image_size=size, bias=False)
+    head = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        head.weight.fill_(1.0)
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).double()
+    x = torch.ones(1, 1, size, size, dtype=torch.float64)
+    fixed = cv.attribute(model.eval(), x, "deconvnet", target=0, stride_correction=True)[0, 0]
+    assert float(fixed.std() / fixed.mean()) < 1e-6, fixed

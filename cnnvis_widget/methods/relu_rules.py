@@ -171,6 +171,20 @@ def coverage(
     return counts.clamp(min=1)
 
 
+def _static_padding(module: nn.Module) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) zeros that ``module`` adds to its input before its window
+    runs: TensorFlow-style "same" convolutions and pools (EfficientNet's
+    ``Conv2dStaticSamePadding``) hold an ``nn.ZeroPad2d`` child ``static_padding`` applied
+    inside ``forward``, so the hook sees the input before it. The windows cover the padded
+    input; counted on the unpadded one, the last rows and columns looked uncovered (count 1
+    against 2-3 inside) and a corrected projection piled up on the bottom/right border."""
+    pad = getattr(module, "static_padding", None)
+    if isinstance(pad, nn.ZeroPad2d | nn.ConstantPad2d):
+        left, right, top, bottom = (int(p) for p in pad.padding)
+        return left, right, top, bottom
+    return 0, 0, 0, 0
+
+
 @contextmanager
 def stride_correction(module: nn.Module) -> Iterator[int]:
     """Divide the backward signal into every strided ``nn.Conv2d`` / ``nn.MaxPool2d`` input by
@@ -188,9 +202,12 @@ def stride_correction(module: nn.Module) -> Iterator[int]:
         x = inputs[0]
         kernel = _pair(m.kernel_size)
         padding = _pair(m.padding) if not isinstance(m.padding, str) else (0, 0)
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        left, right, top, bottom = _static_padding(m)
         counts = coverage(
-            (x.shape[-2], x.shape[-1]), kernel, _pair(m.stride), padding, _pair(m.dilation), x
-        )
+            (height + top + bottom, width + left + right), kernel, _pair(m.stride), padding,
+            _pair(m.dilation), x,
+        )[..., top : top + height, left : left + width]  # fmt: skip
         return (_DivideGradient.apply(x, counts), *inputs[1:])
 
     try:
