@@ -230,11 +230,21 @@ def test_stop_keeps_the_explanation_shown_so_far(bundle, data, features, monkeyp
     assert tiles[0]["average"] is not None and tiles[-1]["average"] is None
 
 
-def test_a_predicted_class_the_filters_do_not_know_says_so(bundle, data, features) -> None:
+def test_a_predicted_class_the_data_lacks_is_explained_by_the_best_data_class(
+    bundle, data, features
+) -> None:
+    """A model whose prediction is not among the data set's classes (an ImageNet model on a
+    small labelled set): the panel shows the data class whose relevant filters score highest
+    (explain's fallback), says so, and names it from the data set."""
     only_vertical = dataclasses.replace(features, classes=[0], weights=features.weights[:1])
     explorer = cv.Explorer(bundle, data[1][0], interpretation=only_vertical)  # predicts 1
     assert explorer.wait(60)
     why = explorer.why_class
-    assert why["predicted"] == 1 and why["filters"] == [] and why["heatmap"] is None
-    assert "no images in the data set the relevant filters were selected on" in why["note"]
-    assert explorer.why_class_job is None
+    expected = explain(bundle, only_vertical, explorer.session.input)
+    assert expected.predicted == 1 and expected.label == 0
+    assert why["predicted"] == 0 and why["relevant"] == len(only_vertical.relevant(0))
+    assert "not a class of the data set the relevant filters were selected on" in why["note"]
+    assert [(t["layer"], t["channel"]) for t in why["filters"]] == [
+        (f.filter.layer, f.filter.channel) for f in expected.filters
+    ]
+    assert explorer.why_class_job["state"] == "done"

@@ -187,20 +187,23 @@ class InterpretationPanel(Panel):
         def label_of(index: int) -> str:
             return labels[index] if 0 <= index < len(labels) else f"class {index}"
 
-        if target not in data.features.classes:
-            self.jobs.forget()
-            note = (
-                f"the model predicts {label_of(target)}, a class with no images in the data "
-                "set the relevant filters were selected on: nothing to explain it with."
+        def data_class_name(index: int) -> str:
+            source = data.data
+            names = getattr(source, "classes", None) or getattr(
+                getattr(source, "dataset", None), "classes", None
             )
-            empty: WhyClass = {
-                "predicted": target, "label": label_of(target), "heatmap": None,
-                "filters": [], "relevant": 0, "note": note,
-            }  # fmt: skip
-            return Change({"why_class": empty, "why_class_job": None})
+            return str(names[index]) if names and 0 <= index < len(names) else f"class {index}"
 
         def payload(explanation: Explanation) -> WhyClass:
-            predicted = explanation.predicted
+            predicted, note, name = explanation.label, data.note, label_of(explanation.label)
+            if explanation.label != explanation.predicted:  # the model's classes are others
+                name = data_class_name(explanation.label)
+                note = (
+                    f"the model predicts {label_of(explanation.predicted)}, not a class of the "
+                    "data set the relevant filters were selected on; shown: that data set's "
+                    f"class {name}, whose relevant filters score highest on this image."
+                    + (f" {data.note}" if data.note else "")
+                )
             tiles: list[WhyFilter] = []
             for item in explanation.filters:
                 relevant = item.filter
@@ -211,9 +214,9 @@ class InterpretationPanel(Panel):
                     "average": None if average is None else average_image(average),
                 })  # fmt: skip
             return {
-                "predicted": predicted, "label": label_of(predicted),
+                "predicted": predicted, "label": name,
                 "heatmap": ndarray_payload(explanation.heatmap, "float32"), "filters": tiles,
-                "relevant": len(data.features.relevant(predicted)), "note": data.note,
+                "relevant": len(data.features.relevant(predicted)), "note": note,
             }  # fmt: skip
 
         explained: list[Explanation] = []  # the job's explanation, once computed
@@ -223,16 +226,16 @@ class InterpretationPanel(Panel):
             explained.append(explanation)
             missing = [
                 item.filter for item in explanation.filters
-                if (explanation.predicted, item.filter.layer, item.filter.channel)
+                if (explanation.label, item.filter.layer, item.filter.channel)
                 not in data.averages
             ] if data.data is not None else []  # fmt: skip
             steps = 1 + len(missing)
             if not report(lambda: {"why_class": payload(explanation)}, 1 / steps, urgent=True):
                 return None
             for done, relevant in enumerate(missing, start=2):
-                one = _only(data.features, explanation.predicted, relevant.column)
+                one = _only(data.features, explanation.label, relevant.column)
                 computed = average_visualizations(
-                    bundle, one, data.data, k=data.k, classes=[explanation.predicted]
+                    bundle, one, data.data, k=data.k, classes=[explanation.label]
                 )
                 data.averages.update(computed.maps)
                 if not report(lambda: {"why_class": payload(explanation)}, done / steps, True):
