@@ -575,23 +575,25 @@ their counts are given below for comparison.""",
   green, stem:20 magenta in the averages) and one head filter for flower. On every conv they
   are mostly depthwise convs of blocks 11-15, again deep.
 - **The averages of the deep filters show nothing of the class**: every block-13-15 and head
-  average is the same uniform fine grid (a stride checkerboard) with no trace of the top
-  images' objects. Likely causes (not separated here): the DeconvNet projection through 16 strided/depthwise blocks
-  is dominated by the grid, and the projections carry a border artifact (next point), so
-  the mean of up to 20 images cancels whatever is left. The stem filters' averages are
-  plain colour fields (stem:7 green for fruit and vegetable, stem:20 magenta for flower):
-  "this class is green / magenta", not parts. The top images are of the class but mixed (the
-  fruit row has an orange, rambutans and a citrus slice).
-- **Border artifact:** the guided heatmaps of block-15 and head filters put their peak on the
-  image's last rows or columns (the red specks at the right edge). Measured on one photo,
-  with the stride correction on, 25-34 % of a deep projection's |mass| lies in the last 8
-  rows and columns (7 % of the pixels), against 3-12 % with `stride_correction=False`;
-  reported as a suspected bug of the coverage normalization with Lite0's asymmetric "same"
-  padding. The stem filters' heatmaps (colour regions) are unaffected and plausible.
+  average is the same uniform fine grid with no trace of the top images' objects. The cause
+  is DeconvNet itself on this network: its backward pass ignores the forward ReLU masks and
+  keeps only max-pooling switches, and Lite0 has no max-pooling, so a filter's DeconvNet
+  projection does not depend on the image: every image gives the same pattern, and their mean
+  is that pattern (`average_visualizations(..., rule="guided")`, the authors' code's rule,
+  uses the forward masks). The stem filters' averages are plain colour fields (stem:7 green
+  for fruit and vegetable, stem:20 magenta for flower): "this class is green / magenta", not
+  parts. The top images are of the class but mixed (the fruit row has an orange, rambutans
+  and a citrus slice).
+- **Border artifact, fixed:** the stride correction counted the windows of Lite0's
+  TensorFlow-"same" convolutions on the unpadded input, so deep projections piled up on the
+  last rows and columns (25-34 % of the mass in the last 8 rows and columns, 7 % of the
+  pixels). Since 0906fdb they are counted on the padded input (3 % there now); the top/left
+  band keeps more mass than uncorrected (17 % against 5 % for `_blocks.15` unit 287), the
+  coverage rule's own behaviour at borders covered by fewer windows.
 - The lasso's scores classify 10-13 of the 18 held-out photos (chance 2 of 18). The
   explanations' errors are telling: a peacock is explained as a tool and a guitar as a land
   vehicle, each from a single filter with the whole budget (weight 10); the flower and tool
-  explanations are right, but their deep heatmaps are the border artifact above.
+  explanations are right.
 - 81 balanced images for 3,120 (or 21,008) columns is far too little for a stable
   selection; this is a demonstration that the pipeline runs on Lite0, not a finding about
   Lite0.""",
