@@ -14,6 +14,7 @@ import { h, replace, setText } from "../dom";
 import { jobView } from "../jobs";
 import { FIELD_TOP_K, type UnitCard, type UnitField } from "../protocol";
 import type { ExplorerModel } from "../types";
+import { createJobProgress } from "./jobProgress";
 
 /** Side (CSS px, about) the map is drawn at: an integer zoom of its pixels. */
 const MAP_SIDE = 160;
@@ -169,24 +170,7 @@ export function createFieldSection(model: ExplorerModel): FieldSection {
       model.send({ type: "field", layer: shownCard.layer, unit: shownCard.unit });
     }
   });
-  const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
-  const jobText = h("span", { class: "cv-job-text" });
-  const stop = h(
-    "button",
-    { class: "cv-button cv-job-stop", type: "button", "data-testid": "field-cancel" },
-    "Stop",
-  );
-  stop.addEventListener("click", () => {
-    stop.disabled = true;
-    model.send({ type: "cancel", job: "field_job" });
-  });
-  const progress = h(
-    "div",
-    { class: "cv-job", "data-testid": "field-progress", "data-state": "idle", hidden: true },
-    bar,
-    jobText,
-    stop,
-  );
+  const progress = createJobProgress(model, "field_job", "field");
   const map = h("canvas", {
     class: "cv-units-field-map",
     "data-testid": "unit-field-map",
@@ -219,7 +203,7 @@ export function createFieldSection(model: ExplorerModel): FieldSection {
   const el = h(
     "div",
     { class: "cv-units-field", "data-testid": "unit-field" },
-    h("div", { class: "cv-units-bar" }, button, progress),
+    h("div", { class: "cv-units-bar" }, button, progress.el),
     result,
   );
 
@@ -230,14 +214,8 @@ export function createFieldSection(model: ExplorerModel): FieldSection {
     el,
     update(card) {
       shownCard = card;
+      progress.update();
       const job = jobView(model.get("field_job"));
-      progress.hidden = job.state === "idle" || job.state === "done";
-      progress.dataset.state = job.state;
-      progress.dataset.fraction = job.fraction.toFixed(3);
-      bar.value = job.fraction;
-      setText(jobText, job.text);
-      stop.hidden = !job.running;
-      if (!job.running) stop.disabled = false;
       const raw = model.get("unit_field");
       const field = fieldOf(raw, card) ? raw : null;
       el.hidden = card === null;

@@ -1,5 +1,6 @@
 /**
- * Progress of a background job (`overlay_job`, `compare_job` or `atlas_job`): a bar, a line of text and a Stop
+ * Progress of a background job (`overlay_job`, `compare_job`, `atlas_job`, `field_job` or
+ * `why_class_job`): a bar, a line of text and a Stop
  * button that asks the kernel to cancel (custom message `{type: "cancel", job: <job trait>}`).
  * `testid` names its elements: `<testid>-progress`, `<testid>-cancel`.
  */
@@ -9,8 +10,8 @@ import type { ExplorerModel, View } from "../types";
 
 export function createJobProgress(
   model: ExplorerModel,
-  trait: "overlay_job" | "compare_job" | "atlas_job",
-  testid: "cam" | "compare" | "atlas",
+  trait: "overlay_job" | "compare_job" | "atlas_job" | "field_job" | "why_class_job",
+  testid: "cam" | "compare" | "atlas" | "field" | "why",
 ): View {
   const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
   const text = h("span", { class: "cv-job-text" });

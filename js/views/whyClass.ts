@@ -16,6 +16,7 @@ import { jobView } from "../jobs";
 import type { NdArray, WhyClass, WhyFilter } from "../protocol";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
+import { createJobProgress } from "./jobProgress";
 
 /** A tile's two lines: which filter, and how much it counted. */
 export function tileText(filter: WhyFilter): { name: string; detail: string } {
@@ -57,33 +58,16 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
   });
   const tiles = h("div", { class: "cv-why-tiles", "data-testid": "why-tiles" });
   const note = h("div", { class: "cv-units-note", "data-testid": "why-note", hidden: true });
-  const bar = h("progress", { class: "cv-job-bar", max: 1, value: 0 });
-  const jobText = h("span", { class: "cv-job-text" });
-  const stop = h(
-    "button",
-    { class: "cv-button cv-job-stop", type: "button", "data-testid": "why-cancel" },
-    "Stop",
-  );
-  const progress = h(
-    "div",
-    { class: "cv-job", "data-testid": "why-progress", "data-state": "idle", hidden: true },
-    bar,
-    jobText,
-    stop,
-  );
+  const progress = createJobProgress(model, "why_class_job", "why");
   const el = h(
     "details",
     { class: "cv-units cv-why", "data-testid": "why-class", open: true, hidden: true },
     h("summary", {}, "Why this class?"),
-    progress,
+    progress.el,
     title,
     h("div", { class: "cv-units-row" }, canvas, tiles),
     note,
   );
-  stop.addEventListener("click", () => {
-    stop.disabled = true;
-    model.send({ type: "cancel", job: "why_class_job" });
-  });
   tiles.addEventListener("click", (event) => {
     const tile = (event.target as Element).closest<HTMLElement>(".cv-why-tile");
     if (tile === null) return;
@@ -130,14 +114,8 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
     el,
     update() {
       el.hidden = model.get("why_available") !== true;
+      progress.update();
       const job = jobView(model.get("why_class_job"));
-      progress.hidden = job.state === "idle" || job.state === "done";
-      progress.dataset.state = job.state;
-      progress.dataset.fraction = job.fraction.toFixed(3);
-      bar.value = job.fraction;
-      setText(jobText, job.text);
-      stop.hidden = !job.running;
-      if (!job.running) stop.disabled = false;
 
       const why = model.get("why_class");
       if (why === null || why === undefined) {
