@@ -205,7 +205,7 @@ def explain(
         if score > 0:
             chosen.append((relevant, response, score))
     chosen.sort(key=lambda item: -item[2])
-    view = eval_view(module)
+    view = setup.view  # the same eval view the responses ran on
     explained = []
     for relevant, response, score in chosen[:top]:
         projection = unit_projection(
