@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
 from captum.attr import (
     Deconvolution,
@@ -296,23 +297,86 @@ def high_frequency_share(image: torch.Tensor) -> float:
     return float(spectrum[high].sum() / spectrum.sum().clamp_min(1e-30))
 
 
-def test_deconvnet_stride_correction_removes_the_grid() -> None:
+def grid_line_share(image: torch.Tensor) -> float:
+    """Share of the (mean-removed) power spectrum on the rows and columns of frequency 1/4,
+    1/2 and 3/4 cycles per pixel: where the periodic print of stride-2 and stride-4 windows
+    lies."""
+    spectrum = torch.fft.fft2(image.double() - image.double().mean()).abs() ** 2
+    height, width = spectrum.shape
+    lines = torch.zeros_like(spectrum, dtype=torch.bool)
+    for k in (1, 2, 3):
+        lines[k * height // 4] = True
+        lines[:, k * width // 4] = True
+    return float(spectrum[lines].sum() / spectrum.sum().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("fix", ["nearest", "coverage"])
+def test_deconvnet_stride_correction_removes_the_grid(fix: str) -> None:
     model = strided_model()
     x = torch.ones(1, 1, 32, 32, dtype=torch.float64)
     raw = cv.attribute(model, x, "deconvnet", target=0)[0, 0, 2:-2, 2:-2]
-    fixed = cv.attribute(model, x, "deconvnet", target=0, stride_correction=True)[0, 0, 2:-2, 2:-2]
+    fixed = cv.attribute(model, x, "deconvnet", target=0, stride_correction=True, stride_fix=fix)
+    fixed = fixed[0, 0, 2:-2, 2:-2]
     assert high_frequency_share(raw) > 0.10  # the periodic 2-px pattern
     assert float(fixed.std() / fixed.mean()) < 1e-6  # uniform in the interior
     assert hook_count(model) == 0
 
 
-def test_stride_correction_on_resnet_lowers_grid_energy() -> None:
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "groups"),
+    [(3, 2, 1, 1), (7, 2, 3, 1), (3, 2, 0, 4), (5, 3, 2, 2)],
+)
+def test_nearest_stride_fix_is_the_stride_one_backward_of_the_resized_signal(
+    kernel: int, stride: int, padding: int, groups: int
+) -> None:
+    """The authors' fix, computed independently: the signal at the strided conv's output,
+    resized by nearest neighbour ("nearest-exact", pixel centres) to the stride-1 output size
+    and divided by the stride's area, is the gradient sent into the same conv at stride 1."""
+    from cnnvis_widget.methods.stride_fix import stride_correction
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, kernel, stride=stride, padding=padding, groups=groups).double()
+    x = torch.randn(2, 4, 23, 21, dtype=torch.float64, requires_grad=True)
+    with stride_correction(conv, "nearest") as fixed_layers:
+        out = conv(x)
+    assert fixed_layers == 1 and hook_count(conv) == 0
+    signal = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, x, signal)
+
+    flat = nn.Conv2d(4, 8, kernel, stride=1, padding=padding, groups=groups).double()
+    flat.load_state_dict(conv.state_dict())
+    leaf = x.detach().requires_grad_(True)
+    out_1 = flat(leaf)
+    resized = F.interpolate(signal, size=out_1.shape[-2:], mode="nearest-exact") / stride**2
+    (expected,) = torch.autograd.grad(out_1, leaf, resized)
+    assert torch.allclose(got, expected, atol=1e-12)
+    plain = torch.autograd.grad(conv(x), x, signal)[0]
+    assert not torch.allclose(plain, expected, atol=1e-3)  # the fix changes something
+
+
+def test_nearest_stride_fix_removes_resnets_conv_grid() -> None:
+    """ResNet-18 with its max-pool taken out (the switches of a max-pool on a flat input are
+    a grid of their own, which neither fix touches): the strided convs' grid goes."""
+    torch.manual_seed(0)
+    model = tvm.resnet18(weights=None).eval()
+    model.maxpool = nn.Identity()
+    x = torch.ones(1, 3, 128, 128)
+    raw = cv.attribute(model, x, "deconvnet", target=7).abs().sum(1)[0, 8:-8, 8:-8]
+    fixed = cv.attribute(model, x, "deconvnet", target=7, stride_correction=True)
+    fixed = fixed.abs().sum(1)[0, 8:-8, 8:-8]
+    assert grid_line_share(raw) > 0.3
+    assert grid_line_share(fixed) < grid_line_share(raw) / 20
+
+
+def test_coverage_stride_fix_on_resnet_lowers_high_frequencies() -> None:
     # A flat input, so what remains in the map comes from the network, not the image.
     torch.manual_seed(0)
     model = tvm.resnet18(weights=None).eval()  # stride-2 convs with 3x3 / 7x7 kernels
     x = torch.ones(1, 3, 128, 128)
     raw = cv.attribute(model, x, "deconvnet", target=7).abs().sum(1)[0, 8:-8, 8:-8]
-    fixed = cv.attribute(model, x, "deconvnet", target=7, stride_correction=True)
+    fixed = cv.attribute(
+        model, x, "deconvnet", target=7, stride_correction=True, stride_fix="coverage"
+    )
     fixed = fixed.abs().sum(1)[0, 8:-8, 8:-8]
     assert high_frequency_share(fixed) < high_frequency_share(raw)
 
@@ -333,5 +397,37 @@ def test_stride_correction_counts_tensorflow_same_padding(kernel: int, size: int
         head.weight.fill_(1.0)
     model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).double()
     x = torch.ones(1, 1, size, size, dtype=torch.float64)
-    fixed = cv.attribute(model.eval(), x, "deconvnet", target=0, stride_correction=True)[0, 0]
+    fixed = cv.attribute(
+        model.eval(), x, "deconvnet", target=0, stride_correction=True, stride_fix="coverage"
+    )[0, 0]
     assert float(fixed.std() / fixed.mean()) < 1e-6, fixed
+
+
+@pytest.mark.parametrize(("kernel", "size"), [(5, 16), (3, 15), (5, 17)])
+def test_nearest_stride_fix_runs_on_the_padded_input(kernel: int, size: int) -> None:
+    """The same "same" convolution written as an explicit nn.ZeroPad2d before a plain conv:
+    the hook sees the padded input there, and the fix must give the same map as on
+    Conv2dStaticSamePadding, which pads inside its forward."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    torch.manual_seed(0)
+    same = Conv2dStaticSamePadding(3, 4, kernel, stride=2, image_size=size).double()
+    assert isinstance(same.static_padding, nn.ZeroPad2d) and any(same.static_padding.padding)
+    explicit = nn.Conv2d(3, 4, kernel, stride=2).double()
+    explicit.load_state_dict(same.state_dict())
+    head = nn.Linear(4, 2).double()
+    with torch.no_grad():
+        head.weight.abs_()  # a positive signal passes DeconvNet's relu(g)
+
+    def net(conv: nn.Module) -> nn.Module:
+        return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    padded = nn.Sequential(copy.deepcopy(same.static_padding), explicit)
+    maps = [
+        cv.attribute(net(conv), x, "deconvnet", target=0, stride_correction=True)
+        for conv in (same, padded)
+    ]
+    assert torch.allclose(maps[0], maps[1], atol=1e-12)
+    plain = cv.attribute(net(same), x, "deconvnet", target=0)
+    assert not torch.allclose(plain, maps[0], atol=1e-6)

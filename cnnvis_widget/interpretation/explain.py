@@ -16,6 +16,7 @@ from ..checks import check_input, check_int
 from ..dataset_pass import PassSetup, layer_outputs, model_and_preprocess, split_item
 from ..methods.gradients import unit_projection
 from ..methods.relu_rules import Rule
+from ..methods.stride_fix import StrideFix
 from ..model_io import logits_of, to_model_input
 from ..model_view import engine_call, eval_view
 from ..models import AnyPreprocess, ModelBundle
@@ -111,13 +112,15 @@ def average_visualizations(
     classes: list[int] | None = None,
     rule: Rule = "deconvnet",
     stride_correction: bool = True,
+    stride_fix: StrideFix = "nearest",
     preprocess: AnyPreprocess | None = None,
 ) -> AverageVisualizations:
     """Per class c and relevant filter j of c: the mean over j's top-``k`` images of class c
     (by j's pooled response, over every image of c in the table) of j's DeconvNet projection
     to pixel space (:func:`~cnnvis_widget.methods.gradients.unit_projection`: start at j's own
     map, every other channel zero; ``rule`` "deconvnet" by default, "guided" as in the
-    authors' released code; the stride correction on). Each projection is scaled to max
+    authors' released code; the stride fix on, ``stride_fix="nearest"`` as in the authors'
+    code, :mod:`~cnnvis_widget.methods.stride_fix`). Each projection is scaled to max
     |value| = 1 first, so every image weighs the same. ``data`` is the data set the features
     were selected on (its items are read by index). One batched forward + backward per
     filter; the model is never changed."""
@@ -138,7 +141,7 @@ def average_visualizations(
             x = to_model_input(x, module)
             projection = unit_projection(
                 view, x, relevant.layer, relevant.channel, rule=rule,
-                correct_strides=stride_correction,
+                correct_strides=stride_correction, stride_fix=stride_fix,
             ).float()  # fmt: skip
             peak = projection.abs().flatten(1).amax(1).clamp(min=1e-30)
             scaled = projection / peak.view(-1, 1, 1, 1)
@@ -159,6 +162,7 @@ def explain(
     averages: AverageVisualizations | None = None,
     rule: Rule = "guided",
     stride_correction: bool = True,
+    stride_fix: StrideFix = "nearest",
     label: int | None = None,
 ) -> Explanation:
     """Explain the model's prediction on one model input ``x`` (1, C, H, W) or (C, H, W)
@@ -209,8 +213,9 @@ def explain(
     explained = []
     for relevant, response, score in chosen[:top]:
         projection = unit_projection(
-            view, x, relevant.layer, relevant.channel, rule=rule, correct_strides=stride_correction
-        )
+            view, x, relevant.layer, relevant.channel, rule=rule,
+            correct_strides=stride_correction, stride_fix=stride_fix,
+        )  # fmt: skip
         heat = _heat(projection.float())[0].cpu()
         key = (label, relevant.layer, relevant.channel)
         average = None if averages is None else averages.maps.get(key)

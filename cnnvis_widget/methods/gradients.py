@@ -13,7 +13,8 @@ import torch
 from ..capture import capture
 from .context import AttributionRequest
 from .registry import Param, batch_size_param, register, resolve_batch_size
-from .relu_rules import Rule, relu_rule, stride_correction
+from .relu_rules import Rule, relu_rule
+from .stride_fix import STRIDE_FIXES, StrideFix, stride_correction
 
 
 def input_gradient(request: AttributionRequest, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,13 +45,16 @@ def saliency(request: AttributionRequest) -> torch.Tensor:
 
 
 def _modified_gradient(
-    request: AttributionRequest, rule: Rule, correct_strides: bool = False
+    request: AttributionRequest,
+    rule: Rule,
+    correct_strides: bool = False,
+    stride_fix: StrideFix = "nearest",
 ) -> torch.Tensor:
     # request.network may be a stand-in: the warning names the user's model class.
     with relu_rule(request.network, rule, type(request.module).__name__):
         if not correct_strides:
             return input_gradient(request)
-        with stride_correction(request.network):
+        with stride_correction(request.network, stride_fix):
             return input_gradient(request)
 
 
@@ -83,19 +87,33 @@ def guided_backprop(request: AttributionRequest) -> torch.Tensor:
             "stride_correction",
             False,
             "bool",
-            "divide the signal through strided convs / pools by their window overlap count, "
-            "removing checkerboard artifacts (Oramas et al. 2019)",
+            "remove the grid that strided convs print on the map (Oramas et al. 2019); "
+            "stride_fix says how",
+        ),
+        Param(
+            "stride_fix",
+            "nearest",
+            "choice",
+            "nearest: the authors' code (nearest resize, then back at stride 1); coverage: "
+            "divide by the window overlap count",
+            choices=STRIDE_FIXES,
         ),
     ),
 )
-def deconvnet(request: AttributionRequest, stride_correction: bool) -> torch.Tensor:
+def deconvnet(
+    request: AttributionRequest, stride_correction: bool, stride_fix: StrideFix
+) -> torch.Tensor:
     """Zeiler & Fergus 2014: backward pass where every ``nn.ReLU`` applies relu to the signal
     coming back (relu(g)) instead of the forward mask; max-pool switches are kept. Without
-    max-pooling the map does not depend on the input. ``stride_correction=True`` divides the
-    signal entering every strided conv / max-pool input by the number of windows that cover
-    each pixel, so overlapping strided windows no longer print a grid (Oramas et al., ICLR 2019,
-    whose text describes the fix without code: the coverage normalization is our reading). Default off: the paper's plain DeconvNet."""
-    return _modified_gradient(request, "deconvnet", correct_strides=stride_correction)
+    max-pooling the map does not depend on the input. ``stride_correction=True`` removes the
+    grid that overlapping strided windows print (Oramas et al., ICLR 2019), the way
+    ``stride_fix`` says (:mod:`~cnnvis_widget.methods.stride_fix`): ``"nearest"``, the authors'
+    released code (the signal resized by nearest neighbour to the stride-1 output size and sent
+    back at stride 1), or ``"coverage"``, each input pixel divided by the number of windows
+    covering it. Default off: Zeiler & Fergus's plain DeconvNet."""
+    return _modified_gradient(
+        request, "deconvnet", correct_strides=stride_correction, stride_fix=stride_fix
+    )
 
 
 @register(
@@ -247,18 +265,21 @@ def unit_projection(
     *,
     rule: Rule = "deconvnet",
     correct_strides: bool = True,
+    stride_fix: StrideFix = "nearest",
 ) -> torch.Tensor:
     """Zeiler & Fergus 2014's projection of one channel's map to pixel space: a backward pass
     started at ``layer``'s output with the channel's own activations there and every other
     channel zero, through ``rule``'s ReLUs (``"deconvnet"``: relu of the signal; ``"guided"``:
     also the forward mask, as the default of Oramas et al.'s released code) and, with
-    ``correct_strides``, the stride correction of :func:`deconvnet`. ``view`` is an eval view
+    ``correct_strides``, the stride correction ``stride_fix`` of :func:`deconvnet`. ``view`` is an eval view
     (:func:`~cnnvis_widget.model_view.eval_view`: hooks go on it only), ``x`` the model input
     (N, C, H, W); returns the signed projection (N, C, H, W) (the gradient of 1/2 the channel's
     squared map, under the rules). Samples do not interact (eval mode), so a batch is one forward + backward."""
     leaf = x.detach().clone().requires_grad_(True)
     with torch.enable_grad(), relu_rule(view, rule, type(view).__name__):
-        corrections = stride_correction(view) if correct_strides else contextlib.nullcontext()
+        corrections = (
+            stride_correction(view, stride_fix) if correct_strides else contextlib.nullcontext()
+        )
         with corrections, capture(view, [layer]) as taps:
             view(leaf)
         acts = taps.tensor(layer)

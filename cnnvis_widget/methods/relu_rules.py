@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn.grad import conv2d_input
 from torch.utils.hooks import RemovableHandle
 
 Rule = Literal["guided", "deconvnet"]
@@ -129,91 +128,6 @@ def relu_rule(module: nn.Module, rule: Rule, model_name: str | None = None) -> I
             handles.append(relu.register_forward_pre_hook(keep_input))
             handles.append(relu.register_forward_hook(replace_output))
         yield len(relus)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-class _DivideGradient(torch.autograd.Function):
-    """Identity forward; backward divides the gradient by a fixed coverage map."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(coverage)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (coverage,) = ctx.saved_tensors
-        return grad / coverage, None
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
-
-
-def coverage(
-    input_size: tuple[int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    like: torch.Tensor,
-) -> torch.Tensor:
-    """(1, 1, H, W): how many output positions of a KxK, stride-S window read each input pixel
-    (at least 1)."""
-    height, width = input_size
-    out_h = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-    ones_out = torch.ones((1, 1, out_h, out_w), dtype=like.dtype, device=like.device)
-    ones_kernel = torch.ones((1, 1, *kernel), dtype=like.dtype, device=like.device)
-    counts = conv2d_input((1, 1, height, width), ones_kernel, ones_out, stride, padding, dilation)
-    return counts.clamp(min=1)
-
-
-def _static_padding(module: nn.Module) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) zeros that ``module`` adds to its input before its window
-    runs: TensorFlow-style "same" convolutions and pools (EfficientNet's
-    ``Conv2dStaticSamePadding``) hold an ``nn.ZeroPad2d`` child ``static_padding`` applied
-    inside ``forward``, so the hook sees the input before it. The windows cover the padded
-    input; counted on the unpadded one, the last rows and columns looked uncovered (count 1
-    against 2-3 inside) and a corrected projection piled up on the bottom/right border."""
-    pad = getattr(module, "static_padding", None)
-    if isinstance(pad, nn.ZeroPad2d | nn.ConstantPad2d):
-        left, right, top, bottom = (int(p) for p in pad.padding)
-        return left, right, top, bottom
-    return 0, 0, 0, 0
-
-
-@contextmanager
-def stride_correction(module: nn.Module) -> Iterator[int]:
-    """Divide the backward signal into every strided ``nn.Conv2d`` / ``nn.MaxPool2d`` input by
-    the number of windows covering each pixel, removing the checkerboard that overlapping
-    strided windows print on DeconvNet maps (Oramas et al. 2019, reconstructed). Yields the
-    number of layers corrected."""
-    handles: list[RemovableHandle] = []
-    layers = [
-        m
-        for m in module.modules()
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and max(_pair(m.stride)) > 1
-    ]
-
-    def normalize(m: Any, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-        x = inputs[0]
-        kernel = _pair(m.kernel_size)
-        padding = _pair(m.padding) if not isinstance(m.padding, str) else (0, 0)
-        height, width = int(x.shape[-2]), int(x.shape[-1])
-        left, right, top, bottom = _static_padding(m)
-        counts = coverage(
-            (height + top + bottom, width + left + right), kernel, _pair(m.stride), padding,
-            _pair(m.dilation), x,
-        )[..., top : top + height, left : left + width]  # fmt: skip
-        return (_DivideGradient.apply(x, counts), *inputs[1:])
-
-    try:
-        for layer in layers:
-            handles.append(layer.register_forward_pre_hook(normalize))
-        yield len(layers)
     finally:
         for handle in handles:
             handle.remove()
