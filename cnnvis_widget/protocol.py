@@ -349,12 +349,25 @@ class WhyFilter(TypedDict):
     average: NdArray | None
 
 
+class WhyChoice(TypedDict):
+    """A class the "Why this class?" panel can explain: ``label``, a class of the data set the
+    relevant filters were selected on that has at least one relevant filter, and its ``name``
+    (the data set's ``classes``, else "class N")."""
+
+    label: int
+    name: str
+
+
 class WhyClass(TypedDict):
-    """Visual Explanation by Interpretation of the current image: the ``predicted`` class
-    (``label``), its top relevant filters that fired, highest score first, the explanation's
-    ``heatmap`` float32 (H, W) in [0, 1] at model-input resolution (null when the class has no
-    relevant filters; the colormap and opacity are applied in the browser), ``relevant`` the
-    class's number of relevant filters, and ``note`` (why something is missing, or "")."""
+    """Visual Explanation by Interpretation of the current image: the explained class
+    ``predicted`` (``label``: the model's prediction, or the class the user chose), its top
+    relevant filters that fired, highest score first, the explanation's ``heatmap`` float32
+    (H, W) in [0, 1] at model-input resolution (null when the class has no relevant filters;
+    the colormap and opacity are applied in the browser), ``relevant`` the class's number of
+    relevant filters, and ``note`` (why something is missing, or ""). ``choices``: the classes
+    the user may choose (features.classes order); ``chosen``: the one chosen (null: the
+    prediction is explained); ``model_predicted`` / ``model_label``: the model's own predicted
+    class index and its name (bundle.labels)."""
 
     predicted: int
     label: str
@@ -362,6 +375,10 @@ class WhyClass(TypedDict):
     filters: list[WhyFilter]
     relevant: int
     note: str
+    choices: list[WhyChoice]
+    chosen: int | None
+    model_predicted: int
+    model_label: str
 
 
 class ExplorerTraits(TypedDict):
@@ -425,7 +442,7 @@ class ExplorerTraits(TypedDict):
 EXPORTED_TYPES: tuple[type, ...] = (
     MapPayload, Prediction, LayerRow, Message, ParamRow, MethodRow, JobState,
     ComparisonCell, SynthesisKindRow, ClassProbability, AdversarialView, UnitRef, SynthesisPayload,
-    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, UnitField, WhyFilter, WhyClass, ExplorerTraits,
+    Pin, FeatureGrid, UnitExample, UnitHistogram, ClassResponse, AtlasLayer, UnitTag, UnitDissection, UnitCard, UnitField, WhyFilter, WhyChoice, WhyClass, ExplorerTraits,
 )  # fmt: skip
 """The TypedDicts written to js/protocol.ts, in this order."""
 

@@ -338,11 +338,25 @@ export interface WhyFilter {
 }
 
 /**
- * Visual Explanation by Interpretation of the current image: the ``predicted`` class
- * (``label``), its top relevant filters that fired, highest score first, the explanation's
- * ``heatmap`` float32 (H, W) in [0, 1] at model-input resolution (null when the class has no
- * relevant filters; the colormap and opacity are applied in the browser), ``relevant`` the
- * class's number of relevant filters, and ``note`` (why something is missing, or "").
+ * A class the "Why this class?" panel can explain: ``label``, a class of the data set the
+ * relevant filters were selected on that has at least one relevant filter, and its ``name``
+ * (the data set's ``classes``, else "class N").
+ */
+export interface WhyChoice {
+  label: number;
+  name: string;
+}
+
+/**
+ * Visual Explanation by Interpretation of the current image: the explained class
+ * ``predicted`` (``label``: the model's prediction, or the class the user chose), its top
+ * relevant filters that fired, highest score first, the explanation's ``heatmap`` float32
+ * (H, W) in [0, 1] at model-input resolution (null when the class has no relevant filters;
+ * the colormap and opacity are applied in the browser), ``relevant`` the class's number of
+ * relevant filters, and ``note`` (why something is missing, or ""). ``choices``: the classes
+ * the user may choose (features.classes order); ``chosen``: the one chosen (null: the
+ * prediction is explained); ``model_predicted`` / ``model_label``: the model's own predicted
+ * class index and its name (bundle.labels).
  */
 export interface WhyClass {
   predicted: number;
@@ -351,6 +365,10 @@ export interface WhyClass {
   filters: WhyFilter[];
   relevant: number;
   note: string;
+  choices: WhyChoice[];
+  chosen: number | null;
+  model_predicted: number;
+  model_label: string;
 }
 
 /**

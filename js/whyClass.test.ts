@@ -1,13 +1,14 @@
 /**
  * The "Why this class?" view on a minimal DOM stand-in (vitest runs in node here): tiles in the
- * kernel's order with their text set as text (never parsed as HTML), the heatmap drawn, and a
- * tile click sending `{type: "why", layer, channel}`.
+ * kernel's order with their text set as text (never parsed as HTML), the heatmap drawn, a
+ * tile click sending `{type: "why", layer, channel}`, and the "Explain:" select listing the
+ * classes to choose, showing the kernel's `chosen` and sending `{type: "why_label", label}`.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WhyClass } from "./protocol";
 import { ArrayStore } from "./store";
 import type { ExplorerModel, ExplorerState } from "./types";
-import { createWhyClass, tileText, whyTitle } from "./views/whyClass";
+import { choiceOptions, createWhyClass, tileText, whyTitle } from "./views/whyClass";
 
 const created: string[] = [];
 const drawn: { canvas: FakeElement; pixels: number }[] = [];
@@ -42,6 +43,7 @@ class FakeElement extends FakeNode {
   readonly dataset: Record<string, string | undefined>;
   width = 300;
   height = 150;
+  value = ""; // a select's chosen value (the real DOM derives it from its options)
   constructor(readonly tagName: string) {
     super();
     created.push(tagName);
@@ -116,6 +118,10 @@ class FakeElement extends FakeNode {
     }
     return found;
   }
+  /** Fire `type` on this element only (a select's "change"). */
+  dispatch(type: string): void {
+    for (const listener of this.listeners.get(type) ?? []) listener({ target: this });
+  }
   click(): void {
     const event = { target: this };
     for (let node: FakeElement | null = this; node !== null; node = node.parent) {
@@ -174,6 +180,21 @@ const WHY: WhyClass = {
   ],
   relevant: 3,
   note: "",
+  choices: [
+    { label: 0, name: "<b>x</b>" },
+    { label: 1, name: "horizontal" },
+  ],
+  chosen: null,
+  model_predicted: 1,
+  model_label: HOSTILE,
+};
+/** The same image explained for the class the user chose, not the prediction. */
+const CHOSEN: WhyClass = {
+  ...WHY,
+  predicted: 0,
+  label: "<b>x</b>",
+  filters: WHY.filters.slice(0, 1),
+  chosen: 0,
 };
 
 function fakeModel(state: Partial<ExplorerState>) {
@@ -200,6 +221,25 @@ describe("tileText and whyTitle", () => {
       `Predicted: ${HOSTILE}. The 2 of its 3 relevant filters that counted most here:`,
     );
     expect(whyTitle({ ...WHY, filters: [] })).toContain("No relevant filter fired");
+  });
+
+  it("say which class is explained when the user chose one that is not the prediction", () => {
+    expect(whyTitle(CHOSEN)).toBe(
+      `Explaining: <b>x</b> (the model predicts ${HOSTILE}). The 1 of its 3 relevant filters that counted most here:`,
+    );
+    expect(whyTitle({ ...CHOSEN, filters: [] })).toBe(
+      `Explaining: <b>x</b> (the model predicts ${HOSTILE}). No relevant filter of <b>x</b> fired on this image.`,
+    );
+    // choosing the predicted class: the prediction's wording
+    expect(whyTitle({ ...WHY, chosen: 1 })).toBe(whyTitle(WHY));
+  });
+
+  it("list the prediction, then each choice", () => {
+    expect(choiceOptions(WHY.choices)).toEqual([
+      { value: "", text: "the prediction" },
+      { value: "0", text: "<b>x</b>" },
+      { value: "1", text: "horizontal" },
+    ]);
   });
 });
 
@@ -241,6 +281,69 @@ describe("createWhyClass", () => {
     const name = tiles[1]?.querySelectorAll(".cv-why-tile-name")[0];
     name?.click();
     expect(sent).toEqual([{ type: "why", layer: "<b>conv1</b>", channel: 4 }]);
+  });
+
+  it("lists the classes to choose as text, shows `chosen`, sends the choice", () => {
+    const state: Partial<ExplorerState> = {
+      why_available: true,
+      why_class: WHY,
+      why_class_job: { id: 1, label: "why this class", state: "done", fraction: 1 },
+    };
+    const { model, sent } = fakeModel(state);
+    created.length = 0;
+    const view = createWhyClass(model, new ArrayStore(model));
+    view.update();
+    const el = view.el as unknown as FakeElement;
+    const select = el.querySelectorAll('[data-testid="why-choose"]')[0];
+    expect(select?.tagName).toBe("select");
+    expect(select?.parent?.hidden).toBe(false);
+    expect(select?.parent?.textContent).toContain("Explain:");
+    const options = select?.querySelectorAll("option") ?? [];
+    expect(options.map((o) => [o.getAttribute("value"), o.textContent])).toEqual([
+      ["", "the prediction"],
+      ["0", "<b>x</b>"],
+      ["1", "horizontal"],
+    ]);
+    expect(created).not.toContain("b"); // "<b>x</b>" is text, not an element
+    expect(select?.value).toBe("");
+
+    if (select === undefined) throw new Error("no select");
+    select.value = "0";
+    select.dispatch("change");
+    select.value = "";
+    select.dispatch("change");
+    expect(sent).toEqual([
+      { type: "why_label", label: 0 },
+      { type: "why_label", label: null },
+    ]);
+
+    // The kernel recomputes (why_class null): the pick stays and the title names it.
+    select.value = "0";
+    state.why_class = null;
+    state.why_class_job = { id: 2, label: "why this class", state: "running", fraction: 0 };
+    view.update();
+    const title = el.querySelectorAll('[data-testid="why-class-label"]')[0];
+    expect(title?.textContent).toBe("Explaining <b>x</b>…");
+    expect(select.value).toBe("0");
+    // Then the chosen class's explanation: the select shows the kernel's `chosen`.
+    select.value = "";
+    state.why_class = CHOSEN;
+    state.why_class_job = { id: 2, label: "why this class", state: "done", fraction: 1 };
+    view.update();
+    expect(select.value).toBe("0");
+    expect(title?.textContent).toContain("Explaining: <b>x</b> (the model predicts");
+    expect(select.querySelectorAll("option").length).toBe(3);
+    expect(el.querySelectorAll('[data-testid="why-tile"]').length).toBe(1);
+  });
+
+  it("hides the select when no class can be chosen", () => {
+    const { model } = fakeModel({ why_available: true, why_class: { ...WHY, choices: [] } });
+    const view = createWhyClass(model, new ArrayStore(model));
+    view.update();
+    const select = (view.el as unknown as FakeElement).querySelectorAll(
+      '[data-testid="why-choose"]',
+    )[0];
+    expect(select?.parent?.hidden).toBe(true);
   });
 
   it("is hidden without an interpretation and shows progress while explaining", () => {

@@ -248,3 +248,128 @@ def test_a_predicted_class_the_data_lacks_is_explained_by_the_best_data_class(
         (f.filter.layer, f.filter.channel) for f in expected.filters
     ]
     assert explorer.why_class_job["state"] == "done"
+
+
+class NamedBars(list):
+    """The bars data set with class names, as torchvision data sets have them."""
+
+    classes = ("vertical bar", "horizontal bar")
+
+
+def keys(explanation) -> list[tuple[str, int]]:
+    """An Explanation's filters as (layer, channel), highest score first."""
+    return [(f.filter.layer, f.filter.channel) for f in explanation.filters]
+
+
+def assert_explains(why, expected) -> None:
+    """The ``why_class`` payload is exactly ``expected`` (an Explanation)'s filters, scores and
+    heatmap."""
+    assert why["predicted"] == expected.label
+    assert [(t["layer"], t["channel"]) for t in why["filters"]] == keys(expected)
+    for tile, item in zip(why["filters"], expected.filters, strict=True):
+        assert tile["score"] == pytest.approx(item.score)
+        assert tile["response"] == pytest.approx(item.response)
+    assert np.allclose(decode_payload(why["heatmap"]), expected.heatmap.numpy(), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def named(data) -> NamedBars:
+    return NamedBars(data)
+
+
+@pytest.fixture(scope="module")
+def named_features(bundle, named):
+    """The relevant filters selected on ``named`` (its fingerprint: its averages are computed)."""
+    return relevant_features(bundle, named, mu=10.0, standardize=True, progress=False)
+
+
+def test_a_chosen_class_is_explained_on_this_and_later_images(
+    bundle, named, named_features
+) -> None:
+    """Why not class X? The user picks another class of the data set; the panel explains it
+    (explain's label=), keeps it for the next image, and goes back to the prediction on null."""
+    data, features = named, named_features
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features, data=named)
+    assert explorer.wait(60)
+    why = explorer.why_class
+    assert why["chosen"] is None and why["model_predicted"] == why["predicted"] == 1
+    assert why["model_label"] == why["label"] == "horizontal"
+    assert why["choices"] == [
+        {"label": 0, "name": "vertical bar"},
+        {"label": 1, "name": "horizontal bar"},
+    ]
+    first_job = explorer.why_class_job["id"]
+
+    send_from_browser(explorer, {"type": "why_label", "label": 0})
+    assert explorer.wait(60) and explorer.message is None
+    assert explorer.why_class_job["id"] > first_job and explorer.why_class_job["state"] == "done"
+    why = explorer.why_class
+    x = explorer.session.input
+    expected = explain(bundle, features, x, top=3, label=0)
+    predicted = explain(bundle, features, x, top=3)
+    assert expected.filters and keys(expected) != keys(predicted)  # another explanation
+    assert_explains(why, expected)
+    assert why["chosen"] == 0 and why["label"] == "vertical bar"
+    assert why["model_predicted"] == 1 and why["model_label"] == "horizontal"
+    assert why["relevant"] == len(features.relevant(0))
+    assert "the model predicts" not in why["note"]  # not explain's fallback
+    # the chosen class's average visualizations, keyed by (class, layer, channel)
+    averages = average_visualizations(bundle, features, data, k=20, classes=[0])
+    for tile in why["filters"]:
+        reference = average_image(averages.of(0, tile["layer"], tile["channel"]))
+        assert np.array_equal(decode_payload(tile["average"]), decode_payload(reference))
+
+    # The choice stays for the next image (another horizontal bar: the model predicts 1).
+    send_from_browser(explorer, {"type": "upload", "name": "h.png"}, [png(data[3][0])])
+    assert explorer.wait(60)
+    x = explorer.session.input
+    assert explorer.why_class["chosen"] == 0 and explorer.why_class["model_predicted"] == 1
+    assert_explains(explorer.why_class, explain(bundle, features, x, top=3, label=0))
+
+    # null: the prediction again.
+    send_from_browser(explorer, {"type": "why_label", "label": None})
+    assert explorer.wait(60)
+    why = explorer.why_class
+    assert why["chosen"] is None and why["predicted"] == 1 and why["label"] == "horizontal"
+    assert_explains(why, explain(bundle, features, x, top=3))
+
+
+@pytest.mark.parametrize("label", [5, -1, "0", True, 0.0, [0]])
+def test_a_bad_class_choice_is_refused_and_the_panel_still_works(
+    bundle, data, features, label
+) -> None:
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features)
+    assert explorer.wait(60)
+    before = explorer.why_class
+    send_from_browser(explorer, {"type": "why_label", "label": label})
+    assert explorer.message["level"] == "error"
+    text = explorer.message["text"]
+    assert f"label {label!r} is not a class of the data set" in text and "[0, 1]" in text
+    assert explorer.why_class is before and explorer.why_class["chosen"] is None
+    send_from_browser(explorer, {"type": "why_label"})  # no label at all
+    assert "is not a class of the data set" in explorer.message["text"]
+
+    send_from_browser(explorer, {"type": "why_label", "label": 0})
+    assert explorer.wait(60) and explorer.message is None
+    assert explorer.why_class["chosen"] == 0
+    expected = explain(bundle, features, explorer.session.input, top=3, label=0)
+    assert_explains(explorer.why_class, expected)
+
+    plain = cv.Explorer(bundle, data[1][0])  # no interpretation: nothing to choose
+    send_from_browser(plain, {"type": "why_label", "label": 0})
+    assert "no interpretation=" in plain.message["text"] and plain.why_class is None
+
+
+def test_the_choices_are_the_classes_with_relevant_filters(bundle, data, features) -> None:
+    weights = features.weights.clone()
+    weights[0] = 0  # class 0 has no relevant filter left
+    only_horizontal = dataclasses.replace(features, weights=weights)
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=only_horizontal)
+    assert explorer.wait(60)
+    assert explorer.why_class["choices"] == [{"label": 1, "name": "class 1"}]
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=features)  # no data: no names
+    assert explorer.wait(60)
+    assert explorer.why_class["choices"] == [
+        {"label": 0, "name": "class 0"},
+        {"label": 1, "name": "class 1"},
+    ]

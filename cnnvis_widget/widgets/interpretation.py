@@ -2,13 +2,15 @@
 of the Explorer's image, from the relevant filters given as ``Explorer(...,
 interpretation=cv.interpretation.relevant_features(...))``.
 
-For each image the panel explains the predicted class in the background (``why_class_job``:
-progress and Stop): :func:`~cnnvis_widget.interpretation.explain` gives the class's relevant
-filters that fired (score w * z > 0, highest first) and their combined heatmap, sent at once;
-then each shown filter's average visualization (given as ``averages=``, or computed over the
-Explorer's ``data=`` when it is the data set the filters were selected on, kept for later
-images) fills its tile. A tile click opens that filter's unit card (``show_unit``), or selects
-its layer and channel in the filter grid when no atlas covers the layer.
+For each image the panel explains the predicted class, or the data-set class the user chose
+(``{"type": "why_label", "label": int | null}``: "why not class X?", kept for later images
+until set back to null), in the background (``why_class_job``: progress and Stop):
+:func:`~cnnvis_widget.interpretation.explain` gives the class's relevant filters that fired
+(score w * z > 0, highest first) and their combined heatmap, sent at once; then each shown
+filter's average visualization (given as ``averages=``, or computed over the Explorer's
+``data=`` when it is the data set the filters were selected on, kept for later images) fills
+its tile. A tile click opens that filter's unit card (``show_unit``), or selects its layer and
+channel in the filter grid when no atlas covers the layer.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..interpretation import (
 from ..interpretation.explain import Key
 from ..models import ModelBundle
 from ..preprocess import display_pixels
-from ..protocol import NdArray, WhyClass, WhyFilter
+from ..protocol import NdArray, WhyChoice, WhyClass, WhyFilter
 from .channel import JobChannel, JobEnd, Report, Update
 from .panel import Change, Host, Panel, traits_of
 from .traits import optional_dict
@@ -137,27 +139,55 @@ def average_image(average: torch.Tensor) -> NdArray:
 
 
 class InterpretationPanel(Panel):
-    """Explains the predicted class of each image on ``why_class_job``; routes a tile click
-    (``{"type": "why", "layer", "channel"}``) to the unit card. Reads the host's
-    ``interpretation_data`` (an :class:`InterpretationData`; none: the panel is hidden)."""
+    """Explains the predicted class of each image on ``why_class_job``, or the data-set class
+    the user chose (``{"type": "why_label", "label": int | null}``: kept for later images until
+    set back to null); routes a tile click (``{"type": "why", "layer", "channel"}``) to the unit
+    card. Reads the host's ``interpretation_data`` (an :class:`InterpretationData`; none: the
+    panel is hidden)."""
 
-    messages = ("why", "cancel")
+    messages = ("why", "why_label", "cancel")
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
         self.traits = traits_of(host, InterpretationTraits)
         self.data: InterpretationData | None = getattr(host, "interpretation_data", None)
         self.jobs = JobChannel(host, "why_class_job", PROGRESS_INTERVAL_S)
+        self.chosen: int | None = None
+        """The data-set class the user chose to explain; None: the model's prediction."""
 
     def channels(self) -> list[JobChannel]:
         return [self.jobs]
 
     def on_message(self, content: dict[str, Any]) -> None:
-        if content.get("type") == "cancel":
+        kind = content.get("type")
+        if kind == "cancel":
             if content.get("job") == self.jobs.job_trait:
                 self.jobs.cancel()
             return
+        if kind == "why_label":
+            self.choose(content.get("label"), "label" in content)
+            return
         self.open(str(content.get("layer", "")), content.get("channel"))
+
+    def choose(self, label: Any, given: bool = True) -> None:
+        """Explain data-set class ``label`` (one of ``features.classes``) on this and later
+        images, or the model's prediction again when ``label`` is None; the explanation is
+        recomputed for the current image. A bad label, or none (``given`` False: the message
+        had no ``label``), is refused (ValueError) and changes nothing."""
+        if self.data is None:
+            raise ValueError(
+                "this Explorer has no interpretation=: there is no class to explain. Pass "
+                "interpretation=cv.interpretation.relevant_features(model, data)."
+            )
+        classes = self.data.features.classes
+        valid = isinstance(label, int) and not isinstance(label, bool) and label in classes
+        if not given or (label is not None and not valid):
+            raise ValueError(
+                f"why_label: label {label!r} is not a class of the data set the relevant "
+                f"filters were selected on; pick one of {classes}, or null for the prediction."
+            )
+        self.chosen = label
+        self.host.show(self._explaining())
 
     def open(self, layer: str, channel: Any) -> None:
         """Open the unit card of ``channel`` of ``layer`` (a tile of the explanation): the
@@ -177,52 +207,79 @@ class InterpretationPanel(Panel):
         self.host.selected_channel = int(channel)
 
     def on_image(self, target: int) -> Change:
+        return self._explaining()
+
+    def _model_label(self, index: int) -> str:
+        """The model's name of its class ``index`` (bundle.labels), else "class N"."""
+        labels = self.host.session.bundle.labels
+        return labels[index] if 0 <= index < len(labels) else f"class {index}"
+
+    def _data_class_name(self, index: int) -> str:
+        """The data set's name of its class ``index`` (its ``classes``, or its ``dataset``'s
+        for a Subset), else "class N"."""
+        source = None if self.data is None else self.data.data
+        names = getattr(source, "classes", None) or getattr(
+            getattr(source, "dataset", None), "classes", None
+        )
+        return str(names[index]) if names and 0 <= index < len(names) else f"class {index}"
+
+    def _choices(self, features: RelevantFeatures) -> list[WhyChoice]:
+        """Every data-set class with at least one relevant filter, in ``features.classes``
+        order: what the user may choose to explain."""
+        return [
+            {"label": c, "name": self._data_class_name(c)}
+            for c in features.classes
+            if features.relevant(c)
+        ]
+
+    def _payload(
+        self, data: InterpretationData, explanation: Explanation, chosen: int | None
+    ) -> WhyClass:
+        """``why_class`` for ``explanation`` (of class ``chosen``, None: of the prediction),
+        with the average visualizations computed so far."""
+        predicted, note = explanation.label, data.note
+        name = self._model_label(predicted)
+        if explanation.label != explanation.predicted:
+            name = self._data_class_name(predicted)
+            if chosen is None:  # the model's classes are others: explain's fallback
+                note = (
+                    f"the model predicts {self._model_label(explanation.predicted)}, not a "
+                    "class of the data set the relevant filters were selected on; shown: that "
+                    f"data set's class {name}, whose relevant filters score highest on this "
+                    "image." + (f" {data.note}" if data.note else "")
+                )
+        tiles: list[WhyFilter] = []
+        for item in explanation.filters:
+            relevant = item.filter
+            average = data.averages.get((predicted, relevant.layer, relevant.channel))
+            tiles.append({
+                "layer": relevant.layer, "channel": relevant.channel,
+                "weight": relevant.weight, "response": item.response, "score": item.score,
+                "average": None if average is None else average_image(average),
+            })  # fmt: skip
+        return {
+            "predicted": predicted, "label": name,
+            "heatmap": ndarray_payload(explanation.heatmap, "float32"), "filters": tiles,
+            "relevant": len(data.features.relevant(predicted)), "note": note,
+            "choices": self._choices(data.features), "chosen": chosen,
+            "model_predicted": explanation.predicted,
+            "model_label": self._model_label(explanation.predicted),
+        }  # fmt: skip
+
+    def _explaining(self) -> Change:
+        """Clear the shown explanation and explain the current image in the background: the
+        chosen class (``self.chosen``), else the prediction."""
         if self.data is None:
             return Change()
-        data, host = self.data, self.host
-        session = host.session
-        bundle, x = session.bundle, session.input
-        labels = bundle.labels
-
-        def label_of(index: int) -> str:
-            return labels[index] if 0 <= index < len(labels) else f"class {index}"
-
-        def data_class_name(index: int) -> str:
-            source = data.data
-            names = getattr(source, "classes", None) or getattr(
-                getattr(source, "dataset", None), "classes", None
-            )
-            return str(names[index]) if names and 0 <= index < len(names) else f"class {index}"
-
-        def payload(explanation: Explanation) -> WhyClass:
-            predicted, note, name = explanation.label, data.note, label_of(explanation.label)
-            if explanation.label != explanation.predicted:  # the model's classes are others
-                name = data_class_name(explanation.label)
-                note = (
-                    f"the model predicts {label_of(explanation.predicted)}, not a class of the "
-                    "data set the relevant filters were selected on; shown: that data set's "
-                    f"class {name}, whose relevant filters score highest on this image."
-                    + (f" {data.note}" if data.note else "")
-                )
-            tiles: list[WhyFilter] = []
-            for item in explanation.filters:
-                relevant = item.filter
-                average = data.averages.get((predicted, relevant.layer, relevant.channel))
-                tiles.append({
-                    "layer": relevant.layer, "channel": relevant.channel,
-                    "weight": relevant.weight, "response": item.response, "score": item.score,
-                    "average": None if average is None else average_image(average),
-                })  # fmt: skip
-            return {
-                "predicted": predicted, "label": name,
-                "heatmap": ndarray_payload(explanation.heatmap, "float32"), "filters": tiles,
-                "relevant": len(data.features.relevant(predicted)), "note": note,
-            }  # fmt: skip
-
+        data, label = self.data, self.chosen
+        bundle, x = self.host.session.bundle, self.host.session.input
         explained: list[Explanation] = []  # the job's explanation, once computed
 
+        def payload() -> WhyClass:
+            return self._payload(data, explained[0], label)
+
         def work(report: Report) -> WhyClass | None:
-            explanation = explain(bundle, data.features, x, top=data.top)
+            explanation = explain(bundle, data.features, x, top=data.top, label=label)
             explained.append(explanation)
             missing = [
                 item.filter for item in explanation.filters
@@ -230,7 +287,7 @@ class InterpretationPanel(Panel):
                 not in data.averages
             ] if data.data is not None else []  # fmt: skip
             steps = 1 + len(missing)
-            if not report(lambda: {"why_class": payload(explanation)}, 1 / steps, urgent=True):
+            if not report(lambda: {"why_class": payload()}, 1 / steps, urgent=True):
                 return None
             for done, relevant in enumerate(missing, start=2):
                 one = _only(data.features, explanation.label, relevant.column)
@@ -238,15 +295,15 @@ class InterpretationPanel(Panel):
                     bundle, one, data.data, k=data.k, classes=[explanation.label]
                 )
                 data.averages.update(computed.maps)
-                if not report(lambda: {"why_class": payload(explanation)}, done / steps, True):
+                if not report(lambda: {"why_class": payload()}, done / steps, True):
                     return None
-            return payload(explanation)
+            return payload()
 
         def finish(end: JobEnd[WhyClass | None]) -> Update:
             if end.state == "done" and end.result is not None:
                 return {"why_class": end.result}
             if end.state == "cancelled" and explained:  # with the averages computed so far
-                return {"why_class": payload(explained[0])}
+                return {"why_class": payload()}
             return {}
 
         def start() -> None:

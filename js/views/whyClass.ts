@@ -5,15 +5,18 @@
  * sends nothing), and the top relevant filters that fired as tiles, highest score first, each
  * with its layer, channel, weight, score and average visualization. A tile click sends
  * `{type: "why", layer, channel}`: the kernel opens that filter's unit card (or selects the
- * channel in the filter grid when no atlas covers its layer). Text from the model (class and
- * layer names) is set as text, never parsed as HTML.
+ * channel in the filter grid when no atlas covers its layer). "Explain:" picks the class to
+ * explain ("why not class X?"): the prediction, or one of the data set's classes with relevant
+ * filters (`choices`); a change sends `{type: "why_label", label: number | null}` and the select
+ * shows the kernel's `chosen`. Text from the model and the data (class and layer names) is set
+ * as text, never parsed as HTML.
  */
 import { composite, drawImage, heatByMax, mapFrom } from "../canvas";
 import { type Decoded, decodeNdArray } from "../codecs";
 import { getLut } from "../colormaps";
 import { formatNumber, h, replace, setText } from "../dom";
 import { jobView } from "../jobs";
-import type { NdArray, WhyClass, WhyFilter } from "../protocol";
+import type { NdArray, WhyChoice, WhyClass, WhyFilter } from "../protocol";
 import type { ArrayStore } from "../store";
 import type { ExplorerModel, View } from "../types";
 import { createJobProgress } from "./jobProgress";
@@ -26,11 +29,40 @@ export function tileText(filter: WhyFilter): { name: string; detail: string } {
   };
 }
 
-/** The panel's heading line for an explanation. */
+/** The value of the "Explain:" option that explains the prediction. */
+const PREDICTION = "";
+
+/** The panel's heading line for an explanation: of the prediction, or of the class the user
+ * chose when that is not the prediction. */
 export function whyTitle(why: WhyClass): string {
-  if (why.filters.length === 0) return `Predicted: ${why.label}. No relevant filter fired.`;
   const shown = why.filters.length;
-  return `Predicted: ${why.label}. The ${shown} of its ${why.relevant} relevant filters that counted most here:`;
+  const counted = `The ${shown} of its ${why.relevant} relevant filters that counted most here:`;
+  if (why.chosen !== null && why.chosen !== why.model_predicted) {
+    const lead = `Explaining: ${why.label} (the model predicts ${why.model_label}).`;
+    if (shown === 0) return `${lead} No relevant filter of ${why.label} fired on this image.`;
+    return `${lead} ${counted}`;
+  }
+  if (shown === 0) return `Predicted: ${why.label}. No relevant filter fired.`;
+  return `Predicted: ${why.label}. ${counted}`;
+}
+
+/** The "Explain:" options: the prediction, then each choice (value: its class index). */
+export function choiceOptions(choices: readonly WhyChoice[]): { value: string; text: string }[] {
+  return [
+    { value: PREDICTION, text: "the prediction" },
+    ...choices.map((c) => ({ value: String(c.label), text: c.name })),
+  ];
+}
+
+/** Replace `select`'s options with `options` unless it already has exactly these. */
+function syncOptions(select: HTMLSelectElement, options: { value: string; text: string }[]): void {
+  const shown = select.querySelectorAll("option");
+  const same =
+    shown.length === options.length &&
+    options.every(
+      (o, i) => shown[i]?.getAttribute("value") === o.value && shown[i]?.textContent === o.text,
+    );
+  if (!same) replace(select, ...options.map((o) => h("option", { value: o.value }, o.text)));
 }
 
 function decoded(payload: NdArray | null, cache: Map<NdArray, Decoded | null>): Decoded | null {
@@ -57,12 +89,24 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
     height: 224,
   });
   const tiles = h("div", { class: "cv-why-tiles", "data-testid": "why-tiles" });
+  const choose = h("select", {
+    class: "cv-select",
+    "data-testid": "why-choose",
+    "aria-label": "class to explain",
+  });
+  const chooser = h(
+    "label",
+    { class: "cv-field", hidden: true },
+    h("span", {}, "Explain:"),
+    choose,
+  );
   const note = h("div", { class: "cv-units-note", "data-testid": "why-note", hidden: true });
   const progress = createJobProgress(model, "why_class_job", "why");
   const el = h(
     "details",
     { class: "cv-units cv-why", "data-testid": "why-class", open: true, hidden: true },
     h("summary", {}, "Why this class?"),
+    chooser,
     progress.el,
     title,
     h("div", { class: "cv-units-row" }, canvas, tiles),
@@ -77,8 +121,14 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
     model.send({ type: "why", layer, channel });
   });
 
+  choose.addEventListener("change", () => {
+    const value = choose.value;
+    model.send({ type: "why_label", label: value === PREDICTION ? null : Number(value) });
+  });
+
   const cache = new Map<NdArray, Decoded | null>();
   let tilesFor: WhyClass | null = null;
+  let choices: readonly WhyChoice[] = []; // the options shown (the same for every image)
 
   function buildTiles(why: WhyClass): void {
     const items = why.filters.map((filter, rank) => {
@@ -119,7 +169,10 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
 
       const why = model.get("why_class");
       if (why === null || why === undefined) {
-        setText(title, job.running ? "Explaining the prediction…" : "");
+        // Recomputing: the select keeps the user's pick until the explanation comes.
+        const picked = choices.find((c) => String(c.label) === choose.value);
+        const what = picked?.name ?? "the prediction";
+        setText(title, job.running ? `Explaining ${what}…` : "");
         canvas.hidden = true;
         canvas.dataset.drawn = "false";
         replace(tiles);
@@ -130,6 +183,10 @@ export function createWhyClass(model: ExplorerModel, arrays: ArrayStore): View {
       }
       setText(title, whyTitle(why));
       title.dataset.predicted = String(why.predicted);
+      choices = why.choices;
+      syncOptions(choose, choiceOptions(choices));
+      choose.value = why.chosen === null ? PREDICTION : String(why.chosen);
+      chooser.hidden = why.choices.length === 0;
       if (why !== tilesFor) buildTiles(why);
       setText(note, why.note);
       note.hidden = why.note === "";

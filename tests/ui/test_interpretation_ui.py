@@ -2,7 +2,8 @@
 predicted class, the explanation's heatmap drawn over the image (pixels, not a blank canvas),
 the top relevant filters that fired as tiles in score order with their average
 visualizations; a tile click opens the filter's unit card, or selects the channel in the
-filter grid when no atlas covers its layer."""
+filter grid when no atlas covers its layer; "Explain:" another class explains that class (the
+title names it, the heatmap is redrawn, the kernel's ``chosen`` is it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ why
 """
 SHOWN = (
     "import json; print(json.dumps([why.why_class['label'], "
+    "[[t['layer'], t['channel']] for t in why.why_class['filters']]]))"
+)
+# A class to choose: not the prediction, and some of its relevant filters fire on the image
+# (else its heatmap would be empty).
+PICK = """
+import json
+from cnnvis_widget.interpretation import explain as _explain
+_why = why.why_class
+print(json.dumps(next(
+    c for c in _why['choices'] if c['label'] != _why['model_predicted']
+    and _explain(why_bundle, why_features, why.session.input, label=c['label']).filters
+)))
+"""
+CHOSEN = (
+    "import json; print(json.dumps([why.why_class['chosen'], "
     "[[t['layer'], t['channel']] for t in why.why_class['filters']]]))"
 )
 
@@ -116,3 +132,30 @@ def test_why_this_class_in_jupyterlab(page, jupyter_server) -> None:
         assert card.is_hidden()
         channel_view = explorer.locator(f'[data-testid="channel-view"][data-channel="{channel}"]')
         channel_view.wait_for(state="visible", timeout=60_000)
+
+    # "Explain:" another class: the kernel explains that class on this image.
+    choice = json.loads(kernel_print(page, PICK))
+    choose = panel.locator('select[data-testid="why-choose"]')
+    assert choose.locator("option").first.inner_text() == "the prediction"
+    assert choose.input_value() == ""
+    before = heatmap.evaluate("(c) => c.toDataURL()")
+    choose.select_option(str(choice["label"]))
+    title = panel.locator('[data-testid="why-class-label"]')
+    page.wait_for_function(
+        "([el, text]) => el.textContent.startsWith(text)",
+        arg=[title.element_handle(), f"Explaining: {choice['name']} (the model predicts"],
+        timeout=120_000,
+    )
+    heatmap.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function(
+        "([c, before]) => c.toDataURL() !== before", arg=[heatmap.element_handle(), before]
+    )
+    panel.locator('[data-testid="why-progress"][data-state="done"]').wait_for(
+        state="attached", timeout=120_000
+    )
+    chosen, shown = json.loads(kernel_print(page, CHOSEN))
+    assert chosen == choice["label"] and choose.input_value() == str(chosen)
+    rows = [[t.get_attribute("data-layer"), int(t.get_attribute("data-channel"))]
+            for t in tiles.all()]  # fmt: skip
+    assert rows == shown and len(shown) >= 1
+    panel.screenshot(path=str(ARTIFACTS / "why_class_chosen.png"))
