@@ -22,6 +22,7 @@ from cnnvis_widget.interpretation import (
     positive_lasso,
     relevant_features,
 )
+from cnnvis_widget.interpretation.explain import average_rule
 from cnnvis_widget.interpretation.lasso import objective
 from cnnvis_widget.methods.gradients import unit_projection
 from cnnvis_widget.model_view import eval_view
@@ -151,6 +152,33 @@ def test_explanation_and_average_visualizations(data) -> None:
     assert heat.shape == (12, 12) and heat.max() == 1 and heat.min() >= 0
     row = int(image[0].sum(1).argmax())  # the bar's row carries the heat
     assert heat[row].mean() > 3 * heat.mean()
+
+
+def test_average_rule_auto_is_deconvnet_with_max_pooling_else_guided(data) -> None:
+    """Without max-pooling a DeconvNet projection is one fixed pattern wherever the filter's
+    map fires; "auto" then takes guided backprop (the authors' code's rule)."""
+    pooled_net = BarNet().eval()
+    flat_net = BarNet().eval()
+    flat_net.pool = nn.Identity()
+    with torch.no_grad():  # conv2 spreads: its projection reaches where relu1 was off
+        flat_net.conv2.weight[0, 0] = flat_net.conv2.weight[1, 1] = 1 / 9
+    assert average_rule(pooled_net, "auto") == "deconvnet"
+    assert average_rule(flat_net, "auto") == "guided"
+    assert average_rule(flat_net, "deconvnet") == "deconvnet"
+    with pytest.raises(ValueError, match="rule must be 'auto', 'deconvnet' or 'guided'"):
+        average_rule(flat_net, "gradient")
+    features = select(flat_net, data, layers=["conv2"])
+    assert features.relevant(0) and features.relevant(1)
+
+    def averages(rule: str) -> dict:
+        got = average_visualizations(flat_net, features, data, k=4, rule=rule,
+                                     preprocess=identity)  # fmt: skip
+        return got.maps
+
+    auto, guided, deconvnet = averages("auto"), averages("guided"), averages("deconvnet")
+    assert auto.keys() == guided.keys() == deconvnet.keys()
+    assert all(torch.equal(auto[key], guided[key]) for key in auto)
+    assert any(not torch.allclose(auto[key], deconvnet[key], atol=1e-4) for key in auto)
 
 
 def test_the_model_is_untouched(data) -> None:

@@ -6,7 +6,7 @@ projections combined into one heatmap."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -93,6 +93,21 @@ def _checked(model: ModelBundle | nn.Module, features: RelevantFeatures) -> nn.M
     return module
 
 
+def average_rule(module: nn.Module, rule: str) -> Rule:
+    """The ReLU rule of the average visualizations: ``rule`` itself, or for ``"auto"``
+    DeconvNet when ``module`` has a max-pool and guided otherwise. DeconvNet keeps only the
+    max-pool switches of the forward pass, so without max-pooling a filter's projection is one
+    fixed pattern placed where its map fires, whatever the image (on EfficientNet-Lite0 every
+    deep filter's average was the same smooth square); guided backprop, the authors' released
+    code's rule, also keeps the forward ReLU masks."""
+    if rule == "auto":
+        pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+        return "deconvnet" if any(isinstance(m, pools) for m in module.modules()) else "guided"
+    if rule not in ("deconvnet", "guided"):
+        raise ValueError(f"rule must be 'auto', 'deconvnet' or 'guided'; got {rule!r}.")
+    return rule  # type: ignore[return-value]
+
+
 def _heat(projection: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) projections -> (N, H, W): |.| summed over colour channels, min-max
     scaled to [0, 1] per image (the authors' code's normalization); a flat map is 0."""
@@ -110,7 +125,7 @@ def average_visualizations(
     *,
     k: int = 20,
     classes: list[int] | None = None,
-    rule: Rule = "deconvnet",
+    rule: Rule | Literal["auto"] = "auto",
     stride_correction: bool = True,
     stride_fix: StrideFix = "nearest",
     preprocess: AnyPreprocess | None = None,
@@ -118,8 +133,9 @@ def average_visualizations(
     """Per class c and relevant filter j of c: the mean over j's top-``k`` images of class c
     (by j's pooled response, over every image of c in the table) of j's DeconvNet projection
     to pixel space (:func:`~cnnvis_widget.methods.gradients.unit_projection`: start at j's own
-    map, every other channel zero; ``rule`` "deconvnet" by default, "guided" as in the
-    authors' released code; the stride fix on, ``stride_fix="nearest"`` as in the authors'
+    map, every other channel zero; ``rule`` "deconvnet" (the paper's word), "guided" (the
+    authors' released code's rule), or "auto", the default: "deconvnet" when the network has
+    a max-pool, else "guided" (:func:`average_rule`); the stride fix on, ``stride_fix="nearest"`` as in the authors'
     code, :mod:`~cnnvis_widget.methods.stride_fix`). Each projection is scaled to max
     |value| = 1 first, so every image weighs the same. ``data`` is the data set the features
     were selected on (its items are read by index). One batched forward + backward per
@@ -127,6 +143,7 @@ def average_visualizations(
     module = _checked(model, features)
     _, prepare = model_and_preprocess(model, preprocess)
     check_int("k", k, low=1)
+    rule = average_rule(module, rule)
     indices, responses, labels = features.responses.table()
     wanted = features.classes if classes is None else classes
     view = eval_view(module)
