@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -83,9 +84,9 @@ class PreparedItems(Dataset[tuple[torch.Tensor, Any, int]]):
 
 def split_item(item: Any) -> tuple[Any, Any]:
     """A data set item as (image, target): an item is an image (target -1), or an (image,
-    target) pair; a 0-d tensor target becomes an int."""
+    target) pair; a 0-d tensor or NumPy integer target becomes an int."""
     image, target = item if isinstance(item, tuple) and len(item) == 2 else (item, -1)
-    if isinstance(target, torch.Tensor) and target.ndim == 0:
+    if (isinstance(target, torch.Tensor) and target.ndim == 0) or isinstance(target, np.integer):
         target = int(target)
     return image, target
 

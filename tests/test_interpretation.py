@@ -5,6 +5,8 @@ bad input refused with the fix."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -22,10 +24,11 @@ from cnnvis_widget.interpretation import (
     positive_lasso,
     relevant_features,
 )
-from cnnvis_widget.interpretation.explain import average_rule
+from cnnvis_widget.interpretation.explain import average_rule, outputs_are_data_classes
 from cnnvis_widget.interpretation.lasso import objective
 from cnnvis_widget.methods.gradients import unit_projection
 from cnnvis_widget.model_view import eval_view
+from cnnvis_widget.models import ModelBundle
 
 
 def projected_gradient(x: np.ndarray, y: np.ndarray, mu: float, steps: int = 5000) -> np.ndarray:
@@ -249,6 +252,68 @@ def test_explain_a_model_whose_outputs_are_other_classes(data) -> None:
         explain(wider, selected, x, label=4)
     same = explain(model, features, x)
     assert same.label == same.predicted == 1
+
+
+class NamedBars(list):
+    """The bars as a data set that names its classes (torchvision's ``classes``)."""
+
+    classes: ClassVar[list[str]] = ["vertical", "horizontal"]
+
+
+@pytest.mark.parametrize(
+    ("model_labels", "same_classes"),
+    [
+        (["vertical", "horizontal"], True),
+        (["Vertical", " horizontal "], True),  # case and spaces aside
+        (["class 0", "class 1"], True),  # generic names: nothing to compare
+        (["cat", "horizontal"], False),  # half the names differ
+        (["cat", "dog"], False),
+        (["vertical"], False),  # data class 1 has no output of its own
+    ],
+)
+def test_outputs_are_the_data_classes_only_when_the_names_agree(
+    data, model_labels, same_classes
+) -> None:
+    """An ImageNet model on the photo collection predicts output 8 ("hen") on a bird: 8 is
+    also a data class index ("food/vegetable"), so the index alone would explain the bird with
+    the vegetable filters; the names decide."""
+    model = SwappedBarNet().eval()  # predicts 1 on a vertical bar, data class 0's filter fires
+    features = select(model, NamedBars(data), layers=["bars.conv1"])
+    assert features.class_names == NamedBars.classes
+    assert outputs_are_data_classes(model_labels, features) is same_classes
+    bundle = ModelBundle(model, identity, model_labels, name="bars")
+    x = data[0][0][None]
+    assert data[0][1] == 0
+    explanation = explain(bundle, features, x)
+    assert explanation.predicted == 1
+    assert explanation.label == (1 if same_classes else 0)
+
+
+class SwappedBarNet(nn.Module):
+    """BarNet with its two outputs swapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars = BarNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bars(x).flip(1)
+
+
+def test_labels_may_be_numpy_integers_and_label_must_be_an_int(data, tmp_path) -> None:
+    model = BarNet().eval()
+    numpy_labels = [(image, np.int64(label)) for image, label in data]
+    features = select(model, numpy_labels)
+    assert torch.equal(features.weights, select(model, data).weights)
+    saved = RelevantFeatures.load(select(model, NamedBars(data), out=tmp_path).save(tmp_path))
+    assert saved.class_names == NamedBars.classes
+    x = data[1][0]
+    assert explain(model, features, x, label=np.int64(0)).label == 0
+    for bad in (True, 1.0, "1", torch.tensor(1)):
+        with pytest.raises(TypeError, match="label must be an int"):
+            explain(model, features, x, label=bad)
+    with pytest.raises(ValueError, match="rule must be 'guided' or 'deconvnet'; got 'bogus'"):
+        explain(model, features, x, rule="bogus")
 
 
 class WiderBarNet(torch.nn.Module):

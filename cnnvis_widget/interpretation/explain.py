@@ -5,9 +5,11 @@ projections combined into one heatmap."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -192,13 +194,17 @@ def explain(
     DeconvNet ignores the forward ReLU masks; docs/an8flower.md) and its average visualization
     from ``averages``; ``heatmap`` (H, W): their heatmaps combined pixel-wise by ``"max"``
     (the authors' code) or ``"mean"``. The class explained is ``label`` when given; else the
-    prediction when it is one of the data set's classes; else (a model whose outputs are other
+    prediction when it is one of the data set's classes and the model's outputs are the data
+    set's classes (:func:`outputs_are_data_classes`: compared by name when the model is a
+    ModelBundle and the data set names its classes); else (a model whose outputs are other
     classes, e.g. an ImageNet model on the photo collection's classes) the data set's class
     whose relevant filters score highest on ``x`` (``Explanation.label``)."""
     module = _checked(model, features)
     check_int("top", top, low=1)
     if combine not in ("max", "mean"):
         raise ValueError(f"combine must be 'max' or 'mean'; got {combine!r}.")
+    if rule not in ("deconvnet", "guided"):
+        raise ValueError(f"rule must be 'guided' or 'deconvnet'; got {rule!r}.")
     if isinstance(x, torch.Tensor) and x.ndim == 3:
         x = x[None]
     check_input(x, module)
@@ -213,12 +219,19 @@ def explain(
     with torch.inference_mode():
         predicted = int(logits_of(setup.view(x)).argmax(1)[0])
     if label is None:
-        label = predicted if predicted in features.classes else _best_class(features, z)
+        same = outputs_are_data_classes(getattr(model, "labels", None), features)
+        label = predicted if predicted in features.classes and same else _best_class(features, z)
+    elif isinstance(label, bool) or not isinstance(label, int | np.integer):
+        raise TypeError(
+            f"label must be an int, a class of the data set the filters were selected on "
+            f"({features.classes}), or None; got {label!r}."
+        )
     elif label not in features.classes:
         raise ValueError(
-            f"label={label} is not a class of the data set the filters were selected on "
+            f"label={label!r} is not a class of the data set the filters were selected on "
             f"({features.classes}); pass one of them, or None."
         )
+    label = int(label)
     chosen: list[tuple[RelevantFilter, float, float]] = []
     for relevant in features.relevant(label):
         response = float(z[relevant.column])
@@ -244,6 +257,28 @@ def explain(
         stack = torch.stack([item.heatmap for item in explained])
         heatmap = stack.amax(0) if combine == "max" else stack.mean(0)
     return Explanation(predicted, explained, heatmap, label)
+
+
+def outputs_are_data_classes(model_labels: Any, features: RelevantFeatures) -> bool:
+    """Whether the model's output i is the data set's class i: True unless both sides name
+    their classes and the names differ (case and spaces aside) for half the data set's classes
+    or more, or a data class has no model output of its index (an ImageNet model on the photo
+    collection: output 8 is "hen", data class 8 "food/vegetable")."""
+    names = features.class_names
+    generic = all(re.fullmatch(r"class \d+", str(n)) for n in model_labels or [])
+    if not model_labels or not names or generic:  # nothing to compare
+        return True
+    known = [c for c in features.classes if c < len(names)]
+    if not known:
+        return True
+    if any(c >= len(model_labels) for c in known):
+        return False
+
+    def same(a: str, b: str) -> bool:
+        return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+    matches = sum(same(str(model_labels[c]), names[c]) for c in known)
+    return 2 * matches > len(known)
 
 
 def _best_class(features: RelevantFeatures, z: torch.Tensor) -> int:

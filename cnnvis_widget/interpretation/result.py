@@ -39,7 +39,9 @@ class RelevantFeatures:
     class indices seen; ``weights`` (K, m) float64 >= 0, each row with L1 norm <= ``mu``
     (empty (0, m) while the pass is incomplete); ``mean`` / ``scale`` (m,) the standardization
     of the features (0 / 1 without it); ``sample`` the dataset indices of the balanced sample
-    the lasso saw; ``settings`` the options (mu, layer_norm, standardize, per_class, seed)."""
+    the lasso saw; ``settings`` the options (mu, layer_norm, standardize, per_class, seed);
+    ``class_names`` the data set's names of its class indices (its ``classes`` attribute, or
+    its ``dataset``'s for a ``Subset``), None when it has none."""
 
     responses: ResponseTable
     classes: list[int]
@@ -48,6 +50,7 @@ class RelevantFeatures:
     scale: torch.Tensor
     sample: torch.Tensor
     settings: dict[str, Any]
+    class_names: list[str] | None = None
 
     @property
     def complete(self) -> bool:
@@ -101,7 +104,10 @@ class RelevantFeatures:
         }  # fmt: skip
         torch.save(tensors, path / f"{STATE_FILE}.tmp")
         os.replace(path / f"{STATE_FILE}.tmp", path / STATE_FILE)
-        manifest = {"format": 1, "classes": self.classes, "settings": self.settings}
+        manifest = {
+            "format": 1, "classes": self.classes, "settings": self.settings,
+            "class_names": self.class_names,
+        }  # fmt: skip
         (path / f"{MANIFEST_FILE}.tmp").write_text(json.dumps(manifest, indent=1))
         os.replace(path / f"{MANIFEST_FILE}.tmp", path / MANIFEST_FILE)
         return path
@@ -130,4 +136,5 @@ class RelevantFeatures:
         return cls(
             table, [int(c) for c in manifest["classes"]], tensors["weights"], tensors["mean"],
             tensors["scale"], tensors["sample"], dict(manifest["settings"]),
+            manifest.get("class_names"),
         )  # fmt: skip

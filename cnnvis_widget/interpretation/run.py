@@ -28,6 +28,16 @@ from .responses import MANIFEST_FILE, POOLS, ResponseTable
 from .result import RelevantFeatures
 
 
+def data_class_names(data: Any) -> list[str] | None:
+    """The names of a data set's class indices: its ``classes`` list (torchvision's
+    convention), or its ``dataset``'s for a ``Subset``; None when there is none."""
+    for source in (data, getattr(data, "dataset", None)):
+        names = getattr(source, "classes", None)
+        if isinstance(names, list | tuple) and names and all(isinstance(n, str) for n in names):
+            return list(names)
+    return None
+
+
 def conv_layers(module: nn.Module) -> list[str]:
     """Names of every ``nn.Conv2d`` in ``module``, in definition order."""
     return [name for name, sub in module.named_modules() if isinstance(sub, nn.Conv2d)]
@@ -118,11 +128,13 @@ def relevant_features(
     if not table.complete:
         empty = torch.zeros(0, m, dtype=torch.float64)
         return RelevantFeatures(table, [], empty, torch.zeros(m), torch.ones(m),
-                                torch.zeros(0, dtype=torch.int64), settings)  # fmt: skip
+                                torch.zeros(0, dtype=torch.int64), settings,
+                                data_class_names(data))  # fmt: skip
     fit = fit_weights(table, mu, layer_norm, standardize, per_class, seed)
     result = RelevantFeatures(
-        table, fit.classes, fit.weights, fit.mean, fit.scale, fit.sample, settings
-    )
+        table, fit.classes, fit.weights, fit.mean, fit.scale, fit.sample, settings,
+        data_class_names(data),
+    )  # fmt: skip
     if out is not None and process_group()[0] == 0:
         result.save(out)
     return result
