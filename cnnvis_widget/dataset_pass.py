@@ -416,11 +416,13 @@ def read_manifest(
             f"{path} holds no saved {what} ({manifest_file} + {state_file}); run {run_first} first."
         )
     manifest: dict[str, Any] = json.loads((path / manifest_file).read_text())
-    for source, expected in (("model", model_fingerprint), ("data", data_fingerprint)):
+    sources = (("model", "model", model_fingerprint), ("data", "data set", data_fingerprint))
+    for source, name, expected in sources:
         saved = manifest[f"{source}_fingerprint"]
         if expected is not None and expected != saved:
+            were = "were" if what.endswith("s") else "was"
             raise ValueError(
-                f"the {what} in {path} was computed on another {source} (fingerprint "
+                f"the {what} in {path} {were} computed on another {name} (fingerprint "
                 f"{saved[:12]}, this one {expected[:12]}); compute it again with {run_first} "
                 "(another out= folder, or delete this one)."
             )

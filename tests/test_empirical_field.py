@@ -295,3 +295,19 @@ def test_table_per_layer_on_an_atlas() -> None:
     assert "| `5` | 2 | 12 |" in text and "theoretical (h x w)" in text
     figure = table.plot()
     assert len(figure.axes[0].get_xticklabels()) == 2
+
+
+def test_an_atlas_of_other_data_or_another_model_is_refused() -> None:
+    model = _stack(6).float()
+    data = [torch.rand(3, 24, 24) for _ in range(6)]
+    pre = _pre((24, 24))
+    atlas = cv.unit_atlas(model, data, ["1"], k=2, progress=False, preprocess=pre)
+    other = [*data[:3], torch.rand(3, 24, 24), *data[4:]]  # one image in the middle changed
+    unit = 0
+    with pytest.raises(ValueError, match="not the data set this atlas was computed on"):
+        empirical_receptive_field(model, "1", unit, atlas=atlas, data=other, preprocess=pre)
+    with pytest.raises(ValueError, match="not the data set this atlas was computed on"):
+        empirical_fields(model, atlas, data[:5], ["1"], sample=1, progress=False, preprocess=pre)
+    changed = _stack(7).float()
+    with pytest.raises(ValueError, match="another model"):
+        empirical_receptive_field(changed, "1", unit, atlas=atlas, data=data, preprocess=pre)

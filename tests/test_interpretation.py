@@ -184,6 +184,26 @@ def test_average_rule_auto_is_deconvnet_with_max_pooling_else_guided(data) -> No
     assert any(not torch.allclose(auto[key], deconvnet[key], atol=1e-4) for key in auto)
 
 
+def test_changed_data_is_not_reused_and_averages_need_the_same_data(data, tmp_path) -> None:
+    """A label or an image changed in the middle of the data set: the saved responses are
+    not reused (the fingerprint samples items across the set, with their labels), and
+    average_visualizations refuses data other than the selection's."""
+    model = BarNet().eval()
+    features = select(model, data, out=tmp_path)
+    middle = len(data) // 2
+    relabelled = list(data)
+    relabelled[middle] = (data[middle][0], 1 - data[middle][1])
+    with pytest.raises(ValueError, match="computed on another data set"):
+        select(model, relabelled, out=tmp_path)
+    moved = list(data)
+    moved[middle] = (data[middle][0].flip(-1), data[middle][1])
+    with pytest.raises(ValueError, match="computed on another data set"):
+        select(model, moved, out=tmp_path)
+    for other in (relabelled, moved, data[:-1]):
+        with pytest.raises(ValueError, match="not the data set these relevant features"):
+            average_visualizations(model, features, other, k=2, preprocess=identity)
+
+
 def test_the_model_is_untouched(data) -> None:
     """Checked after every call and during them: a hook of the user's own (which the eval
     views copy, so it runs inside every forward of the pass, the projections, the

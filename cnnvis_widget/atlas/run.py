@@ -88,7 +88,7 @@ def unit_atlas(
     if total == 0:
         raise ValueError("the data set is empty; pass a data set with at least one image.")
     first = items[0][0]
-    fingerprints = (model_fingerprint(module), data_fingerprint(data, first, items[total - 1][0]))
+    fingerprints = (model_fingerprint(module), data_fingerprint(data, items))
     atlas = _resumable(out, names, k, q, fingerprints) or UnitAtlas(
         {}, k, q, 0, total, *fingerprints, {}
     )

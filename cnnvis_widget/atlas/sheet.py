@@ -14,7 +14,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import check_flag, check_int, check_number
-from ..dataset_pass import PreparedItems
 from ..layers import activations
 from ..models import ModelBundle
 from ..receptive_field import ReceptiveField, receptive_field
@@ -28,7 +27,7 @@ from .card import (
     unit_outputs,
     upsampled,
 )
-from .fingerprint import data_fingerprint, model_fingerprint
+from .fingerprint import model_fingerprint, same_data
 from .result import UnitAtlas
 
 PAD = 4
@@ -183,9 +182,7 @@ def _check_provenance(bundle: ModelBundle, atlas: UnitAtlas, data: Any) -> None:
             "this atlas was computed on another model (or other weights); recompute it with "
             "cv.unit_atlas(bundle, data, layers=...)."
         )
-    items = PreparedItems(data, bundle.preprocess)
-    first, last = items[0][0], items[len(data) - 1][0]
-    if atlas.data_fingerprint != data_fingerprint(data, first, last):
+    if not same_data(atlas.data_fingerprint, data, bundle.preprocess):
         raise ValueError(
             "data is not the data set this atlas was computed on (fingerprints differ); pass "
             "that data set, or recompute the atlas on this one."

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atlas.fingerprint import model_fingerprint
+from ..atlas.fingerprint import model_fingerprint, same_data
 from ..checks import check_input, check_int
 from ..dataset_pass import PassSetup, layer_outputs, model_and_preprocess, split_item
 from ..methods.gradients import unit_projection
@@ -146,6 +146,11 @@ def average_visualizations(
     _, prepare = model_and_preprocess(model, preprocess)
     check_int("k", k, low=1)
     rule = average_rule(module, rule)
+    if not same_data(features.responses.data_fingerprint, data, prepare):
+        raise ValueError(
+            "data is not the data set these relevant features were selected on (fingerprints "
+            "differ): the averages are over the top images of that data set's table; pass it."
+        )
     indices, responses, labels = features.responses.table()
     wanted = features.classes if classes is None else classes
     view = eval_view(module)

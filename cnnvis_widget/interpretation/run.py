@@ -115,7 +115,7 @@ def relevant_features(
     if total == 0:
         raise ValueError("the data set is empty; pass a labelled data set with images.")
     first = items[0][0]
-    fingerprints = (model_fingerprint(module), data_fingerprint(data, first, items[total - 1][0]))
+    fingerprints = (model_fingerprint(module), data_fingerprint(data, items))
     table = _resumable(out, names, pool, fingerprints) or ResponseTable(
         names, pool, total, *fingerprints
     )

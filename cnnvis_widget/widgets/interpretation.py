@@ -22,8 +22,7 @@ from typing import Any
 import torch
 import traitlets
 
-from ..atlas.fingerprint import data_fingerprint, model_fingerprint
-from ..dataset_pass import PreparedItems
+from ..atlas.fingerprint import model_fingerprint, same_data
 from ..encode import ndarray_payload
 from ..interpretation import (
     AverageVisualizations,
@@ -117,11 +116,7 @@ def interpretation_data(
             "on) or averages=."
         )
         return InterpretationData(interpretation, given, None, "" if given else note)
-    items = PreparedItems(data, bundle.preprocess)
-    last = len(data) - 1
-    if interpretation.responses.data_fingerprint != data_fingerprint(
-        data, items[0][0], items[last][0]
-    ):
+    if not same_data(interpretation.responses.data_fingerprint, data, bundle.preprocess):
         note = (
             "no average visualizations: data= is not the data set these filters were "
             "selected on; pass that one, or averages=."

@@ -23,10 +23,9 @@ import traitlets
 
 from ..atlas import UnitAtlas, unit_atlas
 from ..atlas.card import unit_card
-from ..atlas.fingerprint import data_fingerprint, model_fingerprint
+from ..atlas.fingerprint import model_fingerprint, same_data
 from ..atlas.result import MANIFEST_FILE
 from ..capture import LayerRef
-from ..dataset_pass import PreparedItems
 from ..dissection import DissectionResult
 from ..dissection.card import unit_segments, unit_tags
 from ..models import ModelBundle
@@ -164,8 +163,7 @@ def unit_data(
                 "this atlas was computed on another model (or other weights); recompute it "
                 "with cv.unit_atlas(model, data, layers=...)."
             )
-        items = PreparedItems(data, bundle.preprocess)
-        if atlas.data_fingerprint != data_fingerprint(data, items[0][0], items[len(data) - 1][0]):
+        if not same_data(atlas.data_fingerprint, data, bundle.preprocess):
             raise ValueError(
                 "data= is not the data set this atlas was computed on (fingerprints differ); "
                 "pass that data set, or recompute the atlas on this one."
