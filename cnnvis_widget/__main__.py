@@ -241,9 +241,20 @@ def pass_arguments(
     command.add_argument("--data", required=True, help=data_help)
     command.add_argument("--layers", nargs="+", required=required_layers)
     command.add_argument("--out", required=True, help="folder for the result (and checkpoints)")
-    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--batch-size", type=positive_int, default=32)
     command.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    command.add_argument("--limit", type=int, default=None, help="only the first N items")
+    command.add_argument("--limit", type=positive_int, default=None, help="only the first N items")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     relevant.add_argument("--per-class", type=int, default=None, help="balanced sample size")
     args = parser.parse_args(argv)
     commands_run = {"atlas": atlas_command, "dissect": dissect_command}
-    return commands_run.get(args.command, relevant_command)(args)
+    try:
+        return commands_run.get(args.command, relevant_command)(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
+        # Bad input, already explained by the message: no traceback.
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -396,6 +396,13 @@ def load_states(path: Path, layers: list[str]) -> dict[str, dict[str, torch.Tens
     }
 
 
+def check_out_folder(out: str | Path | None) -> None:
+    """Refuse an ``out=`` that exists and is not a folder, before any pass runs (it would
+    fail at the first checkpoint, after the work)."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; pass a folder (created when missing).")
+
+
 def read_manifest(
     folder: str | Path,
     state_file: str,

@@ -204,6 +204,15 @@ def test_changed_data_is_not_reused_and_averages_need_the_same_data(data, tmp_pa
             average_visualizations(model, features, other, k=2, preprocess=identity)
 
 
+def test_out_that_is_a_file_is_refused_before_the_pass(data, tmp_path) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    with pytest.raises(ValueError, match="is a file; pass a folder"):
+        select(BarNet().eval(), data, out=afile, should_stop=lambda *_: pytest.fail("ran"))
+    with pytest.raises(ValueError, match="layers= is empty"):
+        select(BarNet().eval(), data, layers=[])
+
+
 def test_the_model_is_untouched(data) -> None:
     """Checked after every call and during them: a hook of the user's own (which the eval
     views copy, so it runs inside every forward of the pass, the projections, the

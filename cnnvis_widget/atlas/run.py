@@ -16,6 +16,7 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
+    check_out_folder,
     check_unchanged,
     model_and_preprocess,
     run_pass,
@@ -111,6 +112,7 @@ def _resumable(
     """The atlas saved in ``out`` for this very pass (same model, data, layers, k, q), to
     resume or return; None when there is none. A saved atlas of another model or data is
     refused with a message (it is never overwritten silently)."""
+    check_out_folder(out)
     if out is None or not (Path(out) / MANIFEST_FILE).is_file():
         return None
     atlas = UnitAtlas.load(out, model_fingerprint=fingerprints[0], data_fingerprint=fingerprints[1])

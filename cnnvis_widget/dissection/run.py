@@ -20,6 +20,7 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
+    check_out_folder,
     load_states,
     model_and_preprocess,
     process_group,
@@ -192,6 +193,7 @@ def dissect(
             "cv.datasets.concepts(), cv.datasets.broden(path) or cv.datasets.label_folder()."
         )
     check_number("cache_mb", cache_mb, low=0)
+    check_out_folder(out)
     folder = None if out is None else Path(out)
     cache = OutputCache(int(cache_mb * 2**20))
     atlas = unit_atlas(

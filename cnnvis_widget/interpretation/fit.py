@@ -4,6 +4,7 @@ columns, and one constrained non-negative lasso per class (:mod:`.lasso`)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,10 @@ def features_of(responses: torch.Tensor, channels: list[int], layer_norm: str) -
         blocks.append(torch.where(total > 0, block / total.clamp(min=1e-300), block))
         start += count
     return torch.cat(blocks, 1)
+
+
+FEW_IMAGES = 5
+"""Fewer images per class than this in the balanced sample: a warning."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,13 @@ def fit_weights(
         raise ValueError(
             f"per_class={per_class}, but class {min(counts, key=counts.__getitem__)} has only "
             f"{fewest} images; pass per_class <= {fewest} (or None for that)."
+        )
+    if n < FEW_IMAGES:
+        warnings.warn(
+            f"the lasso sees {n} image(s) of each class (the balanced sample); with so few the "
+            "selected filters fit those images, not the class. Pass more labelled images "
+            f"(at least {FEW_IMAGES} per class).",
+            stacklevel=3,
         )
     rng = np.random.default_rng(seed)
     rows = np.sort(

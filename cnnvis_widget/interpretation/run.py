@@ -17,6 +17,7 @@ from ..dataset_pass import (
     PassSetup,
     PreparedItems,
     StopCheck,
+    check_out_folder,
     check_unchanged,
     model_and_preprocess,
     process_group,
@@ -92,6 +93,11 @@ def relevant_features(
     """
     module, prepare = model_and_preprocess(model, preprocess)
     names = conv_layers(module) if layers is None else check_names("layers", layers)
+    if not names and layers is not None:
+        raise ValueError(
+            "layers= is empty; pass the names of layers giving channel maps, or None for every "
+            "nn.Conv2d."
+        )
     if not names:
         raise ValueError(
             f"{type(module).__name__} has no nn.Conv2d layers; pass layers= with the names of "
@@ -163,6 +169,7 @@ def _resumable(
 ) -> ResponseTable | None:
     """The responses saved in ``out`` for this very pass, to resume or reuse; None when there
     are none; those of another model, data, layers or pooling are refused."""
+    check_out_folder(out)
     if out is None or not (Path(out) / MANIFEST_FILE).is_file():
         return None
     table = ResponseTable.load(
