@@ -31,6 +31,7 @@ from cnnvis_widget.model_view import eval_view
 
 HERE = Path(__file__).resolve()
 DOC = HERE.parent.parent / "docs" / "empirical_receptive_field.md"
+PLOT = DOC.parent / "empirical_fields.png"
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
 
 
@@ -113,7 +114,8 @@ def main() -> None:
         f"Atlas: the first {len(data)} photos of `cv.datasets.photos()` at 224 px. "
         f"Timing ({args.threads} CPU threads, shared machine: noisy):", "", *timing, "",
         f"Per layer ({args.units} units drawn per layer among those that fire, their top "
-        f"{args.table_k} photos; {table_seconds:.0f} s):", "", text.rstrip(), "", END,
+        f"{args.table_k} photos; {table_seconds:.0f} s):", "", text.rstrip(), "",
+        f"![theoretical and empirical field side per layer]({PLOT.name})", "", END,
     ])  # fmt: skip
     if not args.no_write:
         doc = DOC.read_text()
@@ -121,6 +123,7 @@ def main() -> None:
             raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block to replace")
         head, rest = doc.split(BEGIN, 1)
         DOC.write_text(head + block + rest.split(END, 1)[1])
+        table.plot().savefig(PLOT, dpi=100)
         print(f"wrote {DOC}")
 
 

@@ -697,7 +697,8 @@ class FieldTable:
             s=8, color="grey", zorder=3,
         )  # fmt: skip
         ax.set_xticks(range(len(summary)), [r["layer"] for r in summary], rotation=30)
-        ax.set_ylabel("field side (input px)")
+        ax.set_yscale("log")  # deep theoretical fields are tens of times the empirical ones
+        ax.set_ylabel("field side (input px, log)")
         ax.legend()
         ax.figure.tight_layout()
         return ax.figure
