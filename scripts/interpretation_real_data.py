@@ -149,20 +149,6 @@ def class_scores(features: RelevantFeatures, responses: torch.Tensor) -> torch.T
     return z @ features.weights.T
 
 
-def explain_as(
-    model: Any, features: RelevantFeatures, x: torch.Tensor, label: int, top: int
-) -> cv.interpretation.Explanation:
-    """``cv.explain`` for the class ``label`` of ``features`` whatever the model's logits say:
-    ``explain`` looks up the relevant filters of the model's argmax, an ImageNet index for
-    Lite0, which is no photo class (reported as a bug); so the selection is handed over with
-    ``label``'s weights filed under that index."""
-    with torch.no_grad():
-        predicted = int(model.predict(x[None], k=1)[0][0][0])
-    row = features.classes.index(label)
-    view = dataclasses.replace(features, classes=[predicted], weights=features.weights[[row]])
-    return explain(model, view, x, top=top, rule="guided")
-
-
 # --- pictures -------------------------------------------------------------------------------
 
 
@@ -256,9 +242,7 @@ def study(
     top = {c: features.relevant(c)[: args.top] for c in features.classes}
     keep = {c: [(f.layer, f.channel) for f in fs] for c, fs in top.items()}
     start = time.perf_counter()
-    averages = average_visualizations(
-        model, top_only(features, keep), data, k=args.k, rule="deconvnet"
-    )
+    averages = average_visualizations(model, top_only(features, keep), data, k=args.k)
     average_time = time.perf_counter() - start
     size = 96 if lite else 56
     rows = []
@@ -274,6 +258,20 @@ def study(
             )
         rows.append((wrap(class_names[c]), cells))
     sheet = save_sheet(grid(rows, size, 120), f"{tag}_relevant.png")
+    deconvnet_sheet = ""
+    if lite:  # what rule="deconvnet" gives on a network without max-pooling
+        plain = average_visualizations(
+            model, top_only(features, keep), data, k=args.k, rule="deconvnet"
+        )
+        rows = [
+            (wrap(class_names[c]), [
+                (tile(signed_display(plain.maps[(c, f.layer, f.channel)]), size),
+                 f"{short(f.layer)}:{f.channel}")
+                for f in top[c]
+            ])
+            for c in features.classes
+        ]  # fmt: skip
+        deconvnet_sheet = save_sheet(grid(rows, size, 120), f"{tag}_relevant_deconvnet.png")
 
     # explanations of held-out images
     x_held = torch.stack([x for x, _ in held])
@@ -285,7 +283,7 @@ def study(
     for i, (x, label) in enumerate(held):
         if lite:
             target = lasso_predicted[i]
-            e = explain_as(model, features, x, target, args.explain_top)
+            e = explain(model, features, x, top=args.explain_top, label=target)
         else:
             e = explain(model, features, x, top=args.explain_top, rule="guided")
             target = e.predicted
@@ -296,9 +294,7 @@ def study(
             if (target, f.filter.layer, f.filter.channel) not in averages.maps:
                 missing.setdefault(target, []).append((f.filter.layer, f.filter.channel))
     if missing:
-        extra = average_visualizations(
-            model, top_only(features, missing), data, k=args.k, rule="deconvnet"
-        )
+        extra = average_visualizations(model, top_only(features, missing), data, k=args.k)
         averages.maps.update(extra.maps)
         averages.images.update(extra.images)
     rows, records = [], []
@@ -327,6 +323,7 @@ def study(
     return {
         "top": top,
         "sheet": sheet,
+        "deconvnet_sheet": deconvnet_sheet,
         "explain_sheet": explain_sheet,
         "explained": records,
         "average_time": average_time,
@@ -574,22 +571,21 @@ their counts are given below for comparison.""",
   channels at 7 x 7), plus a stem filter for fruit, vegetable and flower (colour: stem:7 is
   green, stem:20 magenta in the averages) and one head filter for flower. On every conv they
   are mostly depthwise convs of blocks 11-15, again deep.
-- **The averages of the deep filters show nothing of the class**: every block-13-15 and head
-  average is the same uniform fine grid with no trace of the top images' objects. The cause
-  is DeconvNet itself on this network: its backward pass ignores the forward ReLU masks and
-  keeps only max-pooling switches, and Lite0 has no max-pooling, so a filter's DeconvNet
-  projection does not depend on the image: every image gives the same pattern, and their mean
-  is that pattern (`average_visualizations(..., rule="guided")`, the authors' code's rule,
-  uses the forward masks). The stem filters' averages are plain colour fields (stem:7 green
-  for fruit and vegetable, stem:20 magenta for flower): "this class is green / magenta", not
-  parts. The top images are of the class but mixed (the fruit row has an orange, rambutans
-  and a citrus slice).
-- **Border artifact, fixed:** the stride correction counted the windows of Lite0's
-  TensorFlow-"same" convolutions on the unpadded input, so deep projections piled up on the
-  last rows and columns (25-34 % of the mass in the last 8 rows and columns, 7 % of the
-  pixels). Since 0906fdb they are counted on the padded input (3 % there now); the top/left
-  band keeps more mass than uncorrected (17 % against 5 % for `_blocks.15` unit 287), the
-  coverage rule's own behaviour at borders covered by fewer windows.
+- **Averages (guided, the "auto" rule for a network without max-pooling):** the deep
+  filters' averages (b13-b15, head) show the outline the class's top images share: round
+  shapes for fruit, a diagonal shaft for tool (b15:130), a vertical body for musical
+  instrument (b15:76), horizontal bodies for mammal, drawn as edge texture rather than clean
+  parts. With DeconvNet (second sheet) every deep average is about the same smooth square:
+  DeconvNet's backward pass ignores the forward ReLU masks and keeps only max-pool switches,
+  and Lite0 has none, so a filter's projection is one fixed pattern wherever its map fires.
+  The stem filters' averages are plain colour fields (green for fruit and vegetable, magenta
+  for flower): "this class is green / magenta", not parts. The top images are of the class
+  but mixed (the fruit row has an orange, rambutans and a citrus slice).
+- **Strided windows:** Lite0's strided depthwise convs print a grid on plain DeconvNet
+  projections; the stride fix of the authors' code ("nearest": resize to the stride-1 output
+  size, send back at stride 1; the default since 2026-12-02) removes it (docs/interpretation.md,
+  "The stride fix, measured": grid share 0.73 -> 0.01 for `_blocks.15` unit 287), where the
+  earlier coverage division left it and piled mass on the top/left border.
 - The lasso's scores classify 10-13 of the 18 held-out photos (chance 2 of 18). The
   explanations' errors are telling: a peacock is explained as a tool and a guitar as a land
   vehicle, each from a single filter with the whole budget (weight 10); the flower and tool
@@ -648,7 +644,9 @@ def markdown(fm: dict[str, Any], ph: dict[str, Any], args: argparse.Namespace,
         "commit 7a04ef6; `standardize=True` is shown beside for comparison), a balanced "
         f"sample of the smallest class's size unless said otherwise, seed 0; sheets show the top {args.top} filters of each class by "
         f"lasso weight, each average visualization over its top k={args.k} images of the class "
-        '(`cv.average_visualizations`, rule="deconvnet", stride correction); explanations by '
+        '(`cv.average_visualizations` with its defaults: rule="auto", i.e. DeconvNet for '
+        "Fashion-MNIST's CNN, which max-pools, and guided backprop for Lite0, which does not; "
+        "the stride fix \"nearest\", the authors' code's); explanations by "
         f'`cv.explain(top={args.explain_top}, rule="guided")` (its default since 7a04ef6). docs/interpretation.md says which of these the '
         "paper or the authors' code fixes.",
         "",
@@ -760,12 +758,17 @@ def markdown(fm: dict[str, Any], ph: dict[str, Any], args: argparse.Namespace,
         "",
         f"Average visualizations took {ph['average_time']:.0f} s.",
         "",
+        'The same filters\' averages with `rule="deconvnet"`: DeconvNet keeps only max-pool '
+        "switches, and Lite0 has none, so each deep filter's projection is one fixed pattern "
+        "placed where its map fires, and every average is about the same smooth square:",
+        "",
+        f"![Lite0 photo relevant filters, DeconvNet]({ph['deconvnet_sheet']})",
+        "",
         "### Explanations of held-out photos",
         "",
-        "`cv.explain` explains the model's argmax, which for Lite0 is an ImageNet index and no "
-        'photo class, so it refuses (see "Bug" below). Here the explained class is the '
-        "lasso's (argmax of sum_j w_cj z_j over the photo classes), handed to `cv.explain` by "
-        "filing its weights under the model's ImageNet index (`explain_as` in the script).",
+        "Lite0's argmax is an ImageNet index, no photo class; the explained class is the "
+        "lasso's (argmax of sum_j w_cj z_j over the photo classes, which is also what "
+        "`cv.explain` falls back to), passed as `cv.explain(..., label=)`.",
         "",
         *explain_table(ph),
         "",
