@@ -232,9 +232,12 @@ def empirical_receptive_field(
         check_flag(name, flag)
     x, pixels, indices = _inputs(module, prepare, layer, unit, images, atlas, data, k)
     height, width = int(x.shape[2]), int(x.shape[3])
-    if patch > min(height, width):
+    if 2 * patch > min(height, width):
+        # An occluder over half the image leaves too few positions to tell where the unit
+        # looks: the averaged map is a blur of the occluder itself, wider than the image.
         raise ValueError(
-            f"patch={patch} is larger than the {height} x {width} input; pass a smaller patch."
+            f"patch={patch} is more than half the {height} x {width} input; pass a patch of at "
+            f"most {min(height, width) // 2} px (the paper: 11 px on 227 px images)."
         )
     view = eval_view(module)
     with torch.no_grad(), capture(view, [layer]) as recorded:

@@ -241,10 +241,11 @@ def test_stop_returns_the_images_finished() -> None:
 
 def test_bad_arguments_are_named() -> None:
     x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
-    with pytest.raises(ValueError, match="patch=20"):
-        _run(_stack(), "5", 0, x, patch=20)
+    for patch in (20, 9):
+        with pytest.raises(ValueError, match=f"patch={patch} is more than half the 16 x 16"):
+            _run(_stack(), "5", 0, x, patch=patch)
     with pytest.raises(ValueError, match=r"units 0\.\.2"):
-        _run(_stack(), "5", 7, x)
+        _run(_stack(), "5", 7, x, patch=5)
     with pytest.raises(ValueError, match="either images"):
         empirical_receptive_field(_stack(), "5", 0)
 

@@ -191,6 +191,10 @@ def test_bad_interpretation_is_refused_at_construction(bundle, data, features) -
     with pytest.raises(ValueError, match="also needs interpretation="):
         averages = average_visualizations(bundle, features, data, k=2)
         cv.Explorer(bundle, data[1][0], averages=averages)
+    stale = average_visualizations(bundle, features, data, k=2)
+    stale.model_fingerprint = "0" * 64  # averages of another model's filters
+    with pytest.raises(ValueError, match="averages= were computed on another model"):
+        cv.Explorer(bundle, data[1][0], interpretation=features, averages=stale)
     # without an interpretation the panel is hidden and nothing is computed
     plain = cv.Explorer(bundle, data[1][0])
     assert plain.why_available is False and plain.why_class is None

@@ -33,10 +33,12 @@ Key = tuple[int, str, int]
 class AverageVisualizations:
     """``maps[(class, layer, channel)]``: the filter's average projection (C, H, W) in
     model-input coordinates, each image's projection scaled to max |value| = 1 before the mean
-    (so values lie in [-1, 1]); ``images[key]``: the dataset indices averaged, best first."""
+    (so values lie in [-1, 1]); ``images[key]``: the dataset indices averaged, best first;
+    ``model_fingerprint``: the model they were projected through ("" when unknown)."""
 
     maps: dict[Key, torch.Tensor] = field(default_factory=dict)
     images: dict[Key, list[int]] = field(default_factory=dict)
+    model_fingerprint: str = ""
 
     def of(self, label: int, layer: str, channel: int) -> torch.Tensor:
         key = (label, layer, channel)
@@ -154,7 +156,7 @@ def average_visualizations(
     indices, responses, labels = features.responses.table()
     wanted = features.classes if classes is None else classes
     view = eval_view(module)
-    result = AverageVisualizations()
+    result = AverageVisualizations(model_fingerprint=features.responses.model_fingerprint)
     for label in wanted:
         in_class = torch.nonzero(labels == label).flatten()
         for relevant in features.relevant(label):

@@ -98,7 +98,8 @@ def interpretation_data(
             "these relevant features are incomplete (their pass was stopped); finish it with "
             "cv.interpretation.relevant_features(..., out=the same folder) first."
         )
-    if interpretation.responses.model_fingerprint != model_fingerprint(bundle.module):
+    fingerprint = model_fingerprint(bundle.module)
+    if interpretation.responses.model_fingerprint != fingerprint:
         raise ValueError(
             "interpretation= was computed for another model (or other weights): its model "
             "fingerprint differs from this Explorer's model. Select the relevant features on "
@@ -108,6 +109,12 @@ def interpretation_data(
         raise TypeError(
             "averages must be the result of cv.interpretation.average_visualizations(model, "
             f"features, data); got {type(averages).__name__}."
+        )
+    if averages is not None and averages.model_fingerprint not in ("", fingerprint):
+        raise ValueError(
+            "averages= were computed on another model (or other weights) than this Explorer's; "
+            "compute them on this one: cv.interpretation.average_visualizations(model, "
+            "features, data)."
         )
     given = dict(averages.maps) if averages is not None else {}
     if data is None:
