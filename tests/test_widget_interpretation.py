@@ -377,3 +377,18 @@ def test_the_choices_are_the_classes_with_relevant_filters(bundle, data, feature
         {"label": 0, "name": "class 0"},
         {"label": 1, "name": "class 1"},
     ]
+
+
+def test_class_names_come_with_the_features_also_without_data(bundle, data) -> None:
+    """The names are kept with the relevant features: the choices and a chosen class are named
+    even when the Explorer is given no data=."""
+    named = relevant_features(bundle, NamedBars(data), mu=10.0, standardize=True, progress=False)
+    explorer = cv.Explorer(bundle, data[1][0], interpretation=named)
+    assert explorer.wait(60)
+    assert explorer.why_class["choices"] == [
+        {"label": 0, "name": "vertical bar"},
+        {"label": 1, "name": "horizontal bar"},
+    ]
+    send_from_browser(explorer, {"type": "why_label", "label": 0})
+    assert explorer.wait(60)
+    assert explorer.why_class["chosen"] == 0 and explorer.why_class["label"] == "vertical bar"

@@ -217,12 +217,9 @@ class InterpretationPanel(Panel):
         return labels[index] if 0 <= index < len(labels) else f"class {index}"
 
     def _data_class_name(self, index: int) -> str:
-        """The data set's name of its class ``index`` (its ``classes``, or its ``dataset``'s
-        for a Subset), else "class N"."""
-        source = None if self.data is None else self.data.data
-        names = getattr(source, "classes", None) or getattr(
-            getattr(source, "dataset", None), "classes", None
-        )
+        """The data set's name of its class ``index`` (kept with the relevant features, from
+        its ``classes`` or its ``dataset``'s for a Subset), else "class N"."""
+        names = None if self.data is None else self.data.features.class_names
         return str(names[index]) if names and 0 <= index < len(names) else f"class {index}"
 
     def _choices(self, features: RelevantFeatures) -> list[WhyChoice]:
@@ -241,6 +238,8 @@ class InterpretationPanel(Panel):
         with the average visualizations computed so far."""
         predicted, note = explanation.label, data.note
         name = self._model_label(predicted)
+        if chosen is not None:  # one of the data set's classes, named as the choices are
+            name = self._data_class_name(predicted)
         if explanation.label != explanation.predicted:
             name = self._data_class_name(predicted)
             if chosen is None:  # the model's classes are others: explain's fallback
