@@ -294,6 +294,7 @@ class NamedBars(list):
     [
         (["vertical", "horizontal"], True),
         (["Vertical", " horizontal "], True),  # case and spaces aside
+        (["vertical bars", "horizontal"], True),  # one name holds the other
         (["class 0", "class 1"], True),  # generic names: nothing to compare
         (["cat", "horizontal"], False),  # half the names differ
         (["cat", "dog"], False),

@@ -268,7 +268,8 @@ def explain(
 
 def outputs_are_data_classes(model_labels: Any, features: RelevantFeatures) -> bool:
     """Whether the model's output i is the data set's class i: True unless both sides name
-    their classes and the names differ (case and spaces aside) for half the data set's classes
+    their classes and the names differ (case and spaces aside, one holding the other counts
+    as the same) for half the data set's classes
     or more, or a data class has no model output of its index (an ImageNet model on the photo
     collection: output 8 is "hen", data class 8 "food/vegetable")."""
     names = features.class_names
@@ -281,8 +282,9 @@ def outputs_are_data_classes(model_labels: Any, features: RelevantFeatures) -> b
     if any(c >= len(model_labels) for c in known):
         return False
 
-    def same(a: str, b: str) -> bool:
-        return " ".join(a.lower().split()) == " ".join(b.lower().split())
+    def same(a: str, b: str) -> bool:  # "vertical" and "vertical bar" name one class
+        a, b = " ".join(a.lower().split()), " ".join(b.lower().split())
+        return a in b or b in a
 
     matches = sum(same(str(model_labels[c]), names[c]) for c in known)
     return 2 * matches > len(known)
