@@ -59,10 +59,17 @@ def test_equals_captum_per_sample(arch: str, method: str) -> None:
     # The fast path (folded batch norm, channels-last) rounds differently. Held to the truth
     # in float64: the mean error stays at float32 rounding level; single pixels may differ by
     # up to 1% of the map where a near-tie in a max-pool (or ReLU) is broken the other way,
-    # which Captum's float32 result also does (resnet18 x gradient_x_input: 1.0% here).
+    # which Captum's float32 result also does (resnet18 x gradient_x_input: 1.0% here). How
+    # often that happens depends on the CPU kernels torch picks: once torch.set_num_threads has
+    # been called in the process (a dataset pass does), Captum's own float32 integrated
+    # gradients on resnet18 are off the float64 truth by 7.6e-5 x scale on average. So the
+    # mean is held to float32 rounding (2e-5 x scale) or to twice Captum's own float32 error,
+    # whichever is larger.
     fast = cv.attribute(model, x, method, target=targets, **OURS.get(method, {}))
     truth = CAPTUM[method](copy.deepcopy(model).double(), x.double(), targets).detach().float()
-    assert float((fast - truth).abs().mean()) <= 2e-5 * scale, (arch, method)
+    captum_error = float((ref - truth).abs().mean())
+    bound = max(2e-5 * scale, 2 * captum_error)
+    assert float((fast - truth).abs().mean()) <= bound, (arch, method)
     assert float((fast - truth).abs().max()) <= 1e-2 * scale, (arch, method)
     assert hook_count(model) == 0
 
