@@ -183,17 +183,9 @@ def relevant_command(args: argparse.Namespace) -> int:
             out=args.out, progress=main_rank,
         )  # fmt: skip
         if main_rank:
-            print(relevant_text(result, class_names(data)))
+            print(relevant_text(result, result.class_names))
             print(f"saved in {args.out}")
     return 0
-
-
-def class_names(data: Any) -> list[str] | None:
-    """The data set's class names (``classes``), also through a Subset; None otherwise."""
-    names = getattr(data, "classes", None) or getattr(
-        getattr(data, "dataset", None), "classes", None
-    )
-    return [str(name) for name in names] if names else None
 
 
 def relevant_text(result: Any, names: list[str] | None, top: int = 5) -> str:

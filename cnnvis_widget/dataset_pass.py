@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,17 @@ def split_item(item: Any) -> tuple[Any, Any]:
     if (isinstance(target, torch.Tensor) and target.ndim == 0) or isinstance(target, np.integer):
         target = int(target)
     return image, target
+
+
+def class_names(data: Any) -> list[str]:
+    """The data set's class names (``data.classes``, or its base data set's for a
+    ``torch.utils.data.Subset``); none when it has none."""
+    classes = getattr(data, "classes", None)
+    if classes is None and isinstance(data, Subset):
+        classes = getattr(data.dataset, "classes", None)
+    if isinstance(classes, Sequence) and all(isinstance(c, str) for c in classes):
+        return list(classes)
+    return []
 
 
 def collate(batch: list[tuple[torch.Tensor, Any, int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:

@@ -26,7 +26,6 @@ from skimage.measure import label
 from torch import nn
 from tqdm.auto import tqdm
 
-from .atlas.fingerprint import model_fingerprint, same_data
 from .atlas.result import UnitAtlas
 from .capture import capture, resolve_layer
 from .checks import check_flag, check_int, check_module, check_number
@@ -526,16 +525,7 @@ def _inputs(
     if atlas is not None:
         if data is None:
             raise ValueError("atlas= needs data=: the data set the atlas was computed on.")
-        if atlas.model_fingerprint != model_fingerprint(module):
-            raise ValueError(
-                "this atlas was computed on another model (or other weights); recompute it "
-                "with cv.unit_atlas(model, data, layers=...)."
-            )
-        if not same_data(atlas.data_fingerprint, data, prepare):
-            raise ValueError(
-                "data= is not the data set this atlas was computed on (fingerprints differ); "
-                "pass that data set, or recompute the atlas on this one."
-            )
+        atlas.check_source(module, data, prepare)
         examples = atlas.top(layer, unit)[:k]
         if not examples:
             raise ValueError(f"the atlas holds no examples for unit {unit} of {layer}.")

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Subset
 
-from ..dataset_pass import split_item
+from ..dataset_pass import class_names, split_item
 from ..encode import ndarray_payload
 from ..layers import activations
 from ..models import AnyPreprocess, ModelBundle, to_model_input
@@ -180,17 +179,6 @@ def crop_map(
 
 def _stack(arrays: Sequence[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros(empty, dtype=np.uint8)
-
-
-def class_names(data: Any) -> list[str]:
-    """The data set's class names (``data.classes``, or its base data set's for a
-    ``torch.utils.data.Subset``); none when it has none."""
-    classes = getattr(data, "classes", None)
-    if classes is None and isinstance(data, Subset):
-        classes = getattr(data.dataset, "classes", None)
-    if isinstance(classes, Sequence) and all(isinstance(c, str) for c in classes):
-        return list(classes)
-    return []
 
 
 def _class_responses(

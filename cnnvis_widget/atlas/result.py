@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..dataset_pass import load_states, read_manifest, save_state
 from ..unit_stats import UnitStats
+from .fingerprint import model_fingerprint, same_data
 
 STATE_FILE = "atlas.pt"
 MANIFEST_FILE = "atlas.json"
@@ -56,6 +58,20 @@ class UnitAtlas:
     @property
     def layers(self) -> list[str]:
         return list(self.stats)
+
+    def check_source(self, module: nn.Module, data: Any, preprocess: Any) -> None:
+        """Refuse, with the fix, a ``module`` or a ``data`` set (prepared with ``preprocess``)
+        other than the ones this atlas was computed on (fingerprints)."""
+        if self.model_fingerprint != model_fingerprint(module):
+            raise ValueError(
+                "this atlas was computed on another model (or other weights); recompute it "
+                "with cv.unit_atlas(model, data, layers=...)."
+            )
+        if not same_data(self.data_fingerprint, data, preprocess):
+            raise ValueError(
+                "data= is not the data set this atlas was computed on (fingerprints differ); "
+                "pass that data set, or recompute the atlas on this one."
+            )
 
     def top(self, layer: str, unit: int) -> list[Example]:
         """The unit's top-k dataset examples, best first (ties: the lower dataset index)."""

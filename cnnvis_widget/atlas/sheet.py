@@ -14,12 +14,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import check_flag, check_int, check_number
+from ..dataset_pass import class_names
 from ..layers import activations
 from ..models import ModelBundle
 from ..receptive_field import ReceptiveField, receptive_field
 from .card import (
     CROP_SIZE,
-    class_names,
     crop_box,
     crop_image,
     crop_map,
@@ -27,7 +27,6 @@ from .card import (
     unit_outputs,
     upsampled,
 )
-from .fingerprint import model_fingerprint, same_data
 from .result import UnitAtlas
 
 PAD = 4
@@ -177,16 +176,7 @@ def _check_provenance(bundle: ModelBundle, atlas: UnitAtlas, data: Any) -> None:
             "data must be the non-empty map-style data set the atlas was computed on "
             "(len() and data[i] giving an image or (image, label))."
         )
-    if atlas.model_fingerprint != model_fingerprint(bundle.module):
-        raise ValueError(
-            "this atlas was computed on another model (or other weights); recompute it with "
-            "cv.unit_atlas(bundle, data, layers=...)."
-        )
-    if not same_data(atlas.data_fingerprint, data, bundle.preprocess):
-        raise ValueError(
-            "data is not the data set this atlas was computed on (fingerprints differ); pass "
-            "that data set, or recompute the atlas on this one."
-        )
+    atlas.check_source(bundle.module, data, bundle.preprocess)
 
 
 def _field(

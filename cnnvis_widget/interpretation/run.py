@@ -19,6 +19,7 @@ from ..dataset_pass import (
     StopCheck,
     check_out_folder,
     check_unchanged,
+    class_names,
     model_and_preprocess,
     process_group,
     run_pass,
@@ -27,16 +28,6 @@ from ..models import AnyPreprocess, ModelBundle
 from .fit import fit_weights
 from .responses import MANIFEST_FILE, POOLS, ResponseTable
 from .result import RelevantFeatures
-
-
-def data_class_names(data: Any) -> list[str] | None:
-    """The names of a data set's class indices: its ``classes`` list (torchvision's
-    convention), or its ``dataset``'s for a ``Subset``; None when there is none."""
-    for source in (data, getattr(data, "dataset", None)):
-        names = getattr(source, "classes", None)
-        if isinstance(names, list | tuple) and names and all(isinstance(n, str) for n in names):
-            return list(names)
-    return None
 
 
 def conv_layers(module: nn.Module) -> list[str]:
@@ -135,11 +126,11 @@ def relevant_features(
         empty = torch.zeros(0, m, dtype=torch.float64)
         return RelevantFeatures(table, [], empty, torch.zeros(m), torch.ones(m),
                                 torch.zeros(0, dtype=torch.int64), settings,
-                                data_class_names(data))  # fmt: skip
+                                class_names(data) or None)  # fmt: skip
     fit = fit_weights(table, mu, layer_norm, standardize, per_class, seed)
     result = RelevantFeatures(
         table, fit.classes, fit.weights, fit.mean, fit.scale, fit.sample, settings,
-        data_class_names(data),
+        class_names(data) or None,
     )  # fmt: skip
     if out is not None and process_group()[0] == 0:
         result.save(out)

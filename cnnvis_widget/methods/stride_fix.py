@@ -32,18 +32,16 @@ from torch import nn
 from torch.nn.grad import conv2d_input
 from torch.utils.hooks import RemovableHandle
 
+from .fixations.steps import pair
+
 StrideFix = Literal["nearest", "coverage"]
 STRIDE_FIXES: tuple[str, ...] = ("nearest", "coverage")
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
 
 
 def _padding(module: nn.Module) -> tuple[int, int]:
     """The module's own symmetric padding (a string padding is "valid" for strided layers)."""
     padding = getattr(module, "padding", 0)
-    return (0, 0) if isinstance(padding, str) else _pair(padding)
+    return (0, 0) if isinstance(padding, str) else pair(padding)
 
 
 def _static_padding(module: nn.Module) -> tuple[int, int, int, int]:
@@ -99,8 +97,8 @@ def _divide_by_coverage(m: Any, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     height, width = int(x.shape[-2]), int(x.shape[-1])
     left, right, top, bottom = _static_padding(m)
     counts = coverage(
-        (height + top + bottom, width + left + right), _pair(m.kernel_size), _pair(m.stride),
-        _padding(m), _pair(m.dilation), x,
+        (height + top + bottom, width + left + right), pair(m.kernel_size), pair(m.stride),
+        _padding(m), pair(m.dilation), x,
     )[..., top : top + height, left : left + width]  # fmt: skip
     return (_DivideGradient.apply(x, counts), *inputs[1:])
 
@@ -125,8 +123,8 @@ class _StrideOneBackward(torch.autograd.Function):
         batch, channels, height, width = ctx.input_shape
         left, right, top, bottom = _static_padding(conv)
         padded = (height + top + bottom, width + left + right)
-        kernel, dilation, padding = _pair(conv.kernel_size), _pair(conv.dilation), _padding(conv)
-        stride = _pair(conv.stride)
+        kernel, dilation, padding = pair(conv.kernel_size), pair(conv.dilation), _padding(conv)
+        stride = pair(conv.stride)
         size = tuple(padded[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) for i in range(2))
         # "nearest-exact" maps output pixel centres like MATLAB's imresize (the authors' code).
         resized = F.interpolate(grad, size=size, mode="nearest-exact") / (stride[0] * stride[1])
@@ -145,7 +143,7 @@ def _send_back_at_stride_one(m: Any, inputs: tuple[Any, ...], output: Any) -> An
 
 
 def _strided(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, kinds) and max(_pair(m.stride)) > 1]  # type: ignore[arg-type]
+    return [m for m in module.modules() if isinstance(m, kinds) and max(pair(m.stride)) > 1]
 
 
 @contextmanager

@@ -237,18 +237,18 @@ class InterpretationPanel(Panel):
         """``why_class`` for ``explanation`` (of class ``chosen``, None: of the prediction),
         with the average visualizations computed so far."""
         predicted, note = explanation.label, data.note
-        name = self._model_label(predicted)
-        if chosen is not None:  # one of the data set's classes, named as the choices are
-            name = self._data_class_name(predicted)
-        if explanation.label != explanation.predicted:
-            name = self._data_class_name(predicted)
-            if chosen is None:  # the model's classes are others: explain's fallback
-                note = (
-                    f"the model predicts {self._model_label(explanation.predicted)}, not a "
-                    "class of the data set the relevant filters were selected on; shown: that "
-                    f"data set's class {name}, whose relevant filters score highest on this "
-                    "image." + (f" {data.note}" if data.note else "")
-                )
+        # A chosen class, or explain's fallback (the model's classes are others), is one of the
+        # data set's classes, named as the choices are; the prediction is named by the model.
+        fallback = chosen is None and explanation.label != explanation.predicted
+        data_class = chosen is not None or fallback
+        name = self._data_class_name(predicted) if data_class else self._model_label(predicted)
+        if fallback:
+            note = (
+                f"the model predicts {self._model_label(explanation.predicted)}, not a "
+                "class of the data set the relevant filters were selected on; shown: that "
+                f"data set's class {name}, whose relevant filters score highest on this "
+                "image." + (f" {data.note}" if data.note else "")
+            )
         tiles: list[WhyFilter] = []
         for item in explanation.filters:
             relevant = item.filter

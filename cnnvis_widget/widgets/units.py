@@ -23,7 +23,7 @@ import traitlets
 
 from ..atlas import UnitAtlas, unit_atlas
 from ..atlas.card import unit_card
-from ..atlas.fingerprint import model_fingerprint, same_data
+from ..atlas.fingerprint import model_fingerprint
 from ..atlas.result import MANIFEST_FILE
 from ..capture import LayerRef
 from ..dissection import DissectionResult
@@ -158,16 +158,7 @@ def unit_data(
             "(image, label)), e.g. cv.datasets.fashion_mnist(split='test')."
         )
     if atlas is not None:
-        if atlas.model_fingerprint != model_fingerprint(bundle.module):
-            raise ValueError(
-                "this atlas was computed on another model (or other weights); recompute it "
-                "with cv.unit_atlas(model, data, layers=...)."
-            )
-        if not same_data(atlas.data_fingerprint, data, bundle.preprocess):
-            raise ValueError(
-                "data= is not the data set this atlas was computed on (fingerprints differ); "
-                "pass that data set, or recompute the atlas on this one."
-            )
+        atlas.check_source(bundle.module, data, bundle.preprocess)
     folder = Path(tempfile.mkdtemp(prefix="cnnvis-atlas-"))
     atlases = [atlas] if atlas is not None else []
     return UnitData(atlases, data, atlas.k if atlas else k, folder, dissection)
